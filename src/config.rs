@@ -1,0 +1,483 @@
+//! The flat config file: `key = value` lines, `#` comments, blank lines.
+//!
+//! Every key and its default is declared once, in [`Config::default`] and the
+//! `apply` match below; README.md documents the same list. A list key given twice
+//! adds to the list; any other key given twice is an error. Every error names
+//! `file:line` and the key, and the process does not start.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::net::Cidr;
+
+/// Where tinymta looks for its config when `-c` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/tinymta.conf";
+
+/// What a listener speaks. Later issues add implicit TLS and submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// Plain SMTP (RFC 5321), port 25 style.
+    Smtp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub addr: SocketAddr,
+    pub kind: ListenerKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    Stderr,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The name this server gives in its greeting, EHLO reply and Received: headers.
+    pub hostname: String,
+    pub listen: Vec<Listener>,
+    pub spool_dir: PathBuf,
+    pub mailbox_dir: PathBuf,
+    /// Lower-case domains whose recipients are delivered into `mailbox_dir`.
+    pub local_domains: Vec<String>,
+    /// Clients allowed to send to non-local recipients.
+    pub relay_networks: Vec<Cidr>,
+    pub max_connections: usize,
+    pub max_message_size: u64,
+    pub max_recipients: usize,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    /// How often the queue runner rescans the spool when nothing wakes it.
+    pub queue_interval: Duration,
+    pub log: LogTarget,
+    pub log_level: log::LevelFilter,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        let hostname = system_hostname();
+        Config {
+            local_domains: vec![hostname.clone(), "localhost".to_string()],
+            hostname,
+            listen: vec![Listener {
+                addr: SocketAddr::from(([127, 0, 0, 1], 25)),
+                kind: ListenerKind::Smtp,
+            }],
+            spool_dir: PathBuf::from("/var/spool/tinymta"),
+            mailbox_dir: PathBuf::from("/var/mail"),
+            relay_networks: vec![
+                "127.0.0.0/8".parse().expect("valid literal"),
+                "::1/128".parse().expect("valid literal"),
+            ],
+            max_connections: 16,
+            max_message_size: 10 * 1024 * 1024,
+            max_recipients: 100,
+            command_timeout: Duration::from_secs(5 * 60),
+            data_timeout: Duration::from_secs(10 * 60),
+            queue_interval: Duration::from_secs(5 * 60),
+            log: LogTarget::Stderr,
+            log_level: log::LevelFilter::Info,
+        }
+    }
+}
+
+/// A config problem, with the place it was found.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file could not be read at all.
+    Read { file: PathBuf, error: std::io::Error },
+    /// A line is wrong: `file:line: key: message`.
+    Line {
+        file: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { file, error } => {
+                write!(f, "{}: cannot read config: {}", file.display(), error)
+            }
+            ConfigError::Line {
+                file,
+                line,
+                key,
+                message,
+            } => {
+                if key.is_empty() {
+                    write!(f, "{}:{}: {}", file.display(), line, message)
+                } else {
+                    write!(f, "{}:{}: {}: {}", file.display(), line, key, message)
+                }
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read(path).map_err(|error| ConfigError::Read {
+            file: path.to_path_buf(),
+            error,
+        })?;
+        let text = String::from_utf8_lossy(&text);
+        Config::parse(&text, path)
+    }
+
+    /// Parses config text; `file` is only used in error messages.
+    pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let mut config = Config::default();
+        let mut seen: Vec<&'static str> = Vec::new();
+        // List keys start from their default and are replaced by the first
+        // occurrence in the file, then extended by later ones.
+        for (index, raw) in text.lines().enumerate() {
+            let line_no = index + 1;
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let error = |key: &str, message: String| ConfigError::Line {
+                file: file.to_path_buf(),
+                line: line_no,
+                key: key.to_string(),
+                message,
+            };
+            let Some((key, value)) = line.split_once('=') else {
+                return Err(error("", format!("expected `key = value`, found {raw:?}")));
+            };
+            let key = key.trim();
+            let value = value.trim();
+            let Some(spec) = KEYS.iter().find(|spec| spec.name == key) else {
+                return Err(error(key, "unknown key".to_string()));
+            };
+            let first_time = !seen.contains(&spec.name);
+            if !first_time && !spec.list {
+                return Err(error(key, "given twice (it is not a list)".to_string()));
+            }
+            seen.push(spec.name);
+            if value.is_empty() {
+                return Err(error(key, "empty value".to_string()));
+            }
+            config
+                .apply(spec.name, value, first_time)
+                .map_err(|message| error(key, message))?;
+        }
+        // RFC 5321 4.5.1: the server's own name is always one of its domains.
+        if !seen.contains(&"local_domains") {
+            config.local_domains = vec![config.hostname.clone(), "localhost".to_string()];
+        }
+        if config.listen.is_empty() {
+            return Err(ConfigError::Line {
+                file: file.to_path_buf(),
+                line: 0,
+                key: "listen".to_string(),
+                message: "no listener".to_string(),
+            });
+        }
+        Ok(config)
+    }
+
+    fn apply(&mut self, key: &str, value: &str, first_time: bool) -> Result<(), String> {
+        match key {
+            "hostname" => self.hostname = parse_hostname(value)?,
+            "listen" => {
+                if first_time {
+                    self.listen.clear();
+                }
+                self.listen.push(parse_listener(value)?);
+            }
+            "spool_dir" => self.spool_dir = PathBuf::from(value),
+            "mailbox_dir" => self.mailbox_dir = PathBuf::from(value),
+            "local_domains" => {
+                if first_time {
+                    self.local_domains.clear();
+                }
+                for domain in split_list(value) {
+                    self.local_domains.push(parse_hostname(domain)?);
+                }
+                if self.local_domains.is_empty() {
+                    return Err("no domain given".to_string());
+                }
+            }
+            "relay_networks" => {
+                if first_time {
+                    self.relay_networks.clear();
+                }
+                for net in split_list(value) {
+                    self.relay_networks.push(net.parse()?);
+                }
+            }
+            "max_connections" => self.max_connections = parse_count(value)?,
+            "max_message_size" => self.max_message_size = parse_size(value)?,
+            "max_recipients" => self.max_recipients = parse_count(value)?,
+            "command_timeout" => self.command_timeout = parse_duration(value)?,
+            "data_timeout" => self.data_timeout = parse_duration(value)?,
+            "queue_interval" => self.queue_interval = parse_duration(value)?,
+            "log" => {
+                self.log = if value == "stderr" {
+                    LogTarget::Stderr
+                } else if value.starts_with('/') || value.starts_with('.') {
+                    LogTarget::File(PathBuf::from(value))
+                } else {
+                    return Err(format!(
+                        "expected `stderr` or a file path (starting with / or .), found {value:?}"
+                    ));
+                }
+            }
+            "log_level" => {
+                self.log_level = match value.to_ascii_lowercase().as_str() {
+                    "off" => log::LevelFilter::Off,
+                    "error" => log::LevelFilter::Error,
+                    "warn" => log::LevelFilter::Warn,
+                    "info" => log::LevelFilter::Info,
+                    "debug" => log::LevelFilter::Debug,
+                    "trace" => log::LevelFilter::Trace,
+                    _ => {
+                        return Err(format!(
+                            "expected off, error, warn, info, debug or trace, found {value:?}"
+                        ))
+                    }
+                }
+            }
+            _ => unreachable!("every key in KEYS is handled"),
+        }
+        Ok(())
+    }
+
+    /// Whether `domain` (any case) is one this server delivers locally.
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        let domain = domain.trim_end_matches('.');
+        self.local_domains
+            .iter()
+            .any(|local| local.eq_ignore_ascii_case(domain))
+    }
+
+    /// Whether a client at `ip` may send to non-local recipients.
+    pub fn may_relay(&self, ip: IpAddr) -> bool {
+        self.relay_networks.iter().any(|net| net.contains(ip))
+    }
+}
+
+struct KeySpec {
+    name: &'static str,
+    /// A list key may be given more than once; each line adds to the list.
+    list: bool,
+}
+
+const KEYS: &[KeySpec] = &[
+    KeySpec { name: "hostname", list: false },
+    KeySpec { name: "listen", list: true },
+    KeySpec { name: "spool_dir", list: false },
+    KeySpec { name: "mailbox_dir", list: false },
+    KeySpec { name: "local_domains", list: true },
+    KeySpec { name: "relay_networks", list: true },
+    KeySpec { name: "max_connections", list: false },
+    KeySpec { name: "max_message_size", list: false },
+    KeySpec { name: "max_recipients", list: false },
+    KeySpec { name: "command_timeout", list: false },
+    KeySpec { name: "data_timeout", list: false },
+    KeySpec { name: "queue_interval", list: false },
+    KeySpec { name: "log", list: false },
+    KeySpec { name: "log_level", list: false },
+];
+
+/// `a, b c` -> `a`, `b`, `c`: list values may be separated by commas or spaces.
+fn split_list(value: &str) -> impl Iterator<Item = &str> {
+    value
+        .split(|c: char| c == ',' || c.is_ascii_whitespace())
+        .filter(|item| !item.is_empty())
+}
+
+/// The machine's own name, as the kernel has it; `localhost` when unknown.
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .and_then(|name| parse_hostname(name.trim()).ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// A DNS name (RFC 1035 2.3.1, letters, digits, hyphens, dots) or an address
+/// literal in brackets; stored lower-case without a trailing dot.
+fn parse_hostname(value: &str) -> Result<String, String> {
+    let name = value.trim_end_matches('.').to_ascii_lowercase();
+    if name.starts_with('[') && name.ends_with(']') {
+        return Ok(name);
+    }
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if valid {
+        Ok(name)
+    } else {
+        Err(format!("not a valid host name: {value:?}"))
+    }
+}
+
+/// `ADDR:PORT` with an IPv4 address or a bracketed IPv6 one: `[::1]:25`.
+fn parse_listener(value: &str) -> Result<Listener, String> {
+    let mut words = value.split_ascii_whitespace();
+    let addr_text = words.next().unwrap_or_default();
+    let addr: SocketAddr = addr_text.parse().map_err(|_| {
+        format!("expected ADDR:PORT (IPv6 as [ADDR]:PORT), found {addr_text:?}")
+    })?;
+    if let Some(extra) = words.next() {
+        return Err(format!("unknown listener option {extra:?}"));
+    }
+    Ok(Listener {
+        addr,
+        kind: ListenerKind::Smtp,
+    })
+}
+
+fn parse_count(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("expected a whole number, found {value:?}")),
+    }
+}
+
+/// Bytes, with an optional `k` (KiB) or `M` (MiB) suffix.
+pub fn parse_size(value: &str) -> Result<u64, String> {
+    let (digits, unit) = match value.as_bytes().last() {
+        Some(b'k') | Some(b'K') => (&value[..value.len() - 1], 1024),
+        Some(b'M') => (&value[..value.len() - 1], 1024 * 1024),
+        _ => (value, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("expected a size such as 512k or 10M, found {value:?}"))
+}
+
+/// Seconds, with an optional `s`, `m`, `h` or `d` suffix.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let (digits, unit) = match value.as_bytes().last() {
+        Some(b's') => (&value[..value.len() - 1], 1),
+        Some(b'm') => (&value[..value.len() - 1], 60),
+        Some(b'h') => (&value[..value.len() - 1], 3600),
+        Some(b'd') => (&value[..value.len() - 1], 86400),
+        _ => (value, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|&n| n > 0)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("expected a duration such as 30s, 5m, 1h or 2d, found {value:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("t.conf")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_apply_when_the_file_is_empty() {
+        let config = parse("# nothing\n\n").unwrap();
+        assert_eq!(config.max_connections, 16);
+        assert_eq!(config.max_message_size, 10 * 1024 * 1024);
+        assert_eq!(config.max_recipients, 100);
+        assert_eq!(config.command_timeout, Duration::from_secs(300));
+        assert_eq!(config.data_timeout, Duration::from_secs(600));
+        assert!(config.may_relay("127.0.0.1".parse().unwrap()));
+        assert!(config.may_relay("::1".parse().unwrap()));
+        assert!(!config.may_relay("192.0.2.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn keys_are_read() {
+        let config = parse(
+            "hostname = mx.Example.ORG.\nlisten = 127.0.0.1:2525\nlisten = [::1]:2525\n\
+             local_domains = example.org, example.net\nlocal_domains = example.com\n\
+             relay_networks = 10.0.0.0/8\nmax_message_size = 512k\ncommand_timeout = 2m\n\
+             data_timeout = 1h\nlog = ./var/log\nlog_level = DEBUG\n",
+        )
+        .unwrap();
+        assert_eq!(config.hostname, "mx.example.org");
+        assert_eq!(config.listen.len(), 2);
+        assert_eq!(config.listen[1].addr, "[::1]:2525".parse().unwrap());
+        assert_eq!(
+            config.local_domains,
+            ["example.org", "example.net", "example.com"]
+        );
+        assert!(config.is_local_domain("EXAMPLE.com."));
+        assert!(config.may_relay("10.1.2.3".parse().unwrap()));
+        assert!(!config.may_relay("127.0.0.1".parse().unwrap()));
+        assert_eq!(config.max_message_size, 512 * 1024);
+        assert_eq!(config.command_timeout, Duration::from_secs(120));
+        assert_eq!(config.data_timeout, Duration::from_secs(3600));
+        assert_eq!(config.log, LogTarget::File("./var/log".into()));
+        assert_eq!(config.log_level, log::LevelFilter::Debug);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        assert_eq!(
+            parse("\n\nbogus = 1\n").unwrap_err(),
+            "t.conf:3: bogus: unknown key"
+        );
+        assert_eq!(
+            parse("max_recipients = 5\nmax_recipients = 6\n").unwrap_err(),
+            "t.conf:2: max_recipients: given twice (it is not a list)"
+        );
+        assert!(parse("max_message_size = 10G\n")
+            .unwrap_err()
+            .starts_with("t.conf:1: max_message_size: expected a size"));
+        assert!(parse("command_timeout = 5x\n")
+            .unwrap_err()
+            .starts_with("t.conf:1: command_timeout: expected a duration"));
+        assert!(parse("listen = localhost:25\n")
+            .unwrap_err()
+            .starts_with("t.conf:1: listen: expected ADDR:PORT"));
+        assert!(parse("relay_networks = 10.0.0.0/33\n")
+            .unwrap_err()
+            .starts_with("t.conf:1: relay_networks:"));
+        assert_eq!(
+            parse("just words\n").unwrap_err(),
+            "t.conf:1: expected `key = value`, found \"just words\""
+        );
+        assert_eq!(
+            parse("hostname =\n").unwrap_err(),
+            "t.conf:1: hostname: empty value"
+        );
+        assert_eq!(
+            parse("max_connections = 0\n").unwrap_err(),
+            "t.conf:1: max_connections: must be at least 1"
+        );
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("10M"), Ok(10 * 1024 * 1024));
+        assert_eq!(parse_size("7"), Ok(7));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("99999999999999999999M").is_err());
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172800)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_duration("m").is_err());
+    }
+}

@@ -1,0 +1,179 @@
+//! Delivery into a user's Maildir: `mailbox_dir/<localpart>/{tmp,new,cur}`.
+//!
+//! The stored message has `Return-Path:` and `Delivered-To:` prepended (RFC
+//! 5321 4.4) and Unix line ends, as Postfix's local delivery writes them: the
+//! spool copy has CRLF and never a bare CR or LF, so the change is lossless.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::smtp::address::Mailbox;
+use crate::spool::maildir::{create_dir_durably, fsync_dir, unique_maildir_name};
+
+/// The Maildir folder name for a local recipient: the local part without
+/// quoting, lower-cased; `None` when it could name anything outside
+/// `mailbox_dir` or is not a plain printable name.
+pub fn mailbox_name(recipient: &Mailbox) -> Option<String> {
+    let name = recipient.local_unquoted().to_ascii_lowercase();
+    let safe = !name.is_empty()
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/');
+    safe.then_some(name)
+}
+
+/// Delivers the message read from `message` (the spool copy) to `recipient`.
+/// Returns the path of the new file in the recipient's `new/`.
+pub fn deliver_local(
+    mailbox_dir: &Path,
+    hostname: &str,
+    sender: &str,
+    recipient: &Mailbox,
+    message: &mut File,
+) -> io::Result<PathBuf> {
+    let name = mailbox_name(recipient)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "invalid mailbox name"))?;
+    let maildir = mailbox_dir.join(&name);
+    for sub in ["tmp", "new", "cur"] {
+        create_dir_durably(&maildir.join(sub))?;
+    }
+    let file_name = unique_maildir_name(hostname);
+    let tmp_path = maildir.join("tmp").join(&file_name);
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp_path)?;
+    let written = write_message(file, sender, recipient, message);
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp_path);
+        return Err(e);
+    }
+    let new_path = maildir.join("new").join(&file_name);
+    std::fs::rename(&tmp_path, &new_path)?;
+    fsync_dir(&maildir.join("new"))?;
+    Ok(new_path)
+}
+
+fn write_message(
+    file: File,
+    sender: &str,
+    recipient: &Mailbox,
+    message: &mut File,
+) -> io::Result<()> {
+    let mut out = BufWriter::with_capacity(64 * 1024, file);
+    write!(
+        out,
+        "Return-Path: <{sender}>\nDelivered-To: {}\n",
+        recipient.to_string().to_ascii_lowercase()
+    )?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pending_cr = false;
+    loop {
+        let n = message.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        crlf_to_lf(&buf[..n], &mut pending_cr, &mut out)?;
+    }
+    if pending_cr {
+        out.write_all(b"\r")?;
+    }
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()
+}
+
+/// Writes `data` with each CRLF turned into LF; a CR at the end of `data` is
+/// held in `pending_cr` until the next piece shows what follows it.
+fn crlf_to_lf(data: &[u8], pending_cr: &mut bool, out: &mut impl Write) -> io::Result<()> {
+    let mut start = 0;
+    if *pending_cr {
+        *pending_cr = false;
+        if data.first() != Some(&b'\n') {
+            out.write_all(b"\r")?;
+        }
+    }
+    while let Some(offset) = data[start..].iter().position(|&b| b == b'\r') {
+        let cr = start + offset;
+        out.write_all(&data[start..cr])?;
+        match data.get(cr + 1) {
+            Some(b'\n') => start = cr + 1,
+            Some(_) => {
+                out.write_all(b"\r")?;
+                start = cr + 1;
+            }
+            None => {
+                *pending_cr = true;
+                return Ok(());
+            }
+        }
+    }
+    out.write_all(&data[start..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smtp::address::parse_mailbox;
+
+    fn name(address: &str) -> Option<String> {
+        mailbox_name(&parse_mailbox(address).unwrap())
+    }
+
+    #[test]
+    fn mailbox_names() {
+        assert_eq!(name("Bob@x.org").as_deref(), Some("bob"));
+        assert_eq!(name("\"Bob\"@x.org").as_deref(), Some("bob"));
+        assert_eq!(name("a.b+c@x.org").as_deref(), Some("a.b+c"));
+        for bad in [
+            "\"..\"@x.org",
+            "\".\"@x.org",
+            "\"../etc\"@x.org",
+            "\"a/b\"@x.org",
+            "\"a b\"@x.org",
+            "\"\"@x.org",
+            "\".hidden\"@x.org",
+            "a/b@x.org",
+        ] {
+            assert_eq!(name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn line_ends_in_any_chunking() {
+        let input = b"a\r\nb\r\n\r\nlast\r\n";
+        for chunk in 1..input.len() {
+            let mut out = Vec::new();
+            let mut pending = false;
+            for piece in input.chunks(chunk) {
+                crlf_to_lf(piece, &mut pending, &mut out).unwrap();
+            }
+            assert!(!pending);
+            assert_eq!(out, b"a\nb\n\nlast\n", "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn delivers_into_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool_copy = dir.path().join("m");
+        std::fs::write(&spool_copy, b"Subject: hi\r\n\r\nbody\r\n").unwrap();
+        let rcpt = parse_mailbox("Bob@Example.org").unwrap();
+        let boxes = dir.path().join("mail");
+        let path = deliver_local(
+            &boxes,
+            "mx.example.org",
+            "alice@example.net",
+            &rcpt,
+            &mut File::open(&spool_copy).unwrap(),
+        )
+        .unwrap();
+        assert!(path.starts_with(boxes.join("bob/new")));
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"Return-Path: <alice@example.net>\nDelivered-To: bob@example.org\n\
+              Subject: hi\n\nbody\n"
+        );
+        assert!(boxes.join("bob/cur").is_dir());
+        assert_eq!(std::fs::read_dir(boxes.join("bob/tmp")).unwrap().count(), 0);
+    }
+}

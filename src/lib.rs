@@ -1,0 +1,14 @@
+//! tinymta: a minimal mail transfer agent for embedded Linux.
+//!
+//! The SMTP protocol lives in [`smtp`] without any I/O; [`server`] does the
+//! network side around it, [`spool`] the durable queue, [`deliver`] the
+//! delivery from the queue.
+
+pub mod config;
+pub mod deliver;
+pub mod log;
+pub mod net;
+pub mod server;
+pub mod smtp;
+pub mod spool;
+pub mod time;

@@ -1,0 +1,107 @@
+//! The `tinymta` command: parse the options, pick the mode, map errors to
+//! exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use tinymta::config::{Config, DEFAULT_CONFIG_PATH};
+use tinymta::deliver::runner::QueueRunner;
+use tinymta::server::connection::ServerContext;
+use tinymta::server::listener;
+use tinymta::spool::Spool;
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// sysexits.h EX_USAGE.
+const EXIT_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let mut options = getopts::Options::new();
+    options
+        .optopt("c", "", &format!("config file (default {DEFAULT_CONFIG_PATH})"), "FILE")
+        .optflag("t", "", "check the config, print what is wrong or `config ok`")
+        .optflag("V", "", "print the version")
+        .optflag("h", "", "print this help");
+    let usage = options.usage("Usage: tinymta [-c FILE] [-t] [-V] [-h]");
+    let matches = match options.parse(&args[1..]) {
+        Ok(matches) => matches,
+        Err(e) => {
+            eprintln!("tinymta: {e}\n{usage}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if matches.opt_present("h") {
+        print!("{usage}");
+        return ExitCode::SUCCESS;
+    }
+    if matches.opt_present("V") {
+        println!("tinymta {VERSION}");
+        return ExitCode::SUCCESS;
+    }
+    if !matches.free.is_empty() {
+        eprintln!("tinymta: unexpected argument {:?}\n{usage}", matches.free[0]);
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let config_path = PathBuf::from(
+        matches
+            .opt_str("c")
+            .unwrap_or_else(|| DEFAULT_CONFIG_PATH.to_string()),
+    );
+    let config = match Config::load(&config_path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("tinymta: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if matches.opt_present("t") {
+        println!("config ok");
+        return ExitCode::SUCCESS;
+    }
+    match run_daemon(config) {
+        Ok(never) => match never {},
+        Err(e) => {
+            eprintln!("tinymta: {e}");
+            ::log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the server in the foreground (busybox init or another supervisor
+/// keeps it running); returns only when it cannot start.
+fn run_daemon(config: Config) -> Result<std::convert::Infallible, String> {
+    tinymta::log::init(&config)?;
+    let config = Arc::new(config);
+    let spool = Spool::open(&config.spool_dir).map_err(|e| format!("spool: {e}"))?;
+    spool.recover().map_err(|e| format!("spool: {e}"))?;
+    let spool = Arc::new(spool);
+    let listeners = listener::bind_all(&config.listen)?;
+    let waker = QueueRunner::new(Arc::clone(&config), Arc::clone(&spool))
+        .start()
+        .map_err(|e| format!("cannot start the queue runner: {e}"))?;
+    let addresses: Vec<String> = listeners
+        .iter()
+        .map(|l| l.socket.local_addr().map(|a| a.to_string()).unwrap_or_default())
+        .collect();
+    listener::start(
+        listeners,
+        ServerContext {
+            config: Arc::clone(&config),
+            spool,
+            waker,
+        },
+    )
+    .map_err(|e| format!("cannot start the listeners: {e}"))?;
+    ::log::info!(
+        "tinymta {VERSION} started: hostname {}, listening on {}, spool {}, mailboxes {}",
+        config.hostname,
+        addresses.join(", "),
+        config.spool_dir.display(),
+        config.mailbox_dir.display()
+    );
+    loop {
+        std::thread::park();
+    }
+}

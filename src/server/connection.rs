@@ -1,0 +1,361 @@
+//! One client connection: reads command lines with a length limit, writes
+//! replies (buffered while the client pipelines, RFC 2920), and streams the
+//! DATA octets through the decoder into the spool. All protocol decisions are
+//! the session's ([`crate::smtp::session`]); this module only does the I/O.
+
+use std::io::{self, BufWriter, Read, Write};
+use std::net::{IpAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::deliver::runner::QueueWaker;
+use crate::smtp::command::Body;
+use crate::smtp::data::DataDecoder;
+use crate::smtp::reply::{self, Reply};
+use crate::smtp::session::{Action, Envelope, Session};
+use crate::spool::queue::{QueueEnvelope, Recipient};
+use crate::spool::{IncomingMessage, Spool};
+use crate::time::{rfc5322_date, unix_now};
+
+/// RFC 5321 4.5.3.1.4: a command line is at most 512 octets with its CRLF.
+const MAX_COMMAND_LINE: usize = 512;
+/// Octets read from the client at a time.
+const READ_BUFFER: usize = 16 * 1024;
+/// The start of a message kept to read its Message-ID for the log.
+const HEADER_CAPTURE: usize = 16 * 1024;
+
+/// What every session shares.
+pub struct ServerContext {
+    pub config: Arc<Config>,
+    pub spool: Arc<Spool>,
+    pub waker: QueueWaker,
+}
+
+/// A line from the client.
+enum Line<'a> {
+    Text(&'a [u8]),
+    TooLong,
+}
+
+/// Buffered reading from the client, by lines or by chunks.
+struct Input<R> {
+    stream: R,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl<R: Read> Input<R> {
+    fn new(stream: R) -> Input<R> {
+        Input {
+            stream,
+            buf: vec![0; READ_BUFFER].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    fn buffered(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    fn has_line(&self) -> bool {
+        self.buffered().contains(&b'\n')
+    }
+
+    /// Reads more from the client into the buffer; an error at end of stream.
+    fn fill(&mut self) -> io::Result<()> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.end == self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let n = self.stream.read(&mut self.buf[self.end..])?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.end += n;
+        Ok(())
+    }
+
+    /// The next line without its line end (CRLF, or a bare LF, tolerated in
+    /// commands as Postfix does). A line longer than `max` octets is read to
+    /// its end and reported as too long, so the session stays in step.
+    fn read_line(&mut self, max: usize) -> io::Result<Line<'_>> {
+        let mut too_long = false;
+        loop {
+            if let Some(pos) = self.buffered().iter().position(|&b| b == b'\n') {
+                let line_start = self.start;
+                let newline = self.start + pos;
+                self.start = newline + 1;
+                if too_long || newline + 1 - line_start > max {
+                    return Ok(Line::TooLong);
+                }
+                let mut text_end = newline;
+                if text_end > line_start && self.buf[text_end - 1] == b'\r' {
+                    text_end -= 1;
+                }
+                return Ok(Line::Text(&self.buf[line_start..text_end]));
+            }
+            if self.end - self.start > max {
+                // No line end within the limit: drop what we have, read on.
+                too_long = true;
+                self.start = 0;
+                self.end = 0;
+            }
+            self.fill()?;
+        }
+    }
+}
+
+/// Serves one client until it quits, times out or goes away.
+pub fn serve(stream: &TcpStream, ctx: &ServerContext) {
+    let peer = match stream.peer_addr() {
+        Ok(peer) => peer,
+        Err(_) => return,
+    };
+    let mut session = Session::new(Arc::clone(&ctx.config), peer.ip());
+    let mut input = Input::new(stream);
+    let mut output = BufWriter::with_capacity(4096, stream);
+    log::debug!("connect from {peer}");
+    match run_session(&mut session, &mut input, &mut output, ctx, stream) {
+        Ok(()) => log::debug!("disconnect from {peer}"),
+        Err(e) if is_timeout(&e) => {
+            log::info!("timeout from {peer}");
+            let _ = output.write_all(reply::timeout(&ctx.config.hostname).to_wire().as_bytes());
+            let _ = output.flush();
+        }
+        Err(e) => log::debug!("connection from {peer} ended: {e}"),
+    }
+}
+
+fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+fn set_timeout(stream: &TcpStream, timeout: Duration) -> io::Result<()> {
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))
+}
+
+fn send(output: &mut impl Write, reply: &Reply) -> io::Result<()> {
+    output.write_all(reply.to_wire().as_bytes())
+}
+
+fn run_session<R: Read, W: Write>(
+    session: &mut Session,
+    input: &mut Input<R>,
+    output: &mut W,
+    ctx: &ServerContext,
+    stream: &TcpStream,
+) -> io::Result<()> {
+    send(output, &session.greeting())?;
+    loop {
+        set_timeout(stream, ctx.config.command_timeout)?;
+        // Replies wait in the buffer while the client has pipelined more
+        // commands; they go out before we would wait for the client.
+        if !input.has_line() {
+            output.flush()?;
+        }
+        let step = match input.read_line(MAX_COMMAND_LINE)? {
+            Line::Text(line) => session.handle_line(line),
+            Line::TooLong => {
+                send(output, &reply::line_too_long())?;
+                continue;
+            }
+        };
+        send(output, &step.reply)?;
+        match step.action {
+            Action::Continue => {}
+            Action::Close => return output.flush(),
+            Action::ReceiveData => {
+                output.flush()?;
+                set_timeout(stream, ctx.config.data_timeout)?;
+                let reply = receive_message(session, input, ctx)?;
+                send(output, &reply)?;
+            }
+        }
+    }
+}
+
+/// Reads a message after the 354 up to its final dot, stores it, and returns
+/// the reply for the client. An I/O error from the client ends the session;
+/// the partial message is then removed (`IncomingMessage`'s Drop).
+fn receive_message<R: Read>(
+    session: &mut Session,
+    input: &mut Input<R>,
+    ctx: &ServerContext,
+) -> io::Result<Reply> {
+    let arrival = unix_now();
+    let mut incoming = match ctx.spool.begin() {
+        Ok(incoming) => Some(incoming),
+        Err(e) => {
+            log::error!("cannot create a queue file: {e}");
+            None
+        }
+    };
+    if let Some(message) = &mut incoming {
+        let header = session.received_header(&message.id, &rfc5322_date(arrival));
+        store(&mut incoming, header.as_bytes());
+    }
+    let mut decoder = DataDecoder::new(ctx.config.max_message_size);
+    let mut decoded = Vec::with_capacity(READ_BUFFER + 2);
+    let mut head = Vec::new();
+    loop {
+        if input.buffered().is_empty() {
+            input.fill()?;
+        }
+        let chunk = input.buffered();
+        let end = decoder.decode(chunk, &mut decoded);
+        input.start += end.unwrap_or(chunk.len());
+        if head.len() < HEADER_CAPTURE {
+            let room = HEADER_CAPTURE - head.len();
+            head.extend_from_slice(&decoded[..decoded.len().min(room)]);
+        }
+        if decoder.refused() {
+            // Nothing of a refused message is kept; its file goes now.
+            incoming = None;
+        } else {
+            store(&mut incoming, &decoded);
+        }
+        decoded.clear();
+        if end.is_some() {
+            break;
+        }
+    }
+    let envelope = session
+        .take_envelope()
+        .expect("DATA is accepted only within a transaction");
+    let client = session.client_ip();
+    if let Err(refusal) = decoder.verdict() {
+        log::info!(
+            "refused message from {client}: {} ({})",
+            refusal.code,
+            refusal.lines.join(" ")
+        );
+        return Ok(refusal);
+    }
+    let Some(message) = incoming else {
+        return Ok(reply::storage_failure());
+    };
+    Ok(commit(session, message, envelope, arrival, client, &head, ctx))
+}
+
+/// Writes to the queue file; on a write error the file is given up (and
+/// removed), and the client will get a 451 after the final dot.
+fn store(incoming: &mut Option<IncomingMessage<'_>>, data: &[u8]) {
+    if let Some(message) = incoming {
+        if let Err(e) = message.write(data) {
+            log::error!("{}: cannot write the queue file: {e}", message.id);
+            *incoming = None;
+        }
+    }
+}
+
+fn commit(
+    session: &Session,
+    message: IncomingMessage<'_>,
+    envelope: Envelope,
+    arrival: u64,
+    client: IpAddr,
+    head: &[u8],
+    ctx: &ServerContext,
+) -> Reply {
+    let id = message.id.clone();
+    let queued = QueueEnvelope {
+        id: id.clone(),
+        arrival,
+        client: client.to_string(),
+        helo: session
+            .client_greeting()
+            .map(|g| g.name.clone())
+            .unwrap_or_default(),
+        sender: envelope.sender,
+        body: match envelope.body {
+            Some(Body::SevenBit) => "7BIT".to_string(),
+            Some(Body::EightBitMime) => "8BITMIME".to_string(),
+            None => String::new(),
+        },
+        size: message.size(),
+        recipients: envelope.recipients.into_iter().map(Recipient::new).collect(),
+    };
+    if let Err(e) = message.commit(&queued) {
+        log::error!("{id}: cannot queue the message: {e}");
+        return reply::storage_failure();
+    }
+    log::info!(
+        "{id}: accepted from=<{}> client={client} helo={} nrcpt={} size={} message-id={}",
+        queued.sender_text(),
+        queued.helo,
+        queued.recipients.len(),
+        queued.size,
+        message_id(head).unwrap_or_else(|| "none".to_string())
+    );
+    ctx.waker.wake();
+    reply::queued(&id)
+}
+
+/// The Message-ID of a message whose first octets are `head`, for the log.
+/// mail-parser has panicked on crafted headers before: a panic here costs
+/// the log field, not the message.
+fn message_id(head: &[u8]) -> Option<String> {
+    std::panic::catch_unwind(|| {
+        mail_parser::MessageParser::new()
+            .parse_headers(head)
+            .and_then(|m| m.message_id().map(|id| format!("<{id}>")))
+    })
+    .ok()
+    .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(input: &[u8], max: usize) -> Vec<Option<Vec<u8>>> {
+        let mut reader = Input::new(input);
+        let mut out = Vec::new();
+        loop {
+            match reader.read_line(max) {
+                Ok(Line::Text(t)) => out.push(Some(t.to_vec())),
+                Ok(Line::TooLong) => out.push(None),
+                Err(_) => return out,
+            }
+        }
+    }
+
+    #[test]
+    fn lines_and_limits() {
+        assert_eq!(
+            lines(b"EHLO a\r\nNOOP\nQUIT\r\n", 512),
+            vec![
+                Some(b"EHLO a".to_vec()),
+                Some(b"NOOP".to_vec()),
+                Some(b"QUIT".to_vec())
+            ]
+        );
+        let mut long = vec![b'x'; 510];
+        long.extend_from_slice(b"\r\n");
+        assert_eq!(lines(&long, 512).len(), 1);
+        assert!(lines(&long, 512)[0].is_some());
+        let mut too_long = vec![b'x'; 40_000];
+        too_long.extend_from_slice(b"\r\nNOOP\r\n");
+        assert_eq!(lines(&too_long, 512), vec![None, Some(b"NOOP".to_vec())]);
+    }
+
+    #[test]
+    fn message_ids() {
+        assert_eq!(
+            message_id(b"Subject: a\r\nMessage-ID: <x@y.org>\r\n\r\nbody"),
+            Some("<x@y.org>".to_string())
+        );
+        assert_eq!(message_id(b"Subject: a\r\n"), None);
+    }
+}

@@ -1,0 +1,131 @@
+//! The listening sockets and the accept loops: one thread per listener hands
+//! each client to the session pool, or answers 421 at once when it is full.
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use super::connection::{serve, ServerContext};
+use super::pool::Pool;
+use crate::config::Listener;
+use crate::smtp::reply;
+
+/// A session thread with no client for this long ends.
+const IDLE_THREAD_LIFETIME: Duration = Duration::from_secs(60);
+/// How long the listener waits to tell a client the pool is full.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct BoundListener {
+    pub config: Listener,
+    pub socket: TcpListener,
+}
+
+/// Binds every configured listener, or says which one failed.
+pub fn bind_all(listeners: &[Listener]) -> Result<Vec<BoundListener>, String> {
+    listeners
+        .iter()
+        .map(|config| {
+            TcpListener::bind(config.addr)
+                .map(|socket| BoundListener {
+                    config: config.clone(),
+                    socket,
+                })
+                .map_err(|e| format!("cannot listen on {}: {e}", config.addr))
+        })
+        .collect()
+}
+
+/// Starts an accept thread for each listener; sessions share one pool.
+pub fn start(listeners: Vec<BoundListener>, ctx: ServerContext) -> std::io::Result<()> {
+    let ctx = Arc::new(ctx);
+    let pool = Arc::new(Pool::new(ctx.config.max_connections, IDLE_THREAD_LIFETIME));
+    for listener in listeners {
+        let ctx = Arc::clone(&ctx);
+        let pool = Arc::clone(&pool);
+        thread::Builder::new()
+            .name(format!("listen {}", listener.config.addr))
+            .spawn(move || accept_loop(listener, &ctx, &pool))?;
+    }
+    Ok(())
+}
+
+fn accept_loop(listener: BoundListener, ctx: &Arc<ServerContext>, pool: &Pool) {
+    loop {
+        let stream = match listener.socket.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, most likely: wait rather than spin.
+                log::error!("accept on {}: {e}", listener.config.addr);
+                thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        let session_ctx = Arc::clone(ctx);
+        let job_stream = match stream.try_clone() {
+            Ok(clone) => clone,
+            Err(e) => {
+                log::error!("cannot use a client socket: {e}");
+                continue;
+            }
+        };
+        let job = Box::new(move || {
+            guard_session(&job_stream, &session_ctx.config.hostname, || {
+                serve(&job_stream, &session_ctx)
+            })
+        });
+        if pool.try_run(job).is_err() {
+            refuse(&stream, &ctx.config.hostname);
+        }
+    }
+}
+
+/// Runs a session; a panic in it ends that session with a 421, not the server.
+fn guard_session(stream: &TcpStream, hostname: &str, session: impl FnOnce()) {
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(session));
+    if let Err(panic) = run {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let peer = stream
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        log::error!("session with {peer} panicked: {what}");
+        let mut writer = stream;
+        let _ = writer.write_all(reply::internal_error(hostname).to_wire().as_bytes());
+    }
+}
+
+/// RFC 5321 3.8: a server that cannot serve a client now says 421 and closes.
+fn refuse(stream: &TcpStream, hostname: &str) {
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    log::warn!("too many connections, refused {peer}");
+    let _ = stream.set_write_timeout(Some(REFUSAL_WRITE_TIMEOUT));
+    let mut writer = stream;
+    let _ = writer.write_all(reply::too_many_connections(hostname).to_wire().as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn a_panicking_session_gets_421() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        guard_session(&server, "mx.test", || panic!("crafted header"));
+        drop(server);
+        let mut reply = String::new();
+        client.read_to_string(&mut reply).unwrap();
+        assert_eq!(reply, "421 4.3.0 mx.test Error: internal error, closing connection\r\n");
+    }
+}

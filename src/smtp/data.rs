@@ -1,0 +1,290 @@
+//! The DATA phase (RFC 5321 4.1.1.4): dot-unstuffing and the end-of-data line,
+//! with the checks that decide, after the final dot, whether the message is
+//! stored. No I/O: bytes in, message octets out.
+//!
+//! The message ends only at `CRLF.CRLF` (the DATA command's own CRLF counts as
+//! the first one). A bare CR or LF anywhere is remembered and the whole message
+//! refused after the final dot, so a second message hidden behind `LF.CRLF` or
+//! `LF.LF` is never split off: it is just more text of a refused message. This is
+//! the defence against SMTP smuggling (CVE-2023-51764); RFC 5321 2.3.8 allows
+//! CR and LF only as a CRLF pair.
+
+use super::reply::{self, Reply};
+
+/// RFC 5321 4.5.3.1.6: 1000 octets with the CRLF, so 998 before it.
+const MAX_TEXT_LINE: usize = 998;
+/// More `Received:` headers than this is taken for a mail loop (RFC 5321 6.3).
+pub const MAX_RECEIVED_HEADERS: usize = 30;
+
+const RECEIVED: &[u8] = b"received:";
+
+#[derive(Debug)]
+pub struct DataDecoder {
+    max_size: u64,
+    /// Octets of the message so far, after unstuffing, with line ends.
+    size: u64,
+    /// Octets of the current line as sent, the stuffing dot included.
+    line_len: usize,
+    /// The current line began with a dot, which was removed.
+    leading_dot: bool,
+    /// The previous octet was a CR whose LF has not come yet.
+    pending_cr: bool,
+    /// How much of `received:` the current line has matched; `None` once it differs.
+    received_match: Option<usize>,
+    /// Still in the header section (before the first empty line).
+    in_header: bool,
+    received_count: usize,
+    bare_line_end: bool,
+    line_too_long: bool,
+}
+
+impl DataDecoder {
+    pub fn new(max_size: u64) -> DataDecoder {
+        DataDecoder {
+            max_size,
+            size: 0,
+            line_len: 0,
+            leading_dot: false,
+            pending_cr: false,
+            received_match: Some(0),
+            in_header: true,
+            received_count: 0,
+            bare_line_end: false,
+            line_too_long: false,
+        }
+    }
+
+    /// Decodes `input` and appends the message octets to `out` (nothing more
+    /// once the message is sure to be refused). Returns `Some(n)` when the
+    /// end-of-data line was found: the first `n` octets of `input` were the
+    /// message's, the rest is the client's next command.
+    pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> Option<usize> {
+        let mut i = 0;
+        while i < input.len() {
+            // Fast path: the middle of a line, copied up to the next CR or LF.
+            if self.line_len > 0 && !self.pending_cr && self.received_match.is_none() {
+                let span = input[i..]
+                    .iter()
+                    .position(|&b| b == b'\r' || b == b'\n')
+                    .unwrap_or(input.len() - i);
+                if span > 0 {
+                    self.content(&input[i..i + span], out);
+                    i += span;
+                    continue;
+                }
+            }
+            let b = input[i];
+            i += 1;
+            if self.pending_cr {
+                self.pending_cr = false;
+                if b == b'\n' {
+                    if self.leading_dot && self.line_len == 1 {
+                        return Some(i);
+                    }
+                    self.end_line(out);
+                    continue;
+                }
+                // A CR not followed by LF.
+                self.bare_line_end = true;
+                self.content(b"\r", out);
+            }
+            match b {
+                b'\r' => self.pending_cr = true,
+                b'\n' => {
+                    self.bare_line_end = true;
+                    self.content(b"\n", out);
+                }
+                b'.' if self.line_len == 0 && !self.leading_dot => {
+                    // RFC 5321 4.5.2: the first dot of a line is removed.
+                    self.leading_dot = true;
+                    self.line_len = 1;
+                }
+                _ => self.content(&[b], out),
+            }
+        }
+        None
+    }
+
+    /// Octets of a line, none of them CR or LF (unless the line end was bare).
+    fn content(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        if let Some(matched) = self.received_match {
+            let mut matched = matched;
+            for &b in bytes {
+                if matched < RECEIVED.len() && b.to_ascii_lowercase() == RECEIVED[matched] {
+                    matched += 1;
+                    if matched == RECEIVED.len() {
+                        if self.in_header && !self.leading_dot {
+                            self.received_count += 1;
+                        }
+                        break;
+                    }
+                } else {
+                    self.received_match = None;
+                    break;
+                }
+            }
+            if self.received_match.is_some() {
+                self.received_match = if matched == RECEIVED.len() {
+                    None
+                } else {
+                    Some(matched)
+                };
+            }
+        }
+        self.line_len += bytes.len();
+        if self.line_len > MAX_TEXT_LINE {
+            self.line_too_long = true;
+        }
+        self.emit(bytes, out);
+    }
+
+    fn end_line(&mut self, out: &mut Vec<u8>) {
+        if self.line_len == 0 {
+            self.in_header = false;
+        }
+        self.emit(b"\r\n", out);
+        self.line_len = 0;
+        self.leading_dot = false;
+        self.received_match = Some(0);
+    }
+
+    fn emit(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        self.size += bytes.len() as u64;
+        if !self.refused() {
+            out.extend_from_slice(bytes);
+        }
+    }
+
+    /// Whether the message will be refused whatever follows.
+    pub fn refused(&self) -> bool {
+        self.bare_line_end || self.line_too_long || self.size > self.max_size
+    }
+
+    /// Octets of the message (unstuffed, with CRLFs) seen so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// After the end-of-data line: `Ok` if the message may be stored, or the
+    /// reply that refuses it.
+    pub fn verdict(&self) -> Result<(), Reply> {
+        if self.bare_line_end {
+            Err(reply::bare_line_end())
+        } else if self.line_too_long {
+            Err(reply::data_line_too_long())
+        } else if self.size > self.max_size {
+            Err(reply::message_too_big())
+        } else if self.received_count > MAX_RECEIVED_HEADERS {
+            Err(reply::mail_loop())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `input` in pieces of `chunk` octets; returns (message, rest, verdict code).
+    fn run(input: &[u8], chunk: usize, max: u64) -> (Vec<u8>, Vec<u8>, Option<u16>) {
+        let mut decoder = DataDecoder::new(max);
+        let mut out = Vec::new();
+        let mut offset = 0;
+        while offset < input.len() {
+            let end = (offset + chunk).min(input.len());
+            if let Some(n) = decoder.decode(&input[offset..end], &mut out) {
+                let rest = input[offset + n..].to_vec();
+                let code = decoder.verdict().err().map(|r| r.code);
+                if code.is_some() {
+                    out.clear();
+                }
+                return (out, rest, code);
+            }
+            offset = end;
+        }
+        panic!("no end of data in {:?}", String::from_utf8_lossy(input));
+    }
+
+    fn every_chunking(input: &[u8], max: u64) -> (Vec<u8>, Vec<u8>, Option<u16>) {
+        let whole = run(input, input.len(), max);
+        for chunk in 1..8 {
+            assert_eq!(run(input, chunk, max), whole, "chunk size {chunk}");
+        }
+        whole
+    }
+
+    #[test]
+    fn plain_message_and_pipelined_rest() {
+        let (msg, rest, code) = every_chunking(b"Subject: x\r\n\r\nhello\r\n.\r\nQUIT\r\n", 1000);
+        assert_eq!(msg, b"Subject: x\r\n\r\nhello\r\n");
+        assert_eq!(rest, b"QUIT\r\n");
+        assert_eq!(code, None);
+    }
+
+    #[test]
+    fn empty_message() {
+        assert_eq!(every_chunking(b".\r\n", 10), (vec![], vec![], None));
+    }
+
+    #[test]
+    fn dot_unstuffing() {
+        let (msg, _, code) = every_chunking(b"..\r\n...x\r\n.y\r\na.b\r\n.\r\n", 1000);
+        assert_eq!(msg, b".\r\n..x\r\ny\r\na.b\r\n");
+        assert_eq!(code, None);
+    }
+
+    #[test]
+    fn eight_bit_is_kept() {
+        let (msg, _, _) = every_chunking("Grüße \u{1F600}\r\n.\r\n".as_bytes(), 1000);
+        assert_eq!(msg, "Grüße \u{1F600}\r\n".as_bytes());
+    }
+
+    #[test]
+    fn smuggling_is_refused_and_does_not_end_the_message() {
+        for hidden in [
+            &b"a\r\n\n.\r\nMAIL FROM:<x@y.org>\r\n.\r\n"[..],
+            b"a\r\n.\nMAIL FROM:<x@y.org>\r\n.\r\n",
+            b"a\n.\nMAIL FROM:<x@y.org>\r\n.\r\n",
+            b"a\r.\rMAIL FROM:<x@y.org>\r\n.\r\n",
+            b"a\n.\r\nMAIL FROM:<x@y.org>\r\n.\r\n",
+            b"a\r\n.\r\r\nMAIL FROM:<x@y.org>\r\n.\r\n",
+        ] {
+            let (msg, rest, code) = every_chunking(hidden, 1000);
+            assert_eq!(code, Some(550), "{:?}", String::from_utf8_lossy(hidden));
+            assert!(msg.is_empty());
+            assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(hidden));
+        }
+    }
+
+    #[test]
+    fn size_limit() {
+        let (_, _, code) = every_chunking(b"12345678\r\n.\r\n", 10);
+        assert_eq!(code, None);
+        let (_, _, code) = every_chunking(b"123456789\r\n.\r\n", 10);
+        assert_eq!(code, Some(552));
+    }
+
+    #[test]
+    fn long_lines() {
+        let mut ok = vec![b'x'; 998];
+        ok.extend_from_slice(b"\r\n.\r\n");
+        assert_eq!(every_chunking(&ok, 100_000).2, None);
+        let mut stuffed = vec![b'.'; 999];
+        stuffed.extend_from_slice(b"\r\n.\r\n");
+        assert_eq!(every_chunking(&stuffed, 100_000).2, Some(500));
+    }
+
+    #[test]
+    fn received_headers_count_only_in_the_header() {
+        let mut message = b"Received: a\r\n".repeat(30);
+        message.extend_from_slice(b"\r\nReceived: in body\r\n.\r\n");
+        assert_eq!(every_chunking(&message, 100_000).2, None);
+        let mut message = b"RECEIVED: a\r\n".repeat(31);
+        message.extend_from_slice(b"\r\n.\r\n");
+        assert_eq!(every_chunking(&message, 100_000).2, Some(554));
+        let mut message = b"Received-SPF: a\r\nX-Received: b\r\n".repeat(31);
+        message.extend_from_slice(b".\r\n");
+        assert_eq!(every_chunking(&message, 100_000).2, None);
+    }
+}

@@ -1,0 +1,7 @@
+//! The SMTP protocol, without I/O.
+
+pub mod address;
+pub mod command;
+pub mod data;
+pub mod reply;
+pub mod session;

@@ -1,0 +1,382 @@
+//! The server side of an SMTP session (RFC 5321 4.1.4, 4.3.2) as a state
+//! machine without I/O: a command line goes in, a reply and an action come out.
+//! The connection driver does the reading and writing, streams the DATA
+//! octets through [`super::data::DataDecoder`] into the spool, and calls
+//! [`Session::take_envelope`] when the final dot has arrived.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::address::{Mailbox, Path};
+use super::command::{parse_command, Body, Command};
+use super::reply::{self, Reply};
+use crate::config::Config;
+use crate::deliver::local::mailbox_name;
+
+/// What the driver must do after sending the reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Read the next command.
+    Continue,
+    /// The reply was 354: read the message.
+    ReceiveData,
+    /// The reply was 221: close the connection.
+    Close,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub reply: Reply,
+    pub action: Action,
+}
+
+impl Step {
+    fn reply(reply: Reply) -> Step {
+        Step {
+            reply,
+            action: Action::Continue,
+        }
+    }
+}
+
+/// One mail transaction: MAIL FROM, the accepted RCPT TOs, the body type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// `None` is the null reverse-path `<>`.
+    pub sender: Option<Mailbox>,
+    pub recipients: Vec<Mailbox>,
+    pub body: Option<Body>,
+}
+
+/// The client's greeting: its name and whether it spoke ESMTP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Greeting {
+    pub name: String,
+    pub extended: bool,
+}
+
+pub struct Session {
+    config: Arc<Config>,
+    client_ip: IpAddr,
+    greeting: Option<Greeting>,
+    envelope: Option<Envelope>,
+}
+
+impl Session {
+    pub fn new(config: Arc<Config>, client_ip: IpAddr) -> Session {
+        Session {
+            config,
+            client_ip,
+            greeting: None,
+            envelope: None,
+        }
+    }
+
+    /// The 220 banner sent when the client connects.
+    pub fn greeting(&self) -> Reply {
+        reply::greeting(&self.config.hostname)
+    }
+
+    pub fn client_greeting(&self) -> Option<&Greeting> {
+        self.greeting.as_ref()
+    }
+
+    pub fn client_ip(&self) -> IpAddr {
+        self.client_ip
+    }
+
+    /// Handles one command line, given without its line end.
+    pub fn handle_line(&mut self, line: &[u8]) -> Step {
+        match parse_command(line) {
+            Ok(command) => self.handle(command),
+            Err(reply) => Step::reply(reply),
+        }
+    }
+
+    fn handle(&mut self, command: Command) -> Step {
+        match command {
+            Command::Ehlo(name) => {
+                self.greet(name, true);
+                let hostname = &self.config.hostname;
+                Step::reply(Reply::plain(
+                    250,
+                    vec![
+                        hostname.clone(),
+                        "PIPELINING".to_string(),
+                        format!("SIZE {}", self.config.max_message_size),
+                        "8BITMIME".to_string(),
+                        "ENHANCEDSTATUSCODES".to_string(),
+                    ],
+                ))
+            }
+            Command::Helo(name) => {
+                self.greet(name, false);
+                Step::reply(Reply::plain(250, vec![self.config.hostname.clone()]))
+            }
+            Command::Mail { from, size, body } => Step::reply(self.mail(from, size, body)),
+            Command::Rcpt { to } => Step::reply(self.rcpt(to)),
+            Command::Data => match &self.envelope {
+                None => Step::reply(reply::out_of_sequence("Error: need MAIL command")),
+                Some(envelope) if envelope.recipients.is_empty() => {
+                    Step::reply(reply::no_valid_recipients())
+                }
+                Some(_) => Step {
+                    reply: reply::start_data(),
+                    action: Action::ReceiveData,
+                },
+            },
+            Command::Rset => {
+                self.envelope = None;
+                Step::reply(reply::ok())
+            }
+            Command::Noop => Step::reply(reply::ok()),
+            Command::Vrfy => Step::reply(reply::cannot_vrfy()),
+            Command::Help => Step::reply(reply::help()),
+            Command::Quit => Step {
+                reply: reply::bye(),
+                action: Action::Close,
+            },
+        }
+    }
+
+    /// EHLO and HELO start afresh (RFC 5321 4.1.4).
+    fn greet(&mut self, name: String, extended: bool) {
+        self.envelope = None;
+        self.greeting = Some(Greeting { name, extended });
+    }
+
+    fn mail(&mut self, from: Path, size: Option<u64>, body: Option<Body>) -> Reply {
+        if self.greeting.is_none() {
+            return reply::out_of_sequence("Error: send HELO/EHLO first");
+        }
+        if self.envelope.is_some() {
+            return reply::out_of_sequence("Error: nested MAIL command");
+        }
+        // RFC 1870 6.1: refuse at MAIL a message declared too big.
+        if size.is_some_and(|size| size > self.config.max_message_size) {
+            return reply::message_too_big();
+        }
+        let sender = match from {
+            Path::Mailbox(mailbox) => Some(mailbox),
+            Path::Null | Path::Postmaster => None,
+        };
+        self.envelope = Some(Envelope {
+            sender,
+            recipients: Vec::new(),
+            body,
+        });
+        reply::ok_sender()
+    }
+
+    fn rcpt(&mut self, to: Path) -> Reply {
+        let Some(envelope) = &mut self.envelope else {
+            return reply::out_of_sequence("Error: need MAIL command");
+        };
+        if envelope.recipients.len() >= self.config.max_recipients {
+            return reply::too_many_recipients();
+        }
+        let recipient = match to {
+            Path::Mailbox(mailbox) => mailbox,
+            // RFC 5321 4.5.1: postmaster is always accepted, without a domain
+            // too; it is delivered as postmaster of the first local domain.
+            Path::Postmaster | Path::Null => Mailbox {
+                local: "postmaster".to_string(),
+                domain: self.config.local_domains[0].clone(),
+            },
+        };
+        if self.config.is_local_domain(&recipient.domain) {
+            if mailbox_name(&recipient).is_none() {
+                return reply::bad_mailbox_name();
+            }
+        } else if !self.config.may_relay(self.client_ip) {
+            return reply::relay_denied();
+        }
+        envelope.recipients.push(recipient);
+        reply::ok_recipient()
+    }
+
+    /// Ends the transaction after the final dot, whatever its outcome
+    /// (RFC 5321 4.1.1.4), and hands over what was collected.
+    pub fn take_envelope(&mut self) -> Option<Envelope> {
+        self.envelope.take()
+    }
+
+    /// The `Received:` trace header (RFC 5321 4.4) for a message being
+    /// received in this session, with its CRLF line ends.
+    pub fn received_header(&self, queue_id: &str, date: &str) -> String {
+        let (helo, protocol) = match &self.greeting {
+            Some(g) => (g.name.as_str(), if g.extended { "ESMTP" } else { "SMTP" }),
+            None => ("unknown", "SMTP"),
+        };
+        let literal = match self.client_ip {
+            IpAddr::V4(ip) => format!("[{ip}]"),
+            IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+                Some(v4) => format!("[{v4}]"),
+                None => format!("[IPv6:{ip}]"),
+            },
+        };
+        let mut header = format!(
+            "Received: from {helo} ({literal})\r\n\tby {} (tinymta) with {protocol} id {queue_id}",
+            self.config.hostname
+        );
+        // Name the recipient only when there is one, so that one recipient of
+        // many does not learn of the others.
+        if let Some(envelope) = &self.envelope {
+            if let [only] = envelope.recipients.as_slice() {
+                header.push_str(&format!("\r\n\tfor <{only}>"));
+            }
+        }
+        header.push_str(&format!(";\r\n\t{date}\r\n"));
+        header
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path as FsPath;
+
+    fn session_from(ip: &str) -> Session {
+        let config = Config::parse(
+            "hostname = mx.example.org\nlocal_domains = example.org\nmax_recipients = 3\n\
+             max_message_size = 1000\n",
+            FsPath::new("t.conf"),
+        )
+        .unwrap();
+        Session::new(Arc::new(config), ip.parse().unwrap())
+    }
+
+    /// Runs a dialogue of `command => "code enhanced"` pairs.
+    fn dialogue(session: &mut Session, steps: &[(&str, &str)]) {
+        for (command, expected) in steps {
+            let step = session.handle_line(command.as_bytes());
+            let got = match step.reply.enhanced {
+                Some(e) => format!("{} {}", step.reply.code, e),
+                None => step.reply.code.to_string(),
+            };
+            assert_eq!(&got, expected, "after {command:?}: {:?}", step.reply);
+        }
+    }
+
+    #[test]
+    fn a_whole_transaction() {
+        let mut s = session_from("192.0.2.7");
+        assert_eq!(s.greeting().to_wire(), "220 mx.example.org ESMTP\r\n");
+        let ehlo = s.handle_line(b"EHLO client.example");
+        assert_eq!(
+            ehlo.reply.to_wire(),
+            "250-mx.example.org\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-8BITMIME\r\n\
+             250 ENHANCEDSTATUSCODES\r\n"
+        );
+        dialogue(
+            &mut s,
+            &[
+                ("MAIL FROM:<a@remote.example> SIZE=999", "250 2.1.0"),
+                ("RCPT TO:<Bob@Example.ORG>", "250 2.1.5"),
+                ("RCPT TO:<postmaster>", "250 2.1.5"),
+            ],
+        );
+        let data = s.handle_line(b"DATA");
+        assert_eq!(data.action, Action::ReceiveData);
+        assert_eq!(data.reply.to_wire(), "354 End data with <CR><LF>.<CR><LF>\r\n");
+        let envelope = s.take_envelope().unwrap();
+        assert_eq!(envelope.recipients[0].to_string(), "Bob@example.org");
+        assert_eq!(envelope.recipients[1].to_string(), "postmaster@example.org");
+        assert_eq!(envelope.sender.unwrap().to_string(), "a@remote.example");
+        // The transaction is over: a new MAIL is allowed, DATA is not.
+        dialogue(&mut s, &[("DATA", "503 5.5.1"), ("MAIL FROM:<>", "250 2.1.0")]);
+        let quit = s.handle_line(b"QUIT");
+        assert_eq!(quit.action, Action::Close);
+        assert_eq!(quit.reply.to_wire(), "221 2.0.0 Bye\r\n");
+    }
+
+    #[test]
+    fn sequencing_errors() {
+        let mut s = session_from("127.0.0.1");
+        dialogue(
+            &mut s,
+            &[
+                ("MAIL FROM:<a@b.org>", "503 5.5.1"),
+                ("RCPT TO:<a@example.org>", "503 5.5.1"),
+                ("DATA", "503 5.5.1"),
+                ("HELO c", "250"),
+                ("RCPT TO:<a@example.org>", "503 5.5.1"),
+                ("MAIL FROM:<a@b.org>", "250 2.1.0"),
+                ("MAIL FROM:<a@b.org>", "503 5.5.1"),
+                ("DATA", "554 5.5.1"),
+                ("RSET", "250 2.0.0"),
+                ("RCPT TO:<a@example.org>", "503 5.5.1"),
+                ("NOOP", "250 2.0.0"),
+                ("VRFY root", "252 2.5.2"),
+                ("HELP", "214 2.0.0"),
+                ("BOGUS", "500 5.5.1"),
+            ],
+        );
+    }
+
+    #[test]
+    fn ehlo_resets_the_transaction() {
+        let mut s = session_from("127.0.0.1");
+        dialogue(
+            &mut s,
+            &[
+                ("EHLO c", "250"),
+                ("MAIL FROM:<a@b.org>", "250 2.1.0"),
+                ("RCPT TO:<x@example.org>", "250 2.1.5"),
+                ("EHLO c", "250"),
+                ("DATA", "503 5.5.1"),
+            ],
+        );
+    }
+
+    #[test]
+    fn limits_and_relaying() {
+        let mut s = session_from("192.0.2.7");
+        dialogue(
+            &mut s,
+            &[
+                ("EHLO c", "250"),
+                ("MAIL FROM:<a@b.org> SIZE=1001", "552 5.3.4"),
+                ("MAIL FROM:<a@b.org> SIZE=1000", "250 2.1.0"),
+                ("RCPT TO:<x@elsewhere.example>", "550 5.7.1"),
+                ("RCPT TO:<postmaster@elsewhere.example>", "550 5.7.1"),
+                ("RCPT TO:<\"../etc\"@example.org>", "550 5.1.3"),
+                ("RCPT TO:<\"a/b\"@example.org>", "550 5.1.3"),
+                ("RCPT TO:<\"..\"@example.org>", "550 5.1.3"),
+                ("RCPT TO:<x1@example.org>", "250 2.1.5"),
+                ("RCPT TO:<x2@example.org>", "250 2.1.5"),
+                ("RCPT TO:<x3@example.org>", "250 2.1.5"),
+                ("RCPT TO:<x4@example.org>", "452 4.5.3"),
+            ],
+        );
+        let mut relay = session_from("127.0.0.1");
+        dialogue(
+            &mut relay,
+            &[
+                ("EHLO c", "250"),
+                ("MAIL FROM:<a@b.org>", "250 2.1.0"),
+                ("RCPT TO:<x@elsewhere.example>", "250 2.1.5"),
+            ],
+        );
+    }
+
+    #[test]
+    fn received_header() {
+        let mut s = session_from("::1");
+        dialogue(
+            &mut s,
+            &[
+                ("EHLO client.example", "250"),
+                ("MAIL FROM:<a@b.org>", "250 2.1.0"),
+                ("RCPT TO:<x@example.org>", "250 2.1.5"),
+            ],
+        );
+        assert_eq!(
+            s.received_header("ID1", "Sun, 22 Nov 2026 16:36:47 +0000"),
+            "Received: from client.example ([IPv6:::1])\r\n\tby mx.example.org (tinymta) \
+             with ESMTP id ID1\r\n\tfor <x@example.org>;\r\n\tSun, 22 Nov 2026 16:36:47 +0000\r\n"
+        );
+        dialogue(&mut s, &[("RCPT TO:<y@example.org>", "250 2.1.5")]);
+        assert!(!s.received_header("ID1", "d").contains("for <"));
+    }
+}

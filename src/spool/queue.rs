@@ -1,0 +1,298 @@
+//! A queue entry's envelope: who sent it, to whom, and what became of each
+//! recipient. Stored as plain text that a person can read with `cat`:
+//!
+//! ```text
+//! tinymta-envelope: 1
+//! id: 6741A2B30F1E2D3C4B
+//! arrival: 1795364407
+//! client: 127.0.0.1
+//! helo: client.example
+//! sender: <alice@example.org>
+//! body: 8BITMIME
+//! size: 1234
+//! recipient: queued attempts=0 <bob@example.org>
+//! recipient: delivered attempts=1 <carol@example.org>
+//! error: 451 4.3.0 the reason of the last failed attempt, for the recipient above
+//! ```
+
+use std::fmt::{self, Write as _};
+
+use crate::smtp::address::{parse_mailbox, Mailbox};
+
+const FORMAT_LINE: &str = "tinymta-envelope: 1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecipientState {
+    /// Not delivered yet.
+    Queued,
+    /// Delivered: never to be sent again.
+    Delivered,
+    /// Failed for good.
+    Failed,
+}
+
+impl RecipientState {
+    fn name(self) -> &'static str {
+        match self {
+            RecipientState::Queued => "queued",
+            RecipientState::Delivered => "delivered",
+            RecipientState::Failed => "failed",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        self != RecipientState::Queued
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    pub address: Mailbox,
+    pub state: RecipientState,
+    pub attempts: u32,
+    /// The reason of the last failed attempt, on one line.
+    pub last_error: Option<String>,
+}
+
+impl Recipient {
+    pub fn new(address: Mailbox) -> Recipient {
+        Recipient {
+            address,
+            state: RecipientState::Queued,
+            attempts: 0,
+            last_error: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueEnvelope {
+    pub id: String,
+    /// Unix seconds when the message was accepted.
+    pub arrival: u64,
+    /// The client's IP address, or `local` for mail submitted on the box.
+    pub client: String,
+    pub helo: String,
+    /// `None` is the null reverse-path `<>`.
+    pub sender: Option<Mailbox>,
+    /// `7BIT`, `8BITMIME`, or empty when the client did not say.
+    pub body: String,
+    /// Octets of the message file.
+    pub size: u64,
+    pub recipients: Vec<Recipient>,
+}
+
+/// Why an envelope file could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvelopeError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for EnvelopeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+impl QueueEnvelope {
+    pub fn is_done(&self) -> bool {
+        self.recipients.iter().all(|r| r.state.is_final())
+    }
+
+    pub fn sender_text(&self) -> String {
+        match &self.sender {
+            Some(mailbox) => mailbox.to_string(),
+            None => String::new(),
+        }
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{FORMAT_LINE}");
+        let _ = writeln!(out, "id: {}", self.id);
+        let _ = writeln!(out, "arrival: {}", self.arrival);
+        let _ = writeln!(out, "client: {}", one_line(&self.client));
+        let _ = writeln!(out, "helo: {}", one_line(&self.helo));
+        let _ = writeln!(out, "sender: <{}>", self.sender_text());
+        let _ = writeln!(out, "body: {}", one_line(&self.body));
+        let _ = writeln!(out, "size: {}", self.size);
+        for r in &self.recipients {
+            let _ = writeln!(
+                out,
+                "recipient: {} attempts={} <{}>",
+                r.state.name(),
+                r.attempts,
+                r.address
+            );
+            if let Some(error) = &r.last_error {
+                let _ = writeln!(out, "error: {}", one_line(error));
+            }
+        }
+        out
+    }
+
+    pub fn parse(text: &str) -> Result<QueueEnvelope, EnvelopeError> {
+        let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
+        match lines.next() {
+            Some((_, FORMAT_LINE)) => {}
+            _ => return Err(error(1, "not a tinymta envelope (version 1)")),
+        }
+        let mut envelope = QueueEnvelope {
+            id: String::new(),
+            arrival: 0,
+            client: String::new(),
+            helo: String::new(),
+            sender: None,
+            body: String::new(),
+            size: 0,
+            recipients: Vec::new(),
+        };
+        for (line_no, line) in lines {
+            let (key, value) = line
+                .split_once(": ")
+                .or_else(|| line.strip_suffix(':').map(|k| (k, "")))
+                .ok_or_else(|| error(line_no, "expected `key: value`"))?;
+            match key {
+                "id" => envelope.id = value.to_string(),
+                "arrival" => envelope.arrival = number(line_no, value)?,
+                "client" => envelope.client = value.to_string(),
+                "helo" => envelope.helo = value.to_string(),
+                "sender" => {
+                    let inner = bracketed(line_no, value)?;
+                    envelope.sender = if inner.is_empty() {
+                        None
+                    } else {
+                        Some(parse_mailbox(inner).map_err(|e| error(line_no, &e))?)
+                    };
+                }
+                "body" => envelope.body = value.to_string(),
+                "size" => envelope.size = number(line_no, value)?,
+                "recipient" => envelope.recipients.push(parse_recipient(line_no, value)?),
+                "error" => {
+                    let last = envelope
+                        .recipients
+                        .last_mut()
+                        .ok_or_else(|| error(line_no, "error: before any recipient"))?;
+                    last.last_error = Some(value.to_string());
+                }
+                _ => return Err(error(line_no, &format!("unknown key {key:?}"))),
+            }
+        }
+        if envelope.id.is_empty() || envelope.recipients.is_empty() {
+            return Err(error(0, "missing id or recipients"));
+        }
+        Ok(envelope)
+    }
+}
+
+fn error(line: usize, message: &str) -> EnvelopeError {
+    EnvelopeError {
+        line,
+        message: message.to_string(),
+    }
+}
+
+fn number<T: std::str::FromStr>(line: usize, value: &str) -> Result<T, EnvelopeError> {
+    value
+        .parse()
+        .map_err(|_| error(line, &format!("not a number: {value:?}")))
+}
+
+fn bracketed(line: usize, value: &str) -> Result<&str, EnvelopeError> {
+    value
+        .strip_prefix('<')
+        .and_then(|v| v.strip_suffix('>'))
+        .ok_or_else(|| error(line, "expected <address>"))
+}
+
+/// `queued attempts=0 <bob@example.org>`
+fn parse_recipient(line: usize, value: &str) -> Result<Recipient, EnvelopeError> {
+    let mut parts = value.splitn(3, ' ');
+    let state = match parts.next() {
+        Some("queued") => RecipientState::Queued,
+        Some("delivered") => RecipientState::Delivered,
+        Some("failed") => RecipientState::Failed,
+        _ => return Err(error(line, "unknown recipient state")),
+    };
+    let attempts = parts
+        .next()
+        .and_then(|a| a.strip_prefix("attempts="))
+        .ok_or_else(|| error(line, "expected attempts=N"))?;
+    let attempts = number(line, attempts)?;
+    let address = bracketed(line, parts.next().unwrap_or_default())?;
+    let address = parse_mailbox(address).map_err(|e| error(line, &e))?;
+    Ok(Recipient {
+        address,
+        state,
+        attempts,
+        last_error: None,
+    })
+}
+
+/// Control characters would break the line format; none is expected, but a
+/// remote server's error text is not to be trusted.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> QueueEnvelope {
+        let mut failed = Recipient::new(parse_mailbox("\"c d\"@example.org").unwrap());
+        failed.state = RecipientState::Failed;
+        failed.attempts = 2;
+        failed.last_error = Some("550 5.1.1 no\r\nsuch user".to_string());
+        QueueEnvelope {
+            id: "ABC".into(),
+            arrival: 1795364407,
+            client: "127.0.0.1".into(),
+            helo: "client.example".into(),
+            sender: Some(parse_mailbox("alice@example.org").unwrap()),
+            body: "8BITMIME".into(),
+            size: 1234,
+            recipients: vec![
+                Recipient::new(parse_mailbox("bob@example.org").unwrap()),
+                failed,
+            ],
+        }
+    }
+
+    #[test]
+    fn text_form_round_trips() {
+        let envelope = sample();
+        let text = envelope.to_text();
+        assert_eq!(
+            text,
+            "tinymta-envelope: 1\nid: ABC\narrival: 1795364407\nclient: 127.0.0.1\n\
+             helo: client.example\nsender: <alice@example.org>\nbody: 8BITMIME\nsize: 1234\n\
+             recipient: queued attempts=0 <bob@example.org>\n\
+             recipient: failed attempts=2 <\"c d\"@example.org>\n\
+             error: 550 5.1.1 no  such user\n"
+        );
+        let mut expected = envelope;
+        expected.recipients[1].last_error = Some("550 5.1.1 no  such user".into());
+        assert_eq!(QueueEnvelope::parse(&text), Ok(expected));
+    }
+
+    #[test]
+    fn null_sender_and_bad_files() {
+        let mut envelope = sample();
+        envelope.sender = None;
+        envelope.body.clear();
+        let text = envelope.to_text();
+        assert!(text.contains("sender: <>\n"));
+        assert!(text.contains("body: \n"));
+        assert_eq!(QueueEnvelope::parse(&text).unwrap().sender, None);
+        assert_eq!(QueueEnvelope::parse("").unwrap_err().line, 1);
+        let broken = text.replace("attempts=0", "attempts=x");
+        assert_eq!(QueueEnvelope::parse(&broken).unwrap_err().line, 9);
+        assert!(QueueEnvelope::parse(&text.replace("size: 1234", "weird")).is_err());
+        let truncated: String = text.lines().take(8).map(|l| format!("{l}\n")).collect();
+        assert!(QueueEnvelope::parse(&truncated).is_err());
+    }
+}
