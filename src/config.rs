@@ -88,7 +88,10 @@ impl Default for Config {
 #[derive(Debug)]
 pub enum ConfigError {
     /// The file could not be read at all.
-    Read { file: PathBuf, error: std::io::Error },
+    Read {
+        file: PathBuf,
+        error: std::io::Error,
+    },
     /// A line is wrong: `file:line: key: message`.
     Line {
         file: PathBuf,
@@ -274,20 +277,62 @@ struct KeySpec {
 }
 
 const KEYS: &[KeySpec] = &[
-    KeySpec { name: "hostname", list: false },
-    KeySpec { name: "listen", list: true },
-    KeySpec { name: "spool_dir", list: false },
-    KeySpec { name: "mailbox_dir", list: false },
-    KeySpec { name: "local_domains", list: true },
-    KeySpec { name: "relay_networks", list: true },
-    KeySpec { name: "max_connections", list: false },
-    KeySpec { name: "max_message_size", list: false },
-    KeySpec { name: "max_recipients", list: false },
-    KeySpec { name: "command_timeout", list: false },
-    KeySpec { name: "data_timeout", list: false },
-    KeySpec { name: "queue_interval", list: false },
-    KeySpec { name: "log", list: false },
-    KeySpec { name: "log_level", list: false },
+    KeySpec {
+        name: "hostname",
+        list: false,
+    },
+    KeySpec {
+        name: "listen",
+        list: true,
+    },
+    KeySpec {
+        name: "spool_dir",
+        list: false,
+    },
+    KeySpec {
+        name: "mailbox_dir",
+        list: false,
+    },
+    KeySpec {
+        name: "local_domains",
+        list: true,
+    },
+    KeySpec {
+        name: "relay_networks",
+        list: true,
+    },
+    KeySpec {
+        name: "max_connections",
+        list: false,
+    },
+    KeySpec {
+        name: "max_message_size",
+        list: false,
+    },
+    KeySpec {
+        name: "max_recipients",
+        list: false,
+    },
+    KeySpec {
+        name: "command_timeout",
+        list: false,
+    },
+    KeySpec {
+        name: "data_timeout",
+        list: false,
+    },
+    KeySpec {
+        name: "queue_interval",
+        list: false,
+    },
+    KeySpec {
+        name: "log",
+        list: false,
+    },
+    KeySpec {
+        name: "log_level",
+        list: false,
+    },
 ];
 
 /// `a, b c` -> `a`, `b`, `c`: list values may be separated by commas or spaces.
@@ -334,9 +379,9 @@ fn parse_hostname(value: &str) -> Result<String, String> {
 fn parse_listener(value: &str) -> Result<Listener, String> {
     let mut words = value.split_ascii_whitespace();
     let addr_text = words.next().unwrap_or_default();
-    let addr: SocketAddr = addr_text.parse().map_err(|_| {
-        format!("expected ADDR:PORT (IPv6 as [ADDR]:PORT), found {addr_text:?}")
-    })?;
+    let addr: SocketAddr = addr_text
+        .parse()
+        .map_err(|_| format!("expected ADDR:PORT (IPv6 as [ADDR]:PORT), found {addr_text:?}"))?;
     if let Some(extra) = words.next() {
         return Err(format!("unknown listener option {extra:?}"));
     }

@@ -19,8 +19,17 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let mut options = getopts::Options::new();
     options
-        .optopt("c", "", &format!("config file (default {DEFAULT_CONFIG_PATH})"), "FILE")
-        .optflag("t", "", "check the config, print what is wrong or `config ok`")
+        .optopt(
+            "c",
+            "",
+            &format!("config file (default {DEFAULT_CONFIG_PATH})"),
+            "FILE",
+        )
+        .optflag(
+            "t",
+            "",
+            "check the config, print what is wrong or `config ok`",
+        )
         .optflag("V", "", "print the version")
         .optflag("h", "", "print this help");
     let usage = options.usage("Usage: tinymta [-c FILE] [-t] [-V] [-h]");
@@ -40,7 +49,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if !matches.free.is_empty() {
-        eprintln!("tinymta: unexpected argument {:?}\n{usage}", matches.free[0]);
+        eprintln!(
+            "tinymta: unexpected argument {:?}\n{usage}",
+            matches.free[0]
+        );
         return ExitCode::from(EXIT_USAGE);
     }
     let config_path = PathBuf::from(
@@ -83,7 +95,12 @@ fn run_daemon(config: Config) -> Result<std::convert::Infallible, String> {
         .map_err(|e| format!("cannot start the queue runner: {e}"))?;
     let addresses: Vec<String> = listeners
         .iter()
-        .map(|l| l.socket.local_addr().map(|a| a.to_string()).unwrap_or_default())
+        .map(|l| {
+            l.socket
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+        })
         .collect();
     listener::start(
         listeners,

@@ -53,8 +53,14 @@ mod tests {
     #[test]
     fn dates() {
         assert_eq!(rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000");
-        assert_eq!(rfc5322_date(1_795_364_407), "Sun, 22 Nov 2026 16:20:07 +0000");
+        assert_eq!(
+            rfc5322_date(1_795_364_407),
+            "Sun, 22 Nov 2026 16:20:07 +0000"
+        );
         assert_eq!(rfc5322_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
-        assert_eq!(rfc5322_date(4_133_980_799), "Fri, 31 Dec 2100 23:59:59 +0000");
+        assert_eq!(
+            rfc5322_date(4_133_980_799),
+            "Fri, 31 Dec 2100 23:59:59 +0000"
+        );
     }
 }

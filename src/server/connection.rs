@@ -245,7 +245,9 @@ fn receive_message<R: Read>(
     let Some(message) = incoming else {
         return Ok(reply::storage_failure());
     };
-    Ok(commit(session, message, envelope, arrival, client, &head, ctx))
+    Ok(commit(
+        session, message, envelope, arrival, client, &head, ctx,
+    ))
 }
 
 /// Writes to the queue file; on a write error the file is given up (and
@@ -284,7 +286,11 @@ fn commit(
             None => String::new(),
         },
         size: message.size(),
-        recipients: envelope.recipients.into_iter().map(Recipient::new).collect(),
+        recipients: envelope
+            .recipients
+            .into_iter()
+            .map(Recipient::new)
+            .collect(),
     };
     if let Err(e) = message.commit(&queued) {
         log::error!("{id}: cannot queue the message: {e}");

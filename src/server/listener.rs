@@ -126,6 +126,9 @@ mod tests {
         drop(server);
         let mut reply = String::new();
         client.read_to_string(&mut reply).unwrap();
-        assert_eq!(reply, "421 4.3.0 mx.test Error: internal error, closing connection\r\n");
+        assert_eq!(
+            reply,
+            "421 4.3.0 mx.test Error: internal error, closing connection\r\n"
+        );
     }
 }

@@ -93,7 +93,9 @@ impl Shared {
     /// The state, also after a job panicked while another thread held the lock
     /// (it never does: jobs run unlocked, but a poisoned lock must not stop the pool).
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -160,7 +162,9 @@ mod tests {
             thread::sleep(Duration::from_millis(5));
         }
         let done = done_tx.clone();
-        assert!(pool.try_run(Box::new(move || done.send(7).unwrap())).is_ok());
+        assert!(pool
+            .try_run(Box::new(move || done.send(7).unwrap()))
+            .is_ok());
         assert_eq!(done_rx.recv().unwrap(), 7);
     }
 }

@@ -199,7 +199,9 @@ fn check_domain(domain: &str) -> Result<(), String> {
             && bytes.len() <= 63
             && bytes[0].is_ascii_alphanumeric()
             && bytes[bytes.len() - 1].is_ascii_alphanumeric()
-            && bytes.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+            && bytes
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b == b'-')
     });
     if ok {
         Ok(())
@@ -224,10 +226,8 @@ fn check_address_literal(literal: &str) -> Result<(), String> {
     }
     // RFC 5321 4.1.3: Standardized-tag ":" 1*dcontent
     let tag_ok = check_domain(tag).is_ok();
-    let content_ok = !content.is_empty()
-        && content
-            .bytes()
-            .all(|b| matches!(b, 33..=90 | 94..=126));
+    let content_ok =
+        !content.is_empty() && content.bytes().all(|b| matches!(b, 33..=90 | 94..=126));
     if tag_ok && content_ok {
         Ok(())
     } else {
@@ -265,7 +265,10 @@ mod tests {
         assert_eq!(m.local_unquoted(), "john \"j\" doe");
         assert_eq!(mailbox("<\"a>b\"@x.org>").local_unquoted(), "a>b");
         assert_eq!(mailbox("<u@[192.0.2.1]>").domain, "[192.0.2.1]");
-        assert_eq!(mailbox("<u@[IPv6:2001:db8::1]>").domain, "[ipv6:2001:db8::1]");
+        assert_eq!(
+            mailbox("<u@[IPv6:2001:db8::1]>").domain,
+            "[ipv6:2001:db8::1]"
+        );
         assert_eq!(mailbox("<u@[x-tag:abc]>").domain, "[x-tag:abc]");
     }
 

@@ -119,18 +119,18 @@ pub fn bad_sender(text: &str) -> Reply {
     Reply::new(501, "5.1.7", format!("Bad sender address syntax: {text}"))
 }
 pub fn bad_recipient(text: &str) -> Reply {
-    Reply::new(501, "5.1.3", format!("Bad recipient address syntax: {text}"))
+    Reply::new(
+        501,
+        "5.1.3",
+        format!("Bad recipient address syntax: {text}"),
+    )
 }
 pub fn bad_mailbox_name() -> Reply {
     Reply::new(550, "5.1.3", "Error: invalid mailbox name")
 }
 pub fn unknown_parameter(param: &str) -> Reply {
     // RFC 5321 4.1.1.11
-    Reply::new(
-        555,
-        "5.5.4",
-        format!("Unsupported option: {param}"),
-    )
+    Reply::new(555, "5.5.4", format!("Unsupported option: {param}"))
 }
 pub fn message_too_big() -> Reply {
     Reply::new(552, "5.3.4", "Error: message size exceeds fixed limit")
@@ -168,11 +168,7 @@ pub fn too_many_connections(hostname: &str) -> Reply {
     )
 }
 pub fn timeout(hostname: &str) -> Reply {
-    Reply::new(
-        421,
-        "4.4.2",
-        format!("{hostname} Error: timeout exceeded"),
-    )
+    Reply::new(421, "4.4.2", format!("{hostname} Error: timeout exceeded"))
 }
 pub fn internal_error(hostname: &str) -> Reply {
     Reply::new(

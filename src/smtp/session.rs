@@ -278,13 +278,19 @@ mod tests {
         );
         let data = s.handle_line(b"DATA");
         assert_eq!(data.action, Action::ReceiveData);
-        assert_eq!(data.reply.to_wire(), "354 End data with <CR><LF>.<CR><LF>\r\n");
+        assert_eq!(
+            data.reply.to_wire(),
+            "354 End data with <CR><LF>.<CR><LF>\r\n"
+        );
         let envelope = s.take_envelope().unwrap();
         assert_eq!(envelope.recipients[0].to_string(), "Bob@example.org");
         assert_eq!(envelope.recipients[1].to_string(), "postmaster@example.org");
         assert_eq!(envelope.sender.unwrap().to_string(), "a@remote.example");
         // The transaction is over: a new MAIL is allowed, DATA is not.
-        dialogue(&mut s, &[("DATA", "503 5.5.1"), ("MAIL FROM:<>", "250 2.1.0")]);
+        dialogue(
+            &mut s,
+            &[("DATA", "503 5.5.1"), ("MAIL FROM:<>", "250 2.1.0")],
+        );
         let quit = s.handle_line(b"QUIT");
         assert_eq!(quit.action, Action::Close);
         assert_eq!(quit.reply.to_wire(), "221 2.0.0 Bye\r\n");

@@ -1,0 +1,346 @@
+//! Starts the real tinymta binary on a free loopback port with a temporary
+//! config and spool, and stops it when the test ends (also when it fails).
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a test waits for the server to do something before failing.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// The binary under test: `TINYMTA_BIN` (for a cross-built one run under
+/// qemu), else the one cargo built for this test run.
+pub fn binary() -> PathBuf {
+    std::env::var_os("TINYMTA_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_tinymta")))
+}
+
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub extra_config: String,
+    child: Option<Child>,
+}
+
+impl Server {
+    /// Starts tinymta with the test defaults plus `extra_config` lines.
+    pub fn start(extra_config: &str) -> Server {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut server = Server {
+            dir,
+            port: 0,
+            extra_config: extra_config.to_string(),
+            child: None,
+        };
+        server.launch_on_free_port();
+        server
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("tinymta.conf")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("tinymta.log")
+    }
+
+    pub fn spool(&self) -> PathBuf {
+        self.dir.path().join("spool")
+    }
+
+    pub fn mailboxes(&self) -> PathBuf {
+        self.dir.path().join("mail")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    fn write_config(&self) {
+        let config = format!(
+            "hostname = mx.test\nlisten = 127.0.0.1:{port}\nspool_dir = {spool}\n\
+             mailbox_dir = {mail}\nlocal_domains = mx.test, localhost\n\
+             log = {log}\nlog_level = debug\n{extra}\n",
+            port = self.port,
+            spool = self.spool().display(),
+            mail = self.mailboxes().display(),
+            log = self.log_path().display(),
+            extra = self.extra_config,
+        );
+        fs::write(self.config_path(), config).expect("write config");
+    }
+
+    /// Picks a port, starts the server, and waits for its greeting; another
+    /// test may take the port between our probe and the server's bind, so a
+    /// failed start is retried on a new port.
+    fn launch_on_free_port(&mut self) {
+        for _ in 0..5 {
+            self.port = free_port();
+            if self.launch() {
+                return;
+            }
+        }
+        panic!("tinymta did not start; log:\n{}", self.log());
+    }
+
+    /// Starts the server on `self.port`; false if it exited at once.
+    fn launch(&mut self) -> bool {
+        self.write_config();
+        let child = Command::new(binary())
+            .arg("-c")
+            .arg(self.config_path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tinymta");
+        self.child = Some(child);
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                eprintln!("tinymta exited at start: {status}");
+                self.child = None;
+                return false;
+            }
+            if let Ok(stream) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let mut client = Client::from_stream(stream);
+                if client.reply().starts_with("220 ") {
+                    client.send("QUIT");
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("tinymta did not answer on port {}", self.port);
+    }
+
+    /// SIGKILL: the server gets no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port, spool and mailboxes.
+    pub fn restart(&mut self) {
+        self.kill();
+        assert!(self.launch(), "restart failed; log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.port)
+    }
+
+    /// A client that has read the greeting and said EHLO.
+    pub fn greeted(&self) -> Client {
+        let mut client = self.connect();
+        assert_eq!(client.reply(), "220 mx.test ESMTP\r\n");
+        client.send("EHLO client.test");
+        assert!(client.reply().starts_with("250-mx.test\r\n"));
+        client
+    }
+
+    /// Names of the files in `spool_dir/new` (sorted).
+    pub fn queue_files(&self) -> Vec<String> {
+        list_dir(&self.spool().join("new"))
+    }
+
+    pub fn tmp_files(&self) -> Vec<String> {
+        list_dir(&self.spool().join("tmp"))
+    }
+
+    /// The messages in a local user's Maildir `new/`, waiting until there
+    /// are `count` of them; sorted by content.
+    pub fn wait_for_mail(&self, user: &str, count: usize) -> Vec<Vec<u8>> {
+        let dir = self.mailboxes().join(user).join("new");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let names = list_dir(&dir);
+            if names.len() >= count {
+                assert_eq!(names.len(), count, "too many messages for {user}");
+                let mut messages: Vec<Vec<u8>> = names
+                    .iter()
+                    .map(|n| fs::read(dir.join(n)).unwrap())
+                    .collect();
+                messages.sort();
+                return messages;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{count} message(s) for {user} did not arrive; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Messages in a user's Maildir now, without waiting.
+    pub fn mail_count(&self, user: &str) -> usize {
+        list_dir(&self.mailboxes().join(user).join("new")).len()
+    }
+
+    /// Waits until the queue is empty (everything delivered).
+    pub fn wait_for_empty_queue(&self) {
+        let deadline = Instant::now() + WAIT;
+        while !self.queue_files().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "queue not emptied: {:?}",
+                self.queue_files()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The process's peak resident memory (VmHWM) in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- tinymta log ---\n{}", self.log());
+        }
+    }
+}
+
+pub fn list_dir(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = match fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    names.sort();
+    names
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A raw SMTP client for exact replies and malformed input.
+pub struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> Client {
+        Client::from_stream(TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Client {
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        Client {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+        }
+    }
+
+    /// Sends one command line with CRLF.
+    pub fn send(&mut self, line: &str) {
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .expect("send");
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("send");
+    }
+
+    /// One whole reply, all its lines, as received.
+    pub fn reply(&mut self) -> String {
+        let mut reply = String::new();
+        loop {
+            let mut line = String::new();
+            let n = self.reader.read_line(&mut line).expect("read reply");
+            assert!(n > 0, "connection closed; got so far: {reply:?}");
+            reply.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return reply;
+            }
+        }
+    }
+
+    /// Sends a command and returns the reply.
+    pub fn command(&mut self, line: &str) -> String {
+        self.send(line);
+        self.reply()
+    }
+
+    /// Whether the server closed the connection (reads to end of stream).
+    pub fn closed(&mut self) -> bool {
+        let mut rest = Vec::new();
+        match self.reader.read_to_end(&mut rest) {
+            Ok(_) => rest.is_empty(),
+            Err(_) => false,
+        }
+    }
+
+    pub fn shutdown(&self) {
+        let _ = self.writer.shutdown(Shutdown::Both);
+    }
+
+    /// MAIL, RCPTs, DATA and the message; returns the queue id from the 250.
+    pub fn send_message(&mut self, from: &str, to: &[&str], data: &[u8]) -> String {
+        assert_eq!(
+            self.command(&format!("MAIL FROM:<{from}>")),
+            "250 2.1.0 Ok\r\n"
+        );
+        for rcpt in to {
+            assert_eq!(
+                self.command(&format!("RCPT TO:<{rcpt}>")),
+                "250 2.1.5 Ok\r\n"
+            );
+        }
+        assert_eq!(
+            self.command("DATA"),
+            "354 End data with <CR><LF>.<CR><LF>\r\n"
+        );
+        self.send_raw(data);
+        let reply = self.reply();
+        queue_id(&reply)
+    }
+}
+
+/// The id in `250 2.0.0 Ok: queued as ID`.
+pub fn queue_id(reply: &str) -> String {
+    reply
+        .strip_prefix("250 2.0.0 Ok: queued as ")
+        .and_then(|r| r.strip_suffix("\r\n"))
+        .unwrap_or_else(|| panic!("not a queued reply: {reply:?}"))
+        .to_string()
+}
+
+/// The `Received:` header tinymta writes, for a client at 127.0.0.1 that said
+/// `EHLO client.test`, with the date left out: returns (header, rest of message).
+pub fn split_received(stored: &[u8]) -> (String, Vec<u8>) {
+    let text = String::from_utf8_lossy(stored);
+    let end = ["+0000\r\n", "+0000\n"]
+        .iter()
+        .find_map(|marker| text.find(marker).map(|at| at + marker.len()))
+        .expect("Received: header with a date");
+    (text[..end].to_string(), stored[end..].to_vec())
+}
