@@ -15,7 +15,7 @@ use crate::smtp::data::DataDecoder;
 use crate::smtp::reply::{self, Reply};
 use crate::smtp::session::{Action, Envelope, Session};
 use crate::spool::queue::{QueueEnvelope, Recipient};
-use crate::spool::{IncomingMessage, Spool};
+use crate::spool::{IncomingMessage, Spool, SpoolError};
 use crate::time::{rfc5322_date, unix_now};
 
 /// RFC 5321 4.5.3.1.4: a command line is at most 512 octets with its CRLF.
@@ -194,14 +194,12 @@ fn receive_message<R: Read>(
     ctx: &ServerContext,
 ) -> io::Result<Reply> {
     let arrival = unix_now();
-    let mut incoming = match ctx.spool.begin() {
-        Ok(incoming) => Some(incoming),
-        Err(e) => {
-            log::error!("cannot create a queue file: {e}");
-            None
-        }
-    };
-    if let Some(message) = &mut incoming {
+    // The message being stored, or the reply that says why it cannot be.
+    let mut incoming = ctx.spool.begin().map_err(|e| {
+        log::error!("cannot create a queue file: {e}");
+        storage_failure(&e)
+    });
+    if let Ok(message) = &mut incoming {
         let header = session.received_header(&message.id, &rfc5322_date(arrival));
         store(&mut incoming, header.as_bytes());
     }
@@ -221,7 +219,7 @@ fn receive_message<R: Read>(
         }
         if decoder.refused() {
             // Nothing of a refused message is kept; its file goes now.
-            incoming = None;
+            incoming = Err(reply::storage_failure());
         } else {
             store(&mut incoming, &decoded);
         }
@@ -242,8 +240,9 @@ fn receive_message<R: Read>(
         );
         return Ok(refusal);
     }
-    let Some(message) = incoming else {
-        return Ok(reply::storage_failure());
+    let message = match incoming {
+        Ok(message) => message,
+        Err(reply) => return Ok(reply),
     };
     Ok(commit(
         session, message, envelope, arrival, client, &head, ctx,
@@ -251,13 +250,23 @@ fn receive_message<R: Read>(
 }
 
 /// Writes to the queue file; on a write error the file is given up (and
-/// removed), and the client will get a 451 after the final dot.
-fn store(incoming: &mut Option<IncomingMessage<'_>>, data: &[u8]) {
-    if let Some(message) = incoming {
+/// removed), and the client will get a 4xx after the final dot.
+fn store(incoming: &mut Result<IncomingMessage<'_>, Reply>, data: &[u8]) {
+    if let Ok(message) = incoming {
         if let Err(e) = message.write(data) {
             log::error!("{}: cannot write the queue file: {e}", message.id);
-            *incoming = None;
+            *incoming = Err(storage_failure(&e));
         }
+    }
+}
+
+/// The reply for a message the spool could not take: a full disk is said
+/// as such (RFC 3463 X.3.1), so the client knows to come back later.
+fn storage_failure(error: &SpoolError) -> Reply {
+    if error.is_storage_full() {
+        reply::insufficient_storage()
+    } else {
+        reply::storage_failure()
     }
 }
 
@@ -294,7 +303,7 @@ fn commit(
     };
     if let Err(e) = message.commit(&queued) {
         log::error!("{id}: cannot queue the message: {e}");
-        return reply::storage_failure();
+        return storage_failure(&e);
     }
     log::info!(
         "{id}: accepted from=<{}> client={client} helo={} nrcpt={} size={} message-id={}",
@@ -354,6 +363,26 @@ mod tests {
         let mut too_long = vec![b'x'; 40_000];
         too_long.extend_from_slice(b"\r\nNOOP\r\n");
         assert_eq!(lines(&too_long, 512), vec![None, Some(b"NOOP".to_vec())]);
+    }
+
+    #[test]
+    fn a_full_disk_is_452() {
+        let full = SpoolError::Io {
+            path: "x".into(),
+            error: io::ErrorKind::StorageFull.into(),
+        };
+        assert_eq!(
+            storage_failure(&full).to_wire(),
+            "452 4.3.1 Error: insufficient system storage\r\n"
+        );
+        let other = SpoolError::Io {
+            path: "x".into(),
+            error: io::ErrorKind::PermissionDenied.into(),
+        };
+        assert_eq!(
+            storage_failure(&other).to_wire(),
+            "451 4.3.0 Error: queue file write error\r\n"
+        );
     }
 
     #[test]

@@ -160,6 +160,9 @@ pub fn mail_loop() -> Reply {
 pub fn storage_failure() -> Reply {
     Reply::new(451, "4.3.0", "Error: queue file write error")
 }
+pub fn insufficient_storage() -> Reply {
+    Reply::new(452, "4.3.1", "Error: insufficient system storage")
+}
 pub fn too_many_connections(hostname: &str) -> Reply {
     Reply::new(
         421,

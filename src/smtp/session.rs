@@ -66,7 +66,8 @@ impl Session {
     pub fn new(config: Arc<Config>, client_ip: IpAddr) -> Session {
         Session {
             config,
-            client_ip,
+            // An IPv4 client of an IPv6 socket is shown as the IPv4 address.
+            client_ip: client_ip.to_canonical(),
             greeting: None,
             envelope: None,
         }
@@ -208,12 +209,10 @@ impl Session {
             Some(g) => (g.name.as_str(), if g.extended { "ESMTP" } else { "SMTP" }),
             None => ("unknown", "SMTP"),
         };
+        // RFC 5321 4.1.3 address literals.
         let literal = match self.client_ip {
             IpAddr::V4(ip) => format!("[{ip}]"),
-            IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
-                Some(v4) => format!("[{v4}]"),
-                None => format!("[IPv6:{ip}]"),
-            },
+            IpAddr::V6(ip) => format!("[IPv6:{ip}]"),
         };
         let mut header = format!(
             "Received: from {helo} ({literal})\r\n\tby {} (tinymta) with {protocol} id {queue_id}",
@@ -384,5 +383,18 @@ mod tests {
         );
         dialogue(&mut s, &[("RCPT TO:<y@example.org>", "250 2.1.5")]);
         assert!(!s.received_header("ID1", "d").contains("for <"));
+        // An IPv4 client seen through an IPv6 socket is an IPv4 client.
+        let mut mapped = session_from("::ffff:192.0.2.7");
+        dialogue(
+            &mut mapped,
+            &[
+                ("HELO c", "250"),
+                ("MAIL FROM:<a@b.org>", "250 2.1.0"),
+                ("RCPT TO:<x@elsewhere.example>", "550 5.7.1"),
+            ],
+        );
+        assert!(mapped.received_header("ID2", "d").starts_with(
+            "Received: from c ([192.0.2.7])\r\n\tby mx.example.org (tinymta) with SMTP id ID2;"
+        ));
     }
 }

@@ -46,6 +46,14 @@ impl fmt::Display for SpoolError {
 
 impl std::error::Error for SpoolError {}
 
+impl SpoolError {
+    /// The disk (or the user's quota) is full: a condition that passes.
+    pub fn is_storage_full(&self) -> bool {
+        matches!(self, SpoolError::Io { error, .. }
+            if matches!(error.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded))
+    }
+}
+
 /// Adds the path to an I/O error.
 fn at(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
     move |error| SpoolError::Io {
