@@ -107,9 +107,7 @@ fn smuggled_messages_are_never_created() {
     let mut c = server.greeted();
     let smuggled_endings: [&[u8]; 4] = [b"\n.\r\n", b"\n.\n", b"\r\n.\n", b"\r.\r"];
     for ending in smuggled_endings {
-        assert_eq!(c.command("MAIL FROM:<a@example.org>"), "250 2.1.0 Ok\r\n");
-        assert_eq!(c.command("RCPT TO:<root@mx.test>"), "250 2.1.5 Ok\r\n");
-        assert_eq!(c.command("DATA"), "354 End data with <CR><LF>.<CR><LF>\r\n");
+        c.begin_data("a@example.org", &["root@mx.test"]);
         let mut data = b"Subject: outer\r\n\r\nouter".to_vec();
         data.extend_from_slice(ending);
         data.extend_from_slice(
@@ -141,17 +139,13 @@ fn smuggled_messages_are_never_created() {
 fn long_text_lines_and_mail_loops_are_refused() {
     let server = Server::start("");
     let mut c = server.greeted();
-    assert_eq!(c.command("MAIL FROM:<a@example.org>"), "250 2.1.0 Ok\r\n");
-    assert_eq!(c.command("RCPT TO:<root@mx.test>"), "250 2.1.5 Ok\r\n");
-    assert_eq!(c.command("DATA"), "354 End data with <CR><LF>.<CR><LF>\r\n");
+    c.begin_data("a@example.org", &["root@mx.test"]);
     c.send_raw(format!("Subject: x\r\n\r\n{}\r\n.\r\n", "y".repeat(999)).as_bytes());
     assert_eq!(
         c.reply(),
         "500 5.5.2 Error: message line longer than 1000 octets\r\n"
     );
-    assert_eq!(c.command("MAIL FROM:<a@example.org>"), "250 2.1.0 Ok\r\n");
-    assert_eq!(c.command("RCPT TO:<root@mx.test>"), "250 2.1.5 Ok\r\n");
-    assert_eq!(c.command("DATA"), "354 End data with <CR><LF>.<CR><LF>\r\n");
+    c.begin_data("a@example.org", &["root@mx.test"]);
     let mut looping = "Received: from a by b; Sun, 22 Nov 2026 00:00:00 +0000\r\n".repeat(31);
     looping.push_str("Subject: loop\r\n\r\nbody\r\n.\r\n");
     c.send_raw(looping.as_bytes());
@@ -355,9 +349,7 @@ fn idle_client_is_closed_with_421() {
 fn stalled_data_is_closed_with_421_and_nothing_stored() {
     let server = Server::start("data_timeout = 1s");
     let mut c = server.greeted();
-    assert_eq!(c.command("MAIL FROM:<a@example.org>"), "250 2.1.0 Ok\r\n");
-    assert_eq!(c.command("RCPT TO:<root@mx.test>"), "250 2.1.5 Ok\r\n");
-    assert_eq!(c.command("DATA"), "354 End data with <CR><LF>.<CR><LF>\r\n");
+    c.begin_data("a@example.org", &["root@mx.test"]);
     c.send_raw(b"Subject: half\r\n\r\npart of a message");
     assert_eq!(c.reply(), "421 4.4.2 mx.test Error: timeout exceeded\r\n");
     assert!(c.closed());
@@ -371,9 +363,7 @@ fn kill_9_during_data_and_after_250() {
     let mut server = relay_server("");
     // Killed in the middle of DATA: that message must not exist afterwards.
     let mut c = server.greeted();
-    assert_eq!(c.command("MAIL FROM:<a@example.org>"), "250 2.1.0 Ok\r\n");
-    assert_eq!(c.command("RCPT TO:<first@example.net>"), "250 2.1.5 Ok\r\n");
-    assert_eq!(c.command("DATA"), "354 End data with <CR><LF>.<CR><LF>\r\n");
+    c.begin_data("a@example.org", &["first@example.net"]);
     c.send_raw(&format!("Subject: first\r\n\r\n{}", "line\r\n".repeat(20_000)).into_bytes());
     let deadline = Instant::now() + support::WAIT;
     while server.tmp_files().is_empty() {

@@ -316,70 +316,60 @@ fn pipelined_commands_get_their_replies_in_order() {
 
 #[test]
 fn bad_config_is_refused_with_file_and_line() {
+    use support::run_tinymta;
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.conf");
+    let bad_path = bad.to_str().unwrap();
     std::fs::write(&bad, "# ok\nhostname = a.test\nbogus = 1\n").unwrap();
-    let out = std::process::Command::new(support::binary())
-        .args(["-t", "-c"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
     assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        format!("tinymta: {}:3: bogus: unknown key\n", bad.display())
+        run_tinymta(&["-t", "-c", bad_path]),
+        (
+            Some(1),
+            String::new(),
+            format!("tinymta: {bad_path}:3: bogus: unknown key\n")
+        )
     );
     // The daemon does not start with it either.
-    let out = std::process::Command::new(support::binary())
-        .arg("-c")
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    std::fs::write(&bad, "max_message_size = 10 M\n").unwrap();
-    let out = std::process::Command::new(support::binary())
-        .args(["-t", "-c"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
     assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        format!(
-            "tinymta: {}:1: max_message_size: expected a size such as 512k or 10M, found \"10 M\"\n",
-            bad.display()
+        run_tinymta(&["-c", bad_path]),
+        (
+            Some(1),
+            String::new(),
+            format!("tinymta: {bad_path}:3: bogus: unknown key\n")
+        )
+    );
+    std::fs::write(&bad, "max_message_size = 10 M\n").unwrap();
+    assert_eq!(
+        run_tinymta(&["-t", "-c", bad_path]),
+        (
+            Some(1),
+            String::new(),
+            format!(
+                "tinymta: {bad_path}:1: max_message_size: expected a size such as 512k or 10M, \
+                 found \"10 M\"\n"
+            )
         )
     );
     let missing = dir.path().join("missing.conf");
-    let out = std::process::Command::new(support::binary())
-        .args(["-t", "-c"])
-        .arg(&missing)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.conf: cannot read config"));
-    let out = std::process::Command::new(support::binary())
-        .args([
-            "-t",
-            "-c",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/etc/tinymta.conf"),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "config ok\n");
-    let out = std::process::Command::new(support::binary())
-        .arg("-x")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    let out = std::process::Command::new(support::binary())
-        .arg("-V")
-        .output()
-        .unwrap();
+    let (code, _, stderr) = run_tinymta(&["-t", "-c", missing.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("missing.conf: cannot read config"),
+        "{stderr}"
+    );
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/etc/tinymta.conf");
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        format!("tinymta {}\n", env!("CARGO_PKG_VERSION"))
+        run_tinymta(&["-t", "-c", shipped]),
+        (Some(0), "config ok\n".to_string(), String::new())
+    );
+    assert_eq!(run_tinymta(&["-x"]).0, Some(64));
+    assert_eq!(
+        run_tinymta(&["-V"]),
+        (
+            Some(0),
+            format!("tinymta {}\n", env!("CARGO_PKG_VERSION")),
+            String::new()
+        )
     );
 }
 

@@ -20,6 +20,20 @@ pub fn binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_tinymta")))
 }
 
+/// Runs the binary once with `args` (not as a server) and returns (exit code, stdout, stderr).
+pub fn run_tinymta<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (Option<i32>, String, String) {
+    let out = Command::new(binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tinymta");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 pub struct Server {
     pub dir: tempfile::TempDir,
     pub port: u16,
@@ -303,8 +317,8 @@ impl Client {
         let _ = self.writer.shutdown(Shutdown::Both);
     }
 
-    /// MAIL, RCPTs, DATA and the message; returns the queue id from the 250.
-    pub fn send_message(&mut self, from: &str, to: &[&str], data: &[u8]) -> String {
+    /// MAIL, RCPTs and DATA, each accepted: the message text comes next.
+    pub fn begin_data(&mut self, from: &str, to: &[&str]) {
         assert_eq!(
             self.command(&format!("MAIL FROM:<{from}>")),
             "250 2.1.0 Ok\r\n"
@@ -319,6 +333,11 @@ impl Client {
             self.command("DATA"),
             "354 End data with <CR><LF>.<CR><LF>\r\n"
         );
+    }
+
+    /// MAIL, RCPTs, DATA and the message; returns the queue id from the 250.
+    pub fn send_message(&mut self, from: &str, to: &[&str], data: &[u8]) -> String {
+        self.begin_data(from, to);
         self.send_raw(data);
         let reply = self.reply();
         queue_id(&reply)
