@@ -28,6 +28,44 @@ pub struct Listener {
     pub kind: ListenerKind,
 }
 
+/// TLS towards the MX hosts of a domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MxTls {
+    /// STARTTLS whenever offered, without checking the certificate (most MX
+    /// certificates would fail a check); clear text if TLS fails.
+    Opportunistic,
+    /// STARTTLS with a certificate valid for the MX host name, or no delivery.
+    Require,
+}
+
+/// TLS towards the smarthost: always required when not `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmarthostTls {
+    /// STARTTLS (RFC 3207), required.
+    StartTls,
+    /// Implicit TLS from the first byte (RFC 8314), usually port 465.
+    Tls,
+    /// Clear text (and AUTH in clear text, if configured).
+    None,
+}
+
+/// A host and port: a name, or an IP address literal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogTarget {
     Stderr,
@@ -52,6 +90,35 @@ pub struct Config {
     pub data_timeout: Duration,
     /// How often the queue runner rescans the spool when nothing wakes it.
     pub queue_interval: Duration,
+    /// Threads that deliver at the same time.
+    pub delivery_workers: usize,
+    /// Every non-local recipient goes here when set; else to the domain's MX.
+    pub smarthost: Option<HostPort>,
+    /// The port of MX hosts.
+    pub mx_port: u16,
+    /// Nameservers (port 53 unless given); empty means those of `resolv_conf`.
+    pub dns_servers: Vec<SocketAddr>,
+    /// Where nameservers are read from when `dns_servers` is not given.
+    pub resolv_conf: PathBuf,
+    /// Names answered before DNS is asked, as the system resolver does.
+    pub hosts_file: PathBuf,
+    /// How long to wait for one DNS server's answer.
+    pub dns_timeout: Duration,
+    pub mx_tls: MxTls,
+    pub smarthost_tls: SmarthostTls,
+    /// PEM file of CA certificates trusted besides the public ones.
+    pub tls_ca_file: Option<PathBuf>,
+    /// `false` accepts any certificate: an explicit, logged opt-out.
+    pub tls_verify: bool,
+    pub smarthost_user: Option<String>,
+    pub smarthost_password_file: Option<PathBuf>,
+    /// How long to wait for a TCP connection to an upstream server.
+    pub connect_timeout: Duration,
+    /// The first retry delay, doubled at each attempt up to `retry_max`.
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    /// A message not delivered after this long is bounced.
+    pub queue_lifetime: Duration,
     pub log: LogTarget,
     pub log_level: log::LevelFilter,
 }
@@ -78,6 +145,23 @@ impl Default for Config {
             command_timeout: Duration::from_secs(5 * 60),
             data_timeout: Duration::from_secs(10 * 60),
             queue_interval: Duration::from_secs(5 * 60),
+            delivery_workers: 2,
+            smarthost: None,
+            mx_port: 25,
+            dns_servers: Vec::new(),
+            resolv_conf: PathBuf::from("/etc/resolv.conf"),
+            hosts_file: PathBuf::from("/etc/hosts"),
+            dns_timeout: Duration::from_secs(5),
+            mx_tls: MxTls::Opportunistic,
+            smarthost_tls: SmarthostTls::StartTls,
+            tls_ca_file: None,
+            tls_verify: true,
+            smarthost_user: None,
+            smarthost_password_file: None,
+            connect_timeout: Duration::from_secs(30),
+            retry_min: Duration::from_secs(60),
+            retry_max: Duration::from_secs(3600),
+            queue_lifetime: Duration::from_secs(5 * 86400),
             log: LogTarget::Stderr,
             log_level: log::LevelFilter::Info,
         }
@@ -159,24 +243,40 @@ impl Config {
             };
             let key = key.trim();
             let value = value.trim();
-            let Some(spec) = KEYS.iter().find(|spec| spec.name == key) else {
+            let Some(&name) = KEYS.iter().find(|&&name| name == key) else {
                 return Err(error(key, "unknown key".to_string()));
             };
-            let first_time = !seen.contains(&spec.name);
-            if !first_time && !spec.list {
+            let first_time = !seen.contains(&name);
+            if !first_time && !LIST_KEYS.contains(&name) {
                 return Err(error(key, "given twice (it is not a list)".to_string()));
             }
-            seen.push(spec.name);
+            seen.push(name);
             if value.is_empty() {
                 return Err(error(key, "empty value".to_string()));
             }
             config
-                .apply(spec.name, value, first_time)
+                .apply(name, value, first_time)
                 .map_err(|message| error(key, message))?;
         }
         // RFC 5321 4.5.1: the server's own name is always one of its domains.
         if !seen.contains(&"local_domains") {
             config.local_domains = vec![config.hostname.clone(), "localhost".to_string()];
+        }
+        if config.retry_min > config.retry_max {
+            return Err(ConfigError::Line {
+                file: file.to_path_buf(),
+                line: 0,
+                key: "retry_min".to_string(),
+                message: "larger than retry_max".to_string(),
+            });
+        }
+        if config.smarthost_user.is_some() != config.smarthost_password_file.is_some() {
+            return Err(ConfigError::Line {
+                file: file.to_path_buf(),
+                line: 0,
+                key: "smarthost_user".to_string(),
+                message: "smarthost_user and smarthost_password_file go together".to_string(),
+            });
         }
         if config.listen.is_empty() {
             return Err(ConfigError::Line {
@@ -225,6 +325,47 @@ impl Config {
             "command_timeout" => self.command_timeout = parse_duration(value)?,
             "data_timeout" => self.data_timeout = parse_duration(value)?,
             "queue_interval" => self.queue_interval = parse_duration(value)?,
+            "delivery_workers" => self.delivery_workers = parse_count(value)?,
+            "smarthost" => self.smarthost = Some(parse_host_port(value)?),
+            "mx_port" => self.mx_port = parse_port(value)?,
+            "dns_servers" => {
+                if first_time {
+                    self.dns_servers.clear();
+                }
+                for server in split_list(value) {
+                    self.dns_servers.push(parse_dns_server(server)?);
+                }
+            }
+            "resolv_conf" => self.resolv_conf = PathBuf::from(value),
+            "hosts_file" => self.hosts_file = PathBuf::from(value),
+            "dns_timeout" => self.dns_timeout = parse_duration(value)?,
+            "mx_tls" => {
+                self.mx_tls = match value {
+                    "opportunistic" => MxTls::Opportunistic,
+                    "require" => MxTls::Require,
+                    _ => {
+                        return Err(format!(
+                            "expected opportunistic or require, found {value:?}"
+                        ))
+                    }
+                }
+            }
+            "smarthost_tls" => {
+                self.smarthost_tls = match value {
+                    "starttls" => SmarthostTls::StartTls,
+                    "tls" => SmarthostTls::Tls,
+                    "none" => SmarthostTls::None,
+                    _ => return Err(format!("expected starttls, tls or none, found {value:?}")),
+                }
+            }
+            "tls_ca_file" => self.tls_ca_file = Some(PathBuf::from(value)),
+            "tls_verify" => self.tls_verify = parse_bool(value)?,
+            "smarthost_user" => self.smarthost_user = Some(value.to_string()),
+            "smarthost_password_file" => self.smarthost_password_file = Some(PathBuf::from(value)),
+            "connect_timeout" => self.connect_timeout = parse_duration(value)?,
+            "retry_min" => self.retry_min = parse_duration(value)?,
+            "retry_max" => self.retry_max = parse_duration(value)?,
+            "queue_lifetime" => self.queue_lifetime = parse_duration(value)?,
             "log" => {
                 self.log = if value == "stderr" {
                     LogTarget::Stderr
@@ -270,70 +411,43 @@ impl Config {
     }
 }
 
-struct KeySpec {
-    name: &'static str,
-    /// A list key may be given more than once; each line adds to the list.
-    list: bool,
-}
-
-const KEYS: &[KeySpec] = &[
-    KeySpec {
-        name: "hostname",
-        list: false,
-    },
-    KeySpec {
-        name: "listen",
-        list: true,
-    },
-    KeySpec {
-        name: "spool_dir",
-        list: false,
-    },
-    KeySpec {
-        name: "mailbox_dir",
-        list: false,
-    },
-    KeySpec {
-        name: "local_domains",
-        list: true,
-    },
-    KeySpec {
-        name: "relay_networks",
-        list: true,
-    },
-    KeySpec {
-        name: "max_connections",
-        list: false,
-    },
-    KeySpec {
-        name: "max_message_size",
-        list: false,
-    },
-    KeySpec {
-        name: "max_recipients",
-        list: false,
-    },
-    KeySpec {
-        name: "command_timeout",
-        list: false,
-    },
-    KeySpec {
-        name: "data_timeout",
-        list: false,
-    },
-    KeySpec {
-        name: "queue_interval",
-        list: false,
-    },
-    KeySpec {
-        name: "log",
-        list: false,
-    },
-    KeySpec {
-        name: "log_level",
-        list: false,
-    },
+/// Every key, in the order README.md lists them.
+const KEYS: &[&str] = &[
+    "hostname",
+    "listen",
+    "spool_dir",
+    "mailbox_dir",
+    "local_domains",
+    "relay_networks",
+    "max_connections",
+    "max_message_size",
+    "max_recipients",
+    "command_timeout",
+    "data_timeout",
+    "queue_interval",
+    "delivery_workers",
+    "smarthost",
+    "mx_port",
+    "dns_servers",
+    "resolv_conf",
+    "hosts_file",
+    "dns_timeout",
+    "mx_tls",
+    "smarthost_tls",
+    "tls_ca_file",
+    "tls_verify",
+    "smarthost_user",
+    "smarthost_password_file",
+    "connect_timeout",
+    "retry_min",
+    "retry_max",
+    "queue_lifetime",
+    "log",
+    "log_level",
 ];
+
+/// Keys that may be given more than once; each line adds to the list.
+const LIST_KEYS: &[&str] = &["listen", "local_domains", "relay_networks", "dns_servers"];
 
 /// `a, b c` -> `a`, `b`, `c`: list values may be separated by commas or spaces.
 fn split_list(value: &str) -> impl Iterator<Item = &str> {
@@ -389,6 +503,51 @@ fn parse_listener(value: &str) -> Result<Listener, String> {
         addr,
         kind: ListenerKind::Smtp,
     })
+}
+
+/// `HOST:PORT`, with an IPv6 literal in brackets: `[2001:db8::1]:587`.
+fn parse_host_port(value: &str) -> Result<HostPort, String> {
+    let bad = || format!("expected HOST:PORT (IPv6 as [ADDR]:PORT), found {value:?}");
+    let (host, port) = if let Some(rest) = value.strip_prefix('[') {
+        let (addr, port) = rest.split_once("]:").ok_or_else(bad)?;
+        addr.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?;
+        (addr.to_string(), port)
+    } else {
+        let (host, port) = value.rsplit_once(':').ok_or_else(bad)?;
+        if host.parse::<IpAddr>().is_err() {
+            parse_hostname(host)?;
+        }
+        (host.to_ascii_lowercase(), port)
+    };
+    Ok(HostPort {
+        host,
+        port: parse_port(port)?,
+    })
+}
+
+fn parse_port(value: &str) -> Result<u16, String> {
+    match value.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("expected a port from 1 to 65535, found {value:?}")),
+        Ok(port) => Ok(port),
+    }
+}
+
+/// `IP` (port 53) or `IP:PORT`, IPv6 with a port as `[ADDR]:PORT`.
+fn parse_dns_server(value: &str) -> Result<SocketAddr, String> {
+    if let Ok(ip) = value.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    value
+        .parse::<SocketAddr>()
+        .map_err(|_| format!("expected IP or IP:PORT, found {value:?}"))
+}
+
+fn parse_bool(value: &str) -> Result<bool, String> {
+    match value {
+        "yes" | "true" | "on" => Ok(true),
+        "no" | "false" | "off" => Ok(false),
+        _ => Err(format!("expected yes or no, found {value:?}")),
+    }
 }
 
 fn parse_count(value: &str) -> Result<usize, String> {
@@ -512,6 +671,51 @@ mod tests {
         assert_eq!(
             parse("max_connections = 0\n").unwrap_err(),
             "t.conf:1: max_connections: must be at least 1"
+        );
+    }
+
+    #[test]
+    fn delivery_keys() {
+        let config = parse(
+            "smarthost = [2001:db8::1]:587\nmx_port = 2526\ndns_servers = 127.0.0.1:5353, ::1\n\
+             dns_servers = 10.0.0.1\nmx_tls = require\nsmarthost_tls = tls\ntls_verify = no\n\
+             smarthost_user = box\nsmarthost_password_file = /etc/pw\nretry_min = 10s\n",
+        )
+        .unwrap();
+        let smarthost = config.smarthost.unwrap();
+        assert_eq!(
+            (smarthost.host.as_str(), smarthost.port),
+            ("2001:db8::1", 587)
+        );
+        assert_eq!(smarthost.to_string(), "[2001:db8::1]:587");
+        assert_eq!(config.mx_port, 2526);
+        assert_eq!(
+            config.dns_servers,
+            [
+                "127.0.0.1:5353".parse().unwrap(),
+                "[::1]:53".parse().unwrap(),
+                "10.0.0.1:53".parse().unwrap()
+            ]
+        );
+        assert_eq!(config.mx_tls, MxTls::Require);
+        assert_eq!(config.smarthost_tls, SmarthostTls::Tls);
+        assert!(!config.tls_verify);
+        assert_eq!(config.retry_min, Duration::from_secs(10));
+        let relay = parse("smarthost = Relay.Example.net:465\n")
+            .unwrap()
+            .smarthost
+            .unwrap();
+        assert_eq!(relay.to_string(), "relay.example.net:465");
+        assert!(parse("smarthost = relay.example.net\n").is_err());
+        assert!(parse("smarthost = relay.example.net:0\n").is_err());
+        assert!(parse("mx_tls = maybe\n").is_err());
+        assert_eq!(
+            parse("smarthost_user = a\n").unwrap_err(),
+            "t.conf:0: smarthost_user: smarthost_user and smarthost_password_file go together"
+        );
+        assert_eq!(
+            parse("retry_min = 2h\n").unwrap_err(),
+            "t.conf:0: retry_min: larger than retry_max"
         );
     }
 

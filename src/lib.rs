@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod deliver;
+pub mod dns;
 pub mod log;
 pub mod net;
 pub mod server;

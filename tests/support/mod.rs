@@ -363,3 +363,93 @@ pub fn split_received(stored: &[u8]) -> (String, Vec<u8>) {
         .expect("Received: header with a date");
     (text[..end].to_string(), stored[end..].to_vec())
 }
+
+/// dnsmasq on a free loopback port, answering only from its command line:
+/// no upstream servers, no /etc/hosts, authoritative for `.test` (so an
+/// unknown name there is NXDOMAIN, and nothing ever leaves the machine).
+pub struct Dnsmasq {
+    pub port: u16,
+    child: Child,
+}
+
+impl Dnsmasq {
+    /// `records` are dnsmasq options such as `--mx-host=a.test,mx.a.test,10`.
+    pub fn start(records: &[&str]) -> Dnsmasq {
+        for _ in 0..5 {
+            let port = free_udp_port();
+            let mut child = Command::new("dnsmasq")
+                .args([
+                    "--keep-in-foreground",
+                    "--no-resolv",
+                    "--no-hosts",
+                    "--no-poll",
+                    "--conf-file=/dev/null",
+                    "--listen-address=127.0.0.1",
+                    "--bind-interfaces",
+                    "--user=root",
+                    "--group=root",
+                    "--pid-file=",
+                    "--local=/test/",
+                    "--log-facility=-",
+                    "--quiet-dhcp",
+                ])
+                .arg(format!("--port={port}"))
+                .args(records)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("dnsmasq (apt-get install dnsmasq-base)");
+            // It answers once it has bound; it exits at once if the port was taken.
+            let deadline = Instant::now() + WAIT;
+            while Instant::now() < deadline {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if dns_answers(port) {
+                    return Dnsmasq { port, child };
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("dnsmasq did not start");
+    }
+
+    /// The `dns_servers` config line for tinymta.
+    pub fn config_line(&self) -> String {
+        format!("dns_servers = 127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port")
+}
+
+/// Whether a DNS server on the loopback port answers a query at all.
+fn dns_answers(port: u16) -> bool {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let query = [
+        0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 5, b'p', b'r', b'o', b'b', b'e', 4, b't', b'e',
+        b's', b't', 0, 0, 1, 0, 1,
+    ];
+    if socket.send_to(&query, ("127.0.0.1", port)).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 512];
+    socket.recv(&mut buf).is_ok()
+}
