@@ -13,3 +13,4 @@ pub mod server;
 pub mod smtp;
 pub mod spool;
 pub mod time;
+pub mod tls;

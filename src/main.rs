@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use tinymta::config::{Config, DEFAULT_CONFIG_PATH};
 use tinymta::deliver::runner::QueueRunner;
+use tinymta::dns::resolver::Resolver;
 use tinymta::server::connection::ServerContext;
 use tinymta::server::listener;
 use tinymta::spool::Spool;
+use tinymta::tls::ClientConfigs;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// sysexits.h EX_USAGE.
@@ -89,10 +91,19 @@ fn run_daemon(config: Config) -> Result<std::convert::Infallible, String> {
     let spool = Spool::open(&config.spool_dir).map_err(|e| format!("spool: {e}"))?;
     spool.recover().map_err(|e| format!("spool: {e}"))?;
     let spool = Arc::new(spool);
+    let tls = ClientConfigs::new(config.tls_ca_file.as_deref(), config.tls_verify)
+        .map_err(|e| format!("tls_ca_file: {e}"))?;
+    warn_about_risky_settings(&config);
+    let resolver = Resolver::from_config(&config);
     let listeners = listener::bind_all(&config.listen)?;
-    let waker = QueueRunner::new(Arc::clone(&config), Arc::clone(&spool))
-        .start()
-        .map_err(|e| format!("cannot start the queue runner: {e}"))?;
+    let waker = QueueRunner::new(
+        Arc::clone(&config),
+        Arc::clone(&spool),
+        Arc::new(resolver),
+        Arc::new(tls),
+    )
+    .start()
+    .map_err(|e| format!("cannot start the queue runner: {e}"))?;
     let addresses: Vec<String> = listeners
         .iter()
         .map(|l| {
@@ -120,5 +131,23 @@ fn run_daemon(config: Config) -> Result<std::convert::Infallible, String> {
     );
     loop {
         std::thread::park();
+    }
+}
+
+/// Settings that work but weaken security are said once, at start-up.
+fn warn_about_risky_settings(config: &Config) {
+    use std::os::unix::fs::PermissionsExt;
+    if !config.tls_verify {
+        ::log::warn!("tls_verify = no: upstream certificates are not checked");
+    }
+    if let Some(file) = &config.smarthost_password_file {
+        match std::fs::metadata(file) {
+            Ok(meta) if meta.permissions().mode() & 0o004 != 0 => ::log::warn!(
+                "smarthost_password_file {} is readable by every user",
+                file.display()
+            ),
+            Ok(_) => {}
+            Err(e) => ::log::warn!("smarthost_password_file {}: {e}", file.display()),
+        }
     }
 }

@@ -208,11 +208,8 @@ fn null_sender_quoted_local_parts_literals_and_postmaster() {
         c.command("RCPT TO:<\"john doe\"@example.net>"),
         "250 2.1.5 Ok\r\n"
     );
-    assert_eq!(c.command("RCPT TO:<ops@[192.0.2.1]>"), "250 2.1.5 Ok\r\n");
-    assert_eq!(
-        c.command("RCPT TO:<ops@[IPv6:2001:db8::1]>"),
-        "250 2.1.5 Ok\r\n"
-    );
+    assert_eq!(c.command("RCPT TO:<ops@[127.0.0.1]>"), "250 2.1.5 Ok\r\n");
+    assert_eq!(c.command("RCPT TO:<ops@[IPv6:::1]>"), "250 2.1.5 Ok\r\n");
     assert_eq!(
         c.command("RCPT TO:<@relay.example:ops@example.net>"),
         "250 2.1.5 Ok\r\n"
@@ -225,13 +222,27 @@ fn null_sender_quoted_local_parts_literals_and_postmaster() {
     assert!(postmaster[0].starts_with(b"Return-Path: <>\nDelivered-To: postmaster@mx.test\n"));
     let john = server.wait_for_mail("john.doe", 1);
     assert!(john[0].starts_with(b"Return-Path: <>\nDelivered-To: \"john.doe\"@mx.test\n"));
-    let envelope = std::fs::read_to_string(server.spool().join(format!("new/{id}.env"))).unwrap();
-    assert!(envelope.contains("\nsender: <>\n"), "{envelope}");
-    assert!(envelope.contains("recipient: delivered attempts=1 <postmaster@mx.test>\n"));
-    assert!(envelope.contains("recipient: queued attempts=0 <\"john doe\"@example.net>\n"));
-    assert!(envelope.contains("recipient: queued attempts=0 <ops@[192.0.2.1]>\n"));
-    assert!(envelope.contains("recipient: queued attempts=0 <ops@[ipv6:2001:db8::1]>\n"));
-    assert!(envelope.contains("recipient: queued attempts=0 <ops@example.net>\n"));
+    // Local ones are delivered; the others wait for their servers, which
+    // are not there (a closed loopback port, no DNS).
+    let envelope = server.wait_for_envelope(
+        &id,
+        &[
+            "sender: <>",
+            "recipient: delivered attempts=1 next=0 <postmaster@mx.test>",
+        ],
+    );
+    for remote in [
+        "<\"john doe\"@example.net>",
+        "<ops@[127.0.0.1]>",
+        "<ops@[ipv6:::1]>",
+        "<ops@example.net>",
+    ] {
+        let line = envelope
+            .lines()
+            .find(|l| l.ends_with(remote))
+            .unwrap_or_else(|| panic!("{remote} in {envelope}"));
+        assert!(line.starts_with("recipient: queued attempts="), "{line}");
+    }
 }
 
 #[test]

@@ -1,4 +1,99 @@
-//! The delivering side: the queue runner and local Maildir delivery.
+//! The delivering side: the queue runner, its jobs, and the two ways a
+//! recipient is reached: a local Maildir, or SMTP to another server.
 
+pub mod bounce;
+pub mod client;
 pub mod local;
+pub mod remote;
 pub mod runner;
+
+use std::sync::mpsc::Sender;
+
+use crate::smtp::address::Mailbox;
+use client::Outcome;
+
+/// Where a recipient's mail goes; recipients with the same destination share
+/// a job, and a job's messages share a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Destination {
+    Local,
+    Smarthost,
+    /// The MX hosts of this domain (lower case).
+    Domain(String),
+}
+
+/// One message's recipients for one destination.
+#[derive(Debug, Clone)]
+pub struct JobItem {
+    pub id: String,
+    /// Empty for the null reverse-path.
+    pub sender: String,
+    pub eight_bit: bool,
+    pub size: u64,
+    /// Unix seconds of arrival, for the delay in logs.
+    pub arrival: u64,
+    /// (index in the envelope, address)
+    pub recipients: Vec<(usize, Mailbox)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub destination: Destination,
+    pub items: Vec<JobItem>,
+}
+
+/// What became of one message's recipients in one job.
+#[derive(Debug, Clone)]
+pub struct ItemResult {
+    pub id: String,
+    pub outcomes: Vec<(usize, Outcome)>,
+}
+
+/// Hands results to the runner. Every item a worker took is answered
+/// exactly once: what is still unanswered when the reporter is dropped
+/// (a panic in delivery) is reported as deferred, so nothing is stuck.
+pub struct Reporter {
+    results: Sender<ItemResult>,
+    unanswered: Vec<(String, Vec<usize>)>,
+}
+
+impl Reporter {
+    pub fn new(results: Sender<ItemResult>) -> Reporter {
+        Reporter {
+            results,
+            unanswered: Vec::new(),
+        }
+    }
+
+    /// Records that the worker now holds these items.
+    pub fn took(&mut self, job: &Job) {
+        for item in &job.items {
+            let indexes = item.recipients.iter().map(|(i, _)| *i).collect();
+            self.unanswered.push((item.id.clone(), indexes));
+        }
+    }
+
+    pub fn report(&mut self, result: ItemResult) {
+        if let Some(pos) = self.unanswered.iter().position(|(id, _)| *id == result.id) {
+            self.unanswered.swap_remove(pos);
+        }
+        let _ = self.results.send(result);
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        for (id, indexes) in self.unanswered.drain(..) {
+            let outcomes = indexes
+                .into_iter()
+                .map(|i| {
+                    (
+                        i,
+                        Outcome::Deferred("4.3.0 internal error in delivery".to_string()),
+                    )
+                })
+                .collect();
+            let _ = self.results.send(ItemResult { id, outcomes });
+        }
+    }
+}

@@ -1,69 +1,282 @@
-//! The queue runner: one thread that walks the queue and delivers what it can.
-//! It runs at start-up (a box that rebooted resumes its queue), whenever a new
-//! message is queued, and every `queue_interval` otherwise.
+//! The queue runner. One scheduler thread owns the queue's envelopes: it
+//! finds what is due, groups recipients by destination into jobs, and applies
+//! the outcomes that `delivery_workers` worker threads report back. Every
+//! outcome is written to the envelope as soon as it is known, so a delivered
+//! recipient is never sent again, also after a restart.
 //!
-//! Until forwarding lands, only local recipients are delivered; others stay
-//! queued.
+//! Retries back off exponentially from `retry_min` to `retry_max`. The
+//! schedule is kept on the monotonic clock: a box whose wall clock starts at
+//! 1970 and jumps forward after boot neither floods nor stalls its queue.
+//! Expiry after `queue_lifetime` needs both the wall clock and the number of
+//! attempts to agree, so a clock jump cannot bounce the whole queue either.
+//! At start-up everything is due: a box that rebooted resumes its queue.
 
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
+use std::time::{Duration, Instant};
 
+use super::bounce::build_bounce;
+use super::client::Outcome;
 use super::local::deliver_local;
+use super::remote::RemoteDelivery;
+use super::{Destination, ItemResult, Job, JobItem, Reporter};
 use crate::config::Config;
-use crate::spool::queue::RecipientState;
+use crate::dns::resolver::Resolver;
+use crate::spool::queue::{QueueEnvelope, Recipient, RecipientState};
 use crate::spool::{Spool, SpoolError};
 use crate::time::unix_now;
+use crate::tls::ClientConfigs;
 
-/// Wakes the queue runner; cheap, never blocks, and many wakes in a row
-/// while the runner is busy make one more run, not many.
+/// Messages sent over one connection per job; more make another job, so
+/// that several workers can share a large queue for one destination.
+const MAX_MESSAGES_PER_JOB: usize = 100;
+
+/// Wakes the queue runner; cheap, never blocks, and many wakes while the
+/// runner is busy make one more run, not many.
 #[derive(Clone)]
-pub struct QueueWaker(SyncSender<()>);
+pub struct QueueWaker {
+    pending: Arc<AtomicBool>,
+    events: Sender<Event>,
+}
 
 impl QueueWaker {
     pub fn wake(&self) {
-        match self.0.try_send(()) {
-            Ok(()) | Err(TrySendError::Full(())) => {}
-            Err(TrySendError::Disconnected(())) => log::error!("the queue runner is gone"),
+        if !self.pending.swap(true, Ordering::SeqCst) {
+            let _ = self.events.send(Event::Wake);
         }
     }
+}
+
+enum Event {
+    Wake,
+    Done(ItemResult),
+}
+
+/// Jobs waiting for a worker.
+#[derive(Default)]
+struct JobQueue {
+    jobs: Mutex<VecDeque<Job>>,
+    ready: Condvar,
+}
+
+impl JobQueue {
+    fn push(&self, job: Job) {
+        self.lock().push_back(job);
+        self.ready.notify_one();
+    }
+
+    fn pop(&self) -> Job {
+        let mut jobs = self.lock();
+        loop {
+            if let Some(job) = jobs.pop_front() {
+                return job;
+            }
+            jobs = self.ready.wait(jobs).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// A waiting job for `destination`, for a worker that has a connection open.
+    fn take_for(&self, destination: &Destination) -> Option<Job> {
+        let mut jobs = self.lock();
+        let pos = jobs.iter().position(|j| j.destination == *destination)?;
+        jobs.remove(pos)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Job>> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A message whose recipients are being delivered.
+struct InFlight {
+    envelope: QueueEnvelope,
+    /// Items handed out and not reported yet.
+    outstanding: usize,
 }
 
 pub struct QueueRunner {
     config: Arc<Config>,
     spool: Arc<Spool>,
+    resolver: Arc<Resolver>,
+    tls: Arc<ClientConfigs>,
 }
 
 impl QueueRunner {
-    pub fn new(config: Arc<Config>, spool: Arc<Spool>) -> QueueRunner {
-        QueueRunner { config, spool }
+    pub fn new(
+        config: Arc<Config>,
+        spool: Arc<Spool>,
+        resolver: Arc<Resolver>,
+        tls: Arc<ClientConfigs>,
+    ) -> QueueRunner {
+        QueueRunner {
+            config,
+            spool,
+            resolver,
+            tls,
+        }
     }
 
-    /// Starts the runner's thread; it runs the queue at once.
+    /// Starts the scheduler and the workers; the queue is run at once.
     pub fn start(self) -> std::io::Result<QueueWaker> {
-        let (sender, receiver) = sync_channel(1);
+        let (events, receiver) = channel();
+        let (results, result_receiver) = channel::<ItemResult>();
+        let jobs = Arc::new(JobQueue::default());
+        for n in 0..self.config.delivery_workers {
+            let jobs = Arc::clone(&jobs);
+            let results = results.clone();
+            let remote = RemoteDelivery {
+                config: Arc::clone(&self.config),
+                spool: Arc::clone(&self.spool),
+                resolver: Arc::clone(&self.resolver),
+                tls: Arc::clone(&self.tls),
+            };
+            thread::Builder::new()
+                .name(format!("delivery {n}"))
+                .spawn(move || worker(&jobs, &remote, results))?;
+        }
+        // Results reach the scheduler through its one event channel.
+        let forward = events.clone();
+        thread::Builder::new()
+            .name("results".to_string())
+            .spawn(move || {
+                for result in result_receiver {
+                    if forward.send(Event::Done(result)).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        let waker = QueueWaker {
+            pending: Arc::new(AtomicBool::new(false)),
+            events,
+        };
+        let scheduler = Scheduler {
+            config: self.config,
+            spool: self.spool,
+            jobs,
+            in_flight: HashMap::new(),
+            retry_at: HashMap::new(),
+            waker: waker.clone(),
+        };
         thread::Builder::new()
             .name("queue".to_string())
-            .spawn(move || self.run_forever(receiver))?;
-        Ok(QueueWaker(sender))
+            .spawn(move || scheduler.run(receiver))?;
+        Ok(waker)
     }
+}
 
-    fn run_forever(self, wakes: Receiver<()>) {
-        loop {
-            // A panic here must not stop delivery for good.
-            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_once()));
-            if run.is_err() {
-                log::error!("queue run panicked; retrying at the next run");
+fn worker(jobs: &JobQueue, remote: &RemoteDelivery, results: Sender<ItemResult>) {
+    loop {
+        let job = jobs.pop();
+        let destination = job.destination.clone();
+        let mut reporter = Reporter::new(results.clone());
+        reporter.took(&job);
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if destination == Destination::Local {
+                deliver_local_job(remote, job, &mut reporter);
+            } else {
+                remote.deliver(job, &mut reporter, &mut || jobs.take_for(&destination));
             }
-            match wakes.recv_timeout(self.config.queue_interval) {
-                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+        }));
+        if run.is_err() {
+            log::error!("delivery to {destination:?} panicked; its messages are deferred");
+        }
+        // Dropping the reporter answers whatever the job left unanswered.
+    }
+}
+
+fn deliver_local_job(remote: &RemoteDelivery, job: Job, reporter: &mut Reporter) {
+    let config = &remote.config;
+    for item in job.items {
+        let delay = unix_now().saturating_sub(item.arrival);
+        let mut outcomes = Vec::new();
+        for (index, rcpt) in &item.recipients {
+            let delivered = remote
+                .spool
+                .open_message(&item.id)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+                .and_then(|mut text| {
+                    deliver_local(
+                        &config.mailbox_dir,
+                        &config.hostname,
+                        &item.sender,
+                        rcpt,
+                        &mut text,
+                    )
+                });
+            let outcome = match delivered {
+                Ok(path) => Outcome::Delivered(format!("delivered to {}", path.display())),
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                    Outcome::Failed(format!("5.1.3 local delivery: {e}"))
+                }
+                Err(e) => Outcome::Deferred(format!("4.3.0 local delivery: {e}")),
+            };
+            let (status, text) = match &outcome {
+                Outcome::Delivered(t) => ("delivered", t),
+                Outcome::Deferred(t) => ("deferred", t),
+                Outcome::Failed(t) => ("bounced", t),
+            };
+            log::info!(
+                "{}: to=<{rcpt}> relay=local delay={delay}s status={status} ({text})",
+                item.id
+            );
+            outcomes.push((*index, outcome));
+        }
+        reporter.report(ItemResult {
+            id: item.id,
+            outcomes,
+        });
+    }
+}
+
+struct Scheduler {
+    config: Arc<Config>,
+    spool: Arc<Spool>,
+    jobs: Arc<JobQueue>,
+    in_flight: HashMap<String, InFlight>,
+    /// When a deferred message is due again (monotonic clock).
+    retry_at: HashMap<String, Instant>,
+    waker: QueueWaker,
+}
+
+impl Scheduler {
+    fn run(mut self, events: Receiver<Event>) {
+        let mut scan_due = true;
+        loop {
+            if scan_due {
+                self.waker.pending.store(false, Ordering::SeqCst);
+                let scan = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.scan()));
+                if scan.is_err() {
+                    log::error!("queue scan panicked; retrying at the next run");
+                }
+                scan_due = false;
+            }
+            let wait = self.next_wake();
+            match events.recv_timeout(wait) {
+                Ok(Event::Wake) => scan_due = true,
+                Ok(Event::Done(result)) => self.apply(result),
+                Err(RecvTimeoutError::Timeout) => scan_due = true,
                 Err(RecvTimeoutError::Disconnected) => return,
             }
         }
     }
 
-    /// Walks the whole queue once.
-    pub fn run_once(&self) {
+    /// Until the next retry, at most `queue_interval`.
+    fn next_wake(&self) -> Duration {
+        let now = Instant::now();
+        self.retry_at
+            .values()
+            .map(|at| at.saturating_duration_since(now))
+            .min()
+            .unwrap_or(self.config.queue_interval)
+            .min(self.config.queue_interval)
+            .max(Duration::from_millis(10))
+    }
+
+    /// Hands every due message's queued recipients to the workers.
+    fn scan(&mut self) {
         let ids = match self.spool.list() {
             Ok(ids) => ids,
             Err(e) => {
@@ -71,66 +284,270 @@ impl QueueRunner {
                 return;
             }
         };
+        let now = Instant::now();
+        let mut buckets: HashMap<Destination, Vec<JobItem>> = HashMap::new();
         for id in ids {
-            if let Err(e) = self.process(&id) {
-                log::error!("{id}: {e}");
+            if self.in_flight.contains_key(&id)
+                || self.retry_at.get(&id).is_some_and(|at| *at > now)
+            {
+                continue;
+            }
+            let mut envelope = match self.spool.read_envelope(&id) {
+                Ok(envelope) => envelope,
+                Err(e) => {
+                    log::error!("{id}: {e}");
+                    continue;
+                }
+            };
+            if !envelope.is_done() && self.expired(&envelope) {
+                log::warn!("{id}: expired after {} attempts", max_attempts(&envelope));
+                for r in &mut envelope.recipients {
+                    if r.state == RecipientState::Queued {
+                        r.state = RecipientState::Failed;
+                        r.last_error = Some(format!(
+                            "4.4.7 message expired after {} attempts; last error: {}",
+                            r.attempts,
+                            r.last_error.as_deref().unwrap_or("none")
+                        ));
+                    }
+                }
+            }
+            if envelope.is_done() {
+                self.finish(envelope);
+                continue;
+            }
+            self.retry_at.remove(&id);
+            let items = self.items(&envelope);
+            for (destination, item) in &items {
+                buckets
+                    .entry(destination.clone())
+                    .or_default()
+                    .push(item.clone());
+            }
+            self.in_flight.insert(
+                id,
+                InFlight {
+                    envelope,
+                    outstanding: items.len(),
+                },
+            );
+        }
+        let mut destinations: Vec<_> = buckets.into_iter().collect();
+        destinations.sort_by(|a, b| a.0.cmp(&b.0));
+        for (destination, items) in destinations {
+            for chunk in items.chunks(MAX_MESSAGES_PER_JOB) {
+                self.jobs.push(Job {
+                    destination: destination.clone(),
+                    items: chunk.to_vec(),
+                });
             }
         }
     }
 
-    fn process(&self, id: &str) -> Result<(), SpoolError> {
-        let mut envelope = self.spool.read_envelope(id)?;
-        let sender = envelope.sender_text();
-        let delay = unix_now().saturating_sub(envelope.arrival);
-        let mut changed = false;
-        for recipient in &mut envelope.recipients {
-            if recipient.state != RecipientState::Queued
-                || !self.config.is_local_domain(&recipient.address.domain)
-            {
+    /// A message's queued recipients, grouped by destination.
+    fn items(&self, envelope: &QueueEnvelope) -> Vec<(Destination, JobItem)> {
+        let mut grouped: Vec<(Destination, JobItem)> = Vec::new();
+        for (index, r) in envelope.recipients.iter().enumerate() {
+            if r.state != RecipientState::Queued {
                 continue;
             }
-            changed = true;
-            recipient.attempts += 1;
-            let mut message = self.spool.open_message(id)?;
-            match deliver_local(
-                &self.config.mailbox_dir,
-                &self.config.hostname,
-                &sender,
-                &recipient.address,
-                &mut message,
-            ) {
-                Ok(path) => {
-                    recipient.state = RecipientState::Delivered;
-                    recipient.last_error = None;
-                    log::info!(
-                        "{id}: to=<{}> relay=local path={} delay={delay}s status=delivered",
-                        recipient.address,
-                        path.display()
-                    );
+            let destination = if self.config.is_local_domain(&r.address.domain) {
+                Destination::Local
+            } else if self.config.smarthost.is_some() {
+                Destination::Smarthost
+            } else {
+                Destination::Domain(r.address.domain.to_ascii_lowercase())
+            };
+            match grouped.iter_mut().find(|(d, _)| *d == destination) {
+                Some((_, item)) => item.recipients.push((index, r.address.clone())),
+                None => grouped.push((
+                    destination,
+                    JobItem {
+                        id: envelope.id.clone(),
+                        sender: envelope.sender_text(),
+                        eight_bit: envelope.body == "8BITMIME",
+                        size: envelope.size,
+                        arrival: envelope.arrival,
+                        recipients: vec![(index, r.address.clone())],
+                    },
+                )),
+            }
+        }
+        grouped
+    }
+
+    /// Applies one message's outcomes and writes them down at once.
+    fn apply(&mut self, result: ItemResult) {
+        let Some(flight) = self.in_flight.get_mut(&result.id) else {
+            log::error!("{}: result for a message not in flight", result.id);
+            return;
+        };
+        let now = unix_now();
+        for (index, outcome) in result.outcomes {
+            let Some(r) = flight.envelope.recipients.get_mut(index) else {
+                continue;
+            };
+            r.attempts += 1;
+            match outcome {
+                Outcome::Delivered(_) => {
+                    r.state = RecipientState::Delivered;
+                    r.next_attempt = 0;
+                    r.last_error = None;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
-                    recipient.state = RecipientState::Failed;
-                    recipient.last_error = Some(format!("550 5.1.3 {e}"));
-                    log::warn!(
-                        "{id}: to=<{}> relay=local status=failed ({e})",
-                        recipient.address
-                    );
+                Outcome::Failed(text) => {
+                    r.state = RecipientState::Failed;
+                    r.next_attempt = 0;
+                    r.last_error = Some(text);
                 }
-                Err(e) => {
-                    recipient.last_error = Some(format!("451 4.3.0 local delivery: {e}"));
-                    log::warn!(
-                        "{id}: to=<{}> relay=local status=deferred ({e})",
-                        recipient.address
-                    );
+                Outcome::Deferred(text) => {
+                    r.next_attempt = now + backoff(&self.config, r.attempts).as_secs();
+                    r.last_error = Some(text);
                 }
             }
         }
-        if envelope.is_done() {
-            self.spool.remove(id)
-        } else if changed {
-            self.spool.update_envelope(&envelope)
-        } else {
-            Ok(())
+        flight.outstanding = flight.outstanding.saturating_sub(1);
+        if flight.outstanding > 0 {
+            if let Err(e) = self.spool.update_envelope(&flight.envelope) {
+                log::error!("{}: {e}", result.id);
+            }
+            return;
         }
+        let flight = self.in_flight.remove(&result.id).expect("in flight");
+        if flight.envelope.is_done() {
+            self.finish(flight.envelope);
+            return;
+        }
+        if let Err(e) = self.spool.update_envelope(&flight.envelope) {
+            log::error!("{}: {e}", result.id);
+        }
+        let delay = backoff(&self.config, max_attempts(&flight.envelope));
+        self.retry_at.insert(result.id, Instant::now() + delay);
+    }
+
+    /// Every recipient is delivered or failed: bounce the failed ones, once,
+    /// and take the message out of the queue.
+    fn finish(&mut self, envelope: QueueEnvelope) {
+        let id = envelope.id.clone();
+        self.retry_at.remove(&id);
+        let failed = envelope
+            .recipients
+            .iter()
+            .any(|r| r.state == RecipientState::Failed);
+        if failed {
+            if envelope.sender.is_none() {
+                log::warn!("{id}: undeliverable bounce (null sender), dropped");
+            } else if let Err(e) = self.queue_bounce(&envelope) {
+                // Keep the message; the bounce is tried again at the next scan.
+                log::error!("{id}: cannot queue a bounce: {e}");
+                self.retry_at
+                    .insert(id, Instant::now() + self.config.retry_min);
+                return;
+            }
+        }
+        match self.spool.remove(&id) {
+            Ok(()) => log::info!("{id}: removed"),
+            Err(e) => log::error!("{id}: {e}"),
+        }
+    }
+
+    fn queue_bounce(&self, envelope: &QueueEnvelope) -> Result<(), SpoolError> {
+        let mut original = self.spool.open_message(&envelope.id)?;
+        let text = build_bounce(&self.config.hostname, envelope, &mut original, unix_now());
+        let mut incoming = self.spool.begin()?;
+        incoming.write(&text)?;
+        let sender = envelope.sender.clone().expect("not a null sender");
+        let bounce = QueueEnvelope {
+            id: incoming.id.clone(),
+            arrival: unix_now(),
+            client: "local".to_string(),
+            helo: self.config.hostname.clone(),
+            sender: None,
+            body: if text.is_ascii() { "7BIT" } else { "8BITMIME" }.to_string(),
+            size: incoming.size(),
+            recipients: vec![Recipient::new(sender)],
+        };
+        let bounce_id = bounce.id.clone();
+        incoming.commit(&bounce)?;
+        log::info!(
+            "{}: sender non-delivery notification: {bounce_id}",
+            envelope.id
+        );
+        self.waker.wake();
+        Ok(())
+    }
+
+    /// Older than `queue_lifetime` by the wall clock, and tried as often as
+    /// the retry schedule fits into that time: both must hold. A wall clock
+    /// behind the arrival time counts as not knowing; then attempts decide.
+    fn expired(&self, envelope: &QueueEnvelope) -> bool {
+        let lifetime = self.config.queue_lifetime;
+        if max_attempts(envelope) < attempts_spanning(&self.config, lifetime) {
+            return false;
+        }
+        match unix_now().checked_sub(envelope.arrival) {
+            Some(age) => age >= lifetime.as_secs(),
+            None => true,
+        }
+    }
+}
+
+fn max_attempts(envelope: &QueueEnvelope) -> u32 {
+    envelope
+        .recipients
+        .iter()
+        .filter(|r| r.state == RecipientState::Queued)
+        .map(|r| r.attempts)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The wait after the `attempts`-th failed attempt: `retry_min` doubled
+/// each time, at most `retry_max`.
+pub fn backoff(config: &Config, attempts: u32) -> Duration {
+    let doublings = attempts.saturating_sub(1).min(30);
+    config
+        .retry_min
+        .saturating_mul(1 << doublings)
+        .min(config.retry_max)
+}
+
+/// How many attempts the retry schedule makes in `lifetime`.
+pub fn attempts_spanning(config: &Config, lifetime: Duration) -> u32 {
+    let mut waited = Duration::ZERO;
+    let mut attempts = 1;
+    while waited < lifetime && attempts < 100_000 {
+        waited += backoff(config, attempts);
+        attempts += 1;
+    }
+    attempts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config(text: &str) -> Config {
+        Config::parse(text, Path::new("t.conf")).unwrap()
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_maximum() {
+        let c = config("retry_min = 1m\nretry_max = 1h\n");
+        let waits: Vec<u64> = (1..=8).map(|n| backoff(&c, n).as_secs() / 60).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(backoff(&c, u32::MAX), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn lifetime_in_attempts() {
+        let c = config("retry_min = 1m\nretry_max = 1h\n");
+        // 1+2+4+8+16+32 = 63 minutes in six attempts, then an hour each:
+        // five days are 7200 minutes, 7137 after the sixth attempt, 119 hours.
+        assert_eq!(attempts_spanning(&c, Duration::from_secs(63 * 60)), 7);
+        assert_eq!(
+            attempts_spanning(&c, Duration::from_secs(5 * 86400)),
+            7 + 119
+        );
     }
 }

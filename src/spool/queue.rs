@@ -10,9 +10,17 @@
 //! sender: <alice@example.org>
 //! body: 8BITMIME
 //! size: 1234
-//! recipient: queued attempts=0 <bob@example.org>
-//! recipient: delivered attempts=1 <carol@example.org>
-//! error: 451 4.3.0 the reason of the last failed attempt, for the recipient above
+//! recipient: queued attempts=0 next=0 <bob@example.org>
+//! recipient: queued attempts=2 next=1795364587 <dave@example.net>
+//! error: mx.example.net[192.0.2.1]:25 said: 451 4.3.0 the reason of the last failed attempt
+//! recipient: delivered attempts=1 next=0 <carol@example.org>
+//! ```
+//!
+//! `next` is the wall-clock time of the next attempt, for people and `mailq`;
+//! the runner's own schedule uses the monotonic clock, which a box whose
+//! clock jumps from 1970 to today at boot cannot confuse.
+//!
+//! ```text
 //! ```
 
 use std::fmt::{self, Write as _};
@@ -50,6 +58,8 @@ pub struct Recipient {
     pub address: Mailbox,
     pub state: RecipientState,
     pub attempts: u32,
+    /// Unix seconds of the next attempt; 0 when none is planned.
+    pub next_attempt: u64,
     /// The reason of the last failed attempt, on one line.
     pub last_error: Option<String>,
 }
@@ -60,6 +70,7 @@ impl Recipient {
             address,
             state: RecipientState::Queued,
             attempts: 0,
+            next_attempt: 0,
             last_error: None,
         }
     }
@@ -120,9 +131,10 @@ impl QueueEnvelope {
         for r in &self.recipients {
             let _ = writeln!(
                 out,
-                "recipient: {} attempts={} <{}>",
+                "recipient: {} attempts={} next={} <{}>",
                 r.state.name(),
                 r.attempts,
+                r.next_attempt,
                 r.address
             );
             if let Some(error) = &r.last_error {
@@ -206,9 +218,9 @@ fn bracketed(line: usize, value: &str) -> Result<&str, EnvelopeError> {
         .ok_or_else(|| error(line, "expected <address>"))
 }
 
-/// `queued attempts=0 <bob@example.org>`
+/// `queued attempts=0 next=0 <bob@example.org>`
 fn parse_recipient(line: usize, value: &str) -> Result<Recipient, EnvelopeError> {
-    let mut parts = value.splitn(3, ' ');
+    let mut parts = value.splitn(4, ' ');
     let state = match parts.next() {
         Some("queued") => RecipientState::Queued,
         Some("delivered") => RecipientState::Delivered,
@@ -220,12 +232,18 @@ fn parse_recipient(line: usize, value: &str) -> Result<Recipient, EnvelopeError>
         .and_then(|a| a.strip_prefix("attempts="))
         .ok_or_else(|| error(line, "expected attempts=N"))?;
     let attempts = number(line, attempts)?;
+    let next_attempt = parts
+        .next()
+        .and_then(|a| a.strip_prefix("next="))
+        .ok_or_else(|| error(line, "expected next=N"))?;
+    let next_attempt = number(line, next_attempt)?;
     let address = bracketed(line, parts.next().unwrap_or_default())?;
     let address = parse_mailbox(address).map_err(|e| error(line, &e))?;
     Ok(Recipient {
         address,
         state,
         attempts,
+        next_attempt,
         last_error: None,
     })
 }
@@ -270,8 +288,8 @@ mod tests {
             text,
             "tinymta-envelope: 1\nid: ABC\narrival: 1795364407\nclient: 127.0.0.1\n\
              helo: client.example\nsender: <alice@example.org>\nbody: 8BITMIME\nsize: 1234\n\
-             recipient: queued attempts=0 <bob@example.org>\n\
-             recipient: failed attempts=2 <\"c d\"@example.org>\n\
+             recipient: queued attempts=0 next=0 <bob@example.org>\n\
+             recipient: failed attempts=2 next=0 <\"c d\"@example.org>\n\
              error: 550 5.1.1 no  such user\n"
         );
         let mut expected = envelope;
@@ -294,5 +312,36 @@ mod tests {
         assert!(QueueEnvelope::parse(&text.replace("size: 1234", "weird")).is_err());
         let truncated: String = text.lines().take(8).map(|l| format!("{l}\n")).collect();
         assert!(QueueEnvelope::parse(&truncated).is_err());
+    }
+}
+
+/// The RFC 3463 status code in an error text (`550 5.1.1 no such user`,
+/// `host said: 451 4.3.0 busy`), or `default` when it has none.
+pub fn status_code(text: &str, default: &str) -> String {
+    text.split_ascii_whitespace()
+        .find(|word| {
+            let parts: Vec<&str> = word.split('.').collect();
+            parts.len() == 3
+                && matches!(parts[0], "2" | "4" | "5")
+                && parts[1..]
+                    .iter()
+                    .all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .unwrap_or(default)
+        .to_string()
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::status_code;
+
+    #[test]
+    fn status_codes() {
+        assert_eq!(
+            status_code("mx[1.2.3.4]:25 said: 550 5.1.1 no", "5.0.0"),
+            "5.1.1"
+        );
+        assert_eq!(status_code("5.1.10 null MX", "5.0.0"), "5.1.10");
+        assert_eq!(status_code("connection refused 1.2.3.4", "4.4.1"), "4.4.1");
     }
 }

@@ -75,17 +75,40 @@ impl Server {
         self.child.as_ref().expect("running").id()
     }
 
+    /// The test defaults, each left out where `extra_config` sets the key.
+    /// DNS goes to a closed loopback port unless a test brings dnsmasq:
+    /// no test ever asks the machine's own resolver.
     fn write_config(&self) {
-        let config = format!(
-            "hostname = mx.test\nlisten = 127.0.0.1:{port}\nspool_dir = {spool}\n\
-             mailbox_dir = {mail}\nlocal_domains = mx.test, localhost\n\
-             log = {log}\nlog_level = debug\n{extra}\n",
-            port = self.port,
-            spool = self.spool().display(),
-            mail = self.mailboxes().display(),
-            log = self.log_path().display(),
-            extra = self.extra_config,
-        );
+        let hosts = self.dir.path().join("hosts");
+        fs::write(&hosts, "127.0.0.1 localhost\n").expect("write hosts");
+        let defaults = [
+            ("hostname", "mx.test".to_string()),
+            ("spool_dir", self.spool().display().to_string()),
+            ("mailbox_dir", self.mailboxes().display().to_string()),
+            ("local_domains", "mx.test, localhost".to_string()),
+            ("log", self.log_path().display().to_string()),
+            ("log_level", "debug".to_string()),
+            ("dns_servers", "127.0.0.1:9".to_string()),
+            ("hosts_file", hosts.display().to_string()),
+            ("dns_timeout", "1s".to_string()),
+            ("connect_timeout", "5s".to_string()),
+            ("mx_port", free_port().to_string()),
+            ("retry_min", "1h".to_string()),
+            ("retry_max", "1h".to_string()),
+        ];
+        let given: Vec<&str> = self
+            .extra_config
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+            .collect();
+        let mut config = format!("listen = 127.0.0.1:{}\n", self.port);
+        for (key, value) in defaults {
+            if !given.contains(&key) {
+                config.push_str(&format!("{key} = {value}\n"));
+            }
+        }
+        config.push_str(&self.extra_config);
+        config.push('\n');
         fs::write(self.config_path(), config).expect("write config");
     }
 
@@ -201,6 +224,24 @@ impl Server {
     /// Messages in a user's Maildir now, without waiting.
     pub fn mail_count(&self, user: &str) -> usize {
         list_dir(&self.mailboxes().join(user).join("new")).len()
+    }
+
+    /// The envelope file of a queue entry, once it contains every one of
+    /// `lines` (whole lines); the runner rewrites it as outcomes come in.
+    pub fn wait_for_envelope(&self, id: &str, lines: &[&str]) -> String {
+        let path = self.spool().join(format!("new/{id}.env"));
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let text = fs::read_to_string(&path).unwrap_or_default();
+            if lines.iter().all(|l| text.lines().any(|t| t == *l)) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "envelope {id} never had {lines:?}:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits until the queue is empty (everything delivered).

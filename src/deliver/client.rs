@@ -1,0 +1,614 @@
+//! The SMTP client (RFC 5321) that hands messages to the next server:
+//! EHLO (HELO if refused), STARTTLS (RFC 3207) or implicit TLS (RFC 8314),
+//! AUTH PLAIN or LOGIN (RFC 4954), then MAIL, one RCPT per recipient with
+//! its own outcome, DATA with dot-stuffing and CRLF line ends, QUIT.
+
+use std::fmt;
+use std::io::{self, BufWriter, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ClientConfig;
+
+use crate::tls::{self, MaybeTls};
+
+/// RFC 5321 4.5.3.2: how long to wait for each reply.
+const GREETING_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+const DATA_INIT_TIMEOUT: Duration = Duration::from_secs(2 * 60);
+const DATA_BLOCK_TIMEOUT: Duration = Duration::from_secs(3 * 60);
+const DATA_END_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// The longest reply line read from a server, and the most lines per reply.
+const MAX_REPLY_LINE: usize = 4096;
+const MAX_REPLY_LINES: usize = 100;
+
+/// A reply from the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerReply {
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+impl ServerReply {
+    /// The reply on one line, as logged and stored: `550 5.1.1 no such user`.
+    pub fn text(&self) -> String {
+        format!("{} {}", self.code, self.lines.join(" "))
+    }
+}
+
+/// How the connection is secured.
+#[derive(Clone)]
+pub enum TlsMode {
+    /// Clear text; STARTTLS is not tried.
+    None,
+    /// STARTTLS when offered; without it, clear text. The caller retries in
+    /// clear text when the handshake fails.
+    Opportunistic(Arc<ClientConfig>),
+    /// STARTTLS, or no delivery.
+    Required(Arc<ClientConfig>),
+    /// TLS from the first byte (RFC 8314).
+    Implicit(Arc<ClientConfig>),
+}
+
+/// Everything needed to open a session with one server.
+#[derive(Clone)]
+pub struct ClientOptions {
+    /// Our name in EHLO.
+    pub helo_name: String,
+    pub connect_timeout: Duration,
+    pub tls: TlsMode,
+    /// User and password for AUTH (only ever sent over TLS, unless `tls` is `None`).
+    pub auth: Option<(String, String)>,
+}
+
+/// Why a server could not be used; the caller tries the next one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostError {
+    pub text: String,
+    /// The TLS handshake failed (an opportunistic sender may retry in clear).
+    pub tls_failed: bool,
+    /// The server refused for good (5xx greeting or EHLO/HELO, AUTH refused).
+    pub permanent: bool,
+}
+
+impl HostError {
+    fn new(text: impl Into<String>) -> HostError {
+        HostError {
+            text: text.into(),
+            tls_failed: false,
+            permanent: false,
+        }
+    }
+
+    fn from_reply(what: &str, reply: &ServerReply) -> HostError {
+        HostError {
+            text: format!("{what}: {}", reply.text()),
+            tls_failed: false,
+            permanent: (500..600).contains(&reply.code),
+        }
+    }
+}
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl From<io::Error> for HostError {
+    fn from(e: io::Error) -> HostError {
+        let text = match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => "timed out".to_string(),
+            io::ErrorKind::UnexpectedEof => "connection closed by server".to_string(),
+            _ => e.to_string(),
+        };
+        HostError::new(text)
+    }
+}
+
+/// The outcome for one recipient of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered(String),
+    Deferred(String),
+    Failed(String),
+}
+
+impl Outcome {
+    fn from_reply(reply: &ServerReply) -> Outcome {
+        match reply.code {
+            200..=299 => Outcome::Delivered(reply.text()),
+            500..=599 => Outcome::Failed(reply.text()),
+            _ => Outcome::Deferred(reply.text()),
+        }
+    }
+}
+
+/// What the server offered in its EHLO reply.
+#[derive(Debug, Default, Clone)]
+struct Extensions {
+    starttls: bool,
+    pipelining: bool,
+    eight_bit_mime: bool,
+    /// RFC 1870 SIZE; 0 means no stated limit.
+    size: Option<u64>,
+    auth: Vec<String>,
+}
+
+impl Extensions {
+    fn from_ehlo(reply: &ServerReply) -> Extensions {
+        let mut ext = Extensions::default();
+        for line in reply.lines.iter().skip(1) {
+            let mut words = line.split_ascii_whitespace();
+            let keyword = words.next().unwrap_or_default().to_ascii_uppercase();
+            match keyword.as_str() {
+                "STARTTLS" => ext.starttls = true,
+                "PIPELINING" => ext.pipelining = true,
+                "8BITMIME" => ext.eight_bit_mime = true,
+                "SIZE" => ext.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0)),
+                "AUTH" => ext.auth = words.map(|w| w.to_ascii_uppercase()).collect(),
+                _ => {}
+            }
+        }
+        ext
+    }
+}
+
+/// A message to send: its envelope and a reader of its text (CRLF lines).
+pub struct Outgoing<'a> {
+    /// Empty for the null reverse-path.
+    pub sender: &'a str,
+    pub recipients: &'a [String],
+    /// The client said BODY=8BITMIME when it gave us the message.
+    pub eight_bit: bool,
+    pub size: u64,
+}
+
+/// An open session with a server, ready for MAIL.
+pub struct SmtpClient {
+    stream: MaybeTls,
+    input: Vec<u8>,
+    ext: Extensions,
+    /// The negotiated TLS version, e.g. `TLSv1.3`; `None` for clear text.
+    pub tls_version: Option<String>,
+    /// The server, for logs: `name[ip]:port`.
+    pub relay: String,
+}
+
+impl SmtpClient {
+    /// Connects to `addr` (the server `host_name`), reads the greeting, says
+    /// EHLO, secures the connection as `options.tls` asks, and authenticates.
+    pub fn connect(
+        addr: SocketAddr,
+        host_name: &str,
+        options: &ClientOptions,
+    ) -> Result<SmtpClient, HostError> {
+        let relay = format!("{host_name}[{}]:{}", addr.ip(), addr.port());
+        let tcp = TcpStream::connect_timeout(&addr, options.connect_timeout)
+            .map_err(|e| HostError::new(format!("connect to {relay}: {}", HostError::from(e))))?;
+        let _ = tcp.set_nodelay(true);
+        let (stream, tls_version) = match &options.tls {
+            TlsMode::Implicit(config) => {
+                tcp.set_read_timeout(Some(GREETING_TIMEOUT))?;
+                tcp.set_write_timeout(Some(GREETING_TIMEOUT))?;
+                let (tls, version) =
+                    tls::connect(config, host_name, tcp).map_err(|e| HostError {
+                        text: e.to_string(),
+                        tls_failed: true,
+                        permanent: false,
+                    })?;
+                (MaybeTls::Tls(Box::new(tls)), Some(version))
+            }
+            _ => (MaybeTls::Plain(tcp), None),
+        };
+        let mut client = SmtpClient {
+            stream,
+            input: Vec::new(),
+            ext: Extensions::default(),
+            tls_version,
+            relay,
+        };
+        let greeting = client.read_reply(GREETING_TIMEOUT)?;
+        if greeting.code != 220 {
+            return Err(HostError::from_reply("greeting", &greeting));
+        }
+        client.ehlo(&options.helo_name)?;
+        let starttls_config = match &options.tls {
+            TlsMode::Required(config) => {
+                if !client.ext.starttls {
+                    return Err(HostError::new("STARTTLS required but not offered"));
+                }
+                Some(config)
+            }
+            TlsMode::Opportunistic(config) if client.ext.starttls => Some(config),
+            _ => None,
+        };
+        if let Some(config) = starttls_config {
+            client.starttls(config, host_name)?;
+            client.ehlo(&options.helo_name)?;
+        }
+        if let Some((user, password)) = &options.auth {
+            if client.tls_version.is_none() && !matches!(options.tls, TlsMode::None) {
+                return Err(HostError::new(
+                    "refusing to send AUTH over a clear-text connection",
+                ));
+            }
+            client.authenticate(user, password)?;
+        }
+        Ok(client)
+    }
+
+    fn ehlo(&mut self, name: &str) -> Result<(), HostError> {
+        let reply = self.command(&format!("EHLO {name}"), COMMAND_TIMEOUT)?;
+        if reply.code == 250 {
+            self.ext = Extensions::from_ehlo(&reply);
+            return Ok(());
+        }
+        if reply.code == 421 {
+            return Err(HostError::from_reply("EHLO", &reply));
+        }
+        // RFC 5321 3.2: a server that does not know EHLO gets HELO.
+        let reply = self.command(&format!("HELO {name}"), COMMAND_TIMEOUT)?;
+        if reply.code != 250 {
+            return Err(HostError::from_reply("HELO", &reply));
+        }
+        self.ext = Extensions::default();
+        Ok(())
+    }
+
+    fn starttls(&mut self, config: &Arc<ClientConfig>, host_name: &str) -> Result<(), HostError> {
+        let reply = self.command("STARTTLS", COMMAND_TIMEOUT)?;
+        if reply.code != 220 {
+            return Err(HostError {
+                tls_failed: true,
+                ..HostError::from_reply("STARTTLS", &reply)
+            });
+        }
+        if !self.input.is_empty() {
+            // RFC 3207 5: nothing may come between the 220 and the handshake.
+            return Err(HostError::new("server sent data after its STARTTLS reply"));
+        }
+        // The TCP socket moves into the TLS stream; a duplicate of it holds
+        // its place until then.
+        let placeholder = MaybeTls::Plain(self.stream.tcp().try_clone()?);
+        let MaybeTls::Plain(tcp) = std::mem::replace(&mut self.stream, placeholder) else {
+            return Err(HostError::new("STARTTLS on a TLS connection"));
+        };
+        let (tls, version) = tls::connect(config, host_name, tcp).map_err(|e| HostError {
+            text: e.to_string(),
+            tls_failed: true,
+            permanent: false,
+        })?;
+        self.stream = MaybeTls::Tls(Box::new(tls));
+        self.tls_version = Some(version);
+        Ok(())
+    }
+
+    /// RFC 4954: PLAIN if offered, else LOGIN. A refusal (535) is not the
+    /// message's fault: the caller defers rather than bounces.
+    fn authenticate(&mut self, user: &str, password: &str) -> Result<(), HostError> {
+        let reply = if self.ext.auth.iter().any(|m| m == "PLAIN") {
+            let token = base64(format!("\0{user}\0{password}").as_bytes());
+            self.command_secret(&format!("AUTH PLAIN {token}"), "AUTH PLAIN <secret>")?
+        } else if self.ext.auth.iter().any(|m| m == "LOGIN") {
+            let reply = self.command("AUTH LOGIN", COMMAND_TIMEOUT)?;
+            if reply.code != 334 {
+                return Err(HostError::from_reply("AUTH LOGIN", &reply));
+            }
+            let reply = self.command_secret(&base64(user.as_bytes()), "<user>")?;
+            if reply.code != 334 {
+                return Err(HostError::from_reply("AUTH LOGIN", &reply));
+            }
+            self.command_secret(&base64(password.as_bytes()), "<secret>")?
+        } else {
+            return Err(HostError::new("server offers no AUTH PLAIN or LOGIN"));
+        };
+        if reply.code == 235 {
+            Ok(())
+        } else {
+            Err(HostError {
+                permanent: false,
+                ..HostError::from_reply("AUTH", &reply)
+            })
+        }
+    }
+
+    /// Sends one message. `Err` means the connection is no longer usable and
+    /// no outcome is known for this message: the caller tries another server.
+    pub fn send(
+        &mut self,
+        message: &Outgoing<'_>,
+        text: &mut impl Read,
+    ) -> Result<Vec<Outcome>, HostError> {
+        let every = |outcome: Outcome| vec![outcome; message.recipients.len()];
+        if let Some(limit) = self.ext.size.filter(|&limit| limit > 0) {
+            if message.size > limit {
+                return Ok(every(Outcome::Failed(format!(
+                    "552 5.3.4 message of {} octets exceeds the server's limit of {limit}",
+                    message.size
+                ))));
+            }
+        }
+        let mut mail = format!("MAIL FROM:<{}>", message.sender);
+        if self.ext.size.is_some() {
+            mail.push_str(&format!(" SIZE={}", message.size));
+        }
+        if message.eight_bit && self.ext.eight_bit_mime {
+            mail.push_str(" BODY=8BITMIME");
+        }
+        let reply = self.command(&mail, COMMAND_TIMEOUT)?;
+        if reply.code == 421 {
+            return Err(HostError::from_reply("MAIL", &reply));
+        }
+        if reply.code != 250 {
+            let outcome = Outcome::from_reply(&reply);
+            self.reset()?;
+            return Ok(every(outcome));
+        }
+        let mut outcomes = Vec::with_capacity(message.recipients.len());
+        for recipient in message.recipients {
+            let reply = self.command(&format!("RCPT TO:<{recipient}>"), COMMAND_TIMEOUT)?;
+            if reply.code == 421 {
+                return Err(HostError::from_reply("RCPT", &reply));
+            }
+            outcomes.push(if reply.code == 250 || reply.code == 251 {
+                None
+            } else {
+                Some(Outcome::from_reply(&reply))
+            });
+        }
+        if outcomes.iter().all(Option::is_some) {
+            self.reset()?;
+            return Ok(outcomes.into_iter().flatten().collect());
+        }
+        let reply = self.command("DATA", DATA_INIT_TIMEOUT)?;
+        if reply.code != 354 {
+            if reply.code == 421 {
+                return Err(HostError::from_reply("DATA", &reply));
+            }
+            let outcome = Outcome::from_reply(&reply);
+            self.reset()?;
+            return Ok(outcomes
+                .into_iter()
+                .map(|o| o.unwrap_or_else(|| outcome.clone()))
+                .collect());
+        }
+        self.stream
+            .tcp()
+            .set_write_timeout(Some(DATA_BLOCK_TIMEOUT))?;
+        {
+            let mut out = BufWriter::with_capacity(64 * 1024, &mut self.stream);
+            write_dot_stuffed(text, &mut out)?;
+            out.flush()?;
+        }
+        let reply = self.read_reply(DATA_END_TIMEOUT)?;
+        if reply.code == 421 {
+            return Err(HostError::from_reply("end of data", &reply));
+        }
+        let outcome = Outcome::from_reply(&reply);
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| outcome.clone()))
+            .collect())
+    }
+
+    /// RSET after a transaction that was refused, so the next can start.
+    fn reset(&mut self) -> Result<(), HostError> {
+        let reply = self.command("RSET", COMMAND_TIMEOUT)?;
+        if reply.code == 250 {
+            Ok(())
+        } else {
+            Err(HostError::from_reply("RSET", &reply))
+        }
+    }
+
+    /// Ends the session politely; errors do not matter any more.
+    pub fn quit(mut self) {
+        let _ = self.command("QUIT", Duration::from_secs(10));
+    }
+
+    fn command(&mut self, line: &str, timeout: Duration) -> Result<ServerReply, HostError> {
+        self.command_logged(line, line, timeout)
+    }
+
+    fn command_secret(&mut self, line: &str, shown: &str) -> Result<ServerReply, HostError> {
+        self.command_logged(line, shown, COMMAND_TIMEOUT)
+    }
+
+    fn command_logged(
+        &mut self,
+        line: &str,
+        shown: &str,
+        timeout: Duration,
+    ) -> Result<ServerReply, HostError> {
+        log::trace!("{} <- {shown}", self.relay);
+        self.stream.tcp().set_write_timeout(Some(timeout))?;
+        self.stream.write_all(format!("{line}\r\n").as_bytes())?;
+        self.stream.flush()?;
+        self.read_reply(timeout)
+    }
+
+    /// One reply, all its lines (RFC 5321 4.2.1).
+    fn read_reply(&mut self, timeout: Duration) -> Result<ServerReply, HostError> {
+        self.stream.tcp().set_read_timeout(Some(timeout))?;
+        let mut lines = Vec::new();
+        loop {
+            let line = self.read_line()?;
+            let bad = || {
+                HostError::new(format!(
+                    "malformed reply from {}: {:?}",
+                    self.relay,
+                    String::from_utf8_lossy(&line)
+                ))
+            };
+            if line.len() < 3 || !line[..3].iter().all(u8::is_ascii_digit) {
+                return Err(bad());
+            }
+            let code: u16 = std::str::from_utf8(&line[..3])
+                .map_err(|_| bad())?
+                .parse()
+                .map_err(|_| bad())?;
+            if !(200..600).contains(&code) {
+                return Err(bad());
+            }
+            let last = match line.get(3) {
+                None | Some(b' ') => true,
+                Some(b'-') => false,
+                Some(_) => return Err(bad()),
+            };
+            let text = String::from_utf8_lossy(line.get(4..).unwrap_or_default())
+                .trim_end()
+                .to_string();
+            lines.push(text);
+            if last {
+                log::trace!("{} -> {code} {}", self.relay, lines.join(" | "));
+                return Ok(ServerReply { code, lines });
+            }
+            if lines.len() >= MAX_REPLY_LINES {
+                return Err(HostError::new("reply with too many lines"));
+            }
+        }
+    }
+
+    /// A line without its CRLF; bytes after it stay in `input`.
+    fn read_line(&mut self) -> Result<Vec<u8>, HostError> {
+        loop {
+            if let Some(pos) = self.input.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.input.drain(..=pos).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return Ok(line);
+            }
+            if self.input.len() > MAX_REPLY_LINE {
+                return Err(HostError::new("reply line too long"));
+            }
+            let mut buf = [0u8; 4096];
+            let n = self.stream.read(&mut buf)?;
+            if n == 0 {
+                return Err(HostError::new("connection closed by server"));
+            }
+            self.input.extend_from_slice(&buf[..n]);
+        }
+    }
+}
+
+/// Writes a message for DATA: a dot doubled at the start of a line
+/// (RFC 5321 4.5.2), every line ending in CRLF (a bare CR or LF in the text
+/// becomes CRLF: RFC 5321 2.3.8 allows no other), then the final `.`.
+pub fn write_dot_stuffed(text: &mut impl Read, out: &mut impl Write) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut at_line_start = true;
+    let mut pending_cr = false;
+    loop {
+        let n = text.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        for &b in &buf[..n] {
+            if pending_cr {
+                pending_cr = false;
+                out.write_all(b"\r\n")?;
+                at_line_start = true;
+                if b == b'\n' {
+                    continue;
+                }
+            }
+            match b {
+                b'\r' => pending_cr = true,
+                b'\n' => {
+                    out.write_all(b"\r\n")?;
+                    at_line_start = true;
+                }
+                _ => {
+                    if at_line_start && b == b'.' {
+                        out.write_all(b".")?;
+                    }
+                    out.write_all(&[b])?;
+                    at_line_start = false;
+                }
+            }
+        }
+    }
+    if pending_cr || !at_line_start {
+        out.write_all(b"\r\n")?;
+    }
+    out.write_all(b".\r\n")
+}
+
+/// RFC 4648 base64, for AUTH.
+pub fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stuffed(text: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_dot_stuffed(&mut &text[..], &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn dot_stuffing_and_line_ends() {
+        assert_eq!(stuffed(b"a\r\n.b\r\n..\r\n"), b"a\r\n..b\r\n...\r\n.\r\n");
+        assert_eq!(stuffed(b".\r\n"), b"..\r\n.\r\n");
+        assert_eq!(stuffed(b""), b".\r\n");
+        assert_eq!(stuffed(b"no end"), b"no end\r\n.\r\n");
+        assert_eq!(stuffed(b"bare\nlf\rcr\r"), b"bare\r\nlf\r\ncr\r\n.\r\n");
+        assert_eq!(stuffed(b"x\n.\n"), b"x\r\n..\r\n.\r\n");
+    }
+
+    #[test]
+    fn base64_matches_rfc4648() {
+        for (input, expected) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(input.as_bytes()), expected);
+        }
+        assert_eq!(base64(b"\0user\0pass"), "AHVzZXIAcGFzcw==");
+    }
+
+    #[test]
+    fn ehlo_keywords() {
+        let reply = ServerReply {
+            code: 250,
+            lines: vec![
+                "mx.example".into(),
+                "PIPELINING".into(),
+                "SIZE 1000".into(),
+                "8bitmime".into(),
+                "STARTTLS".into(),
+                "AUTH login PLAIN".into(),
+            ],
+        };
+        let ext = Extensions::from_ehlo(&reply);
+        assert!(ext.starttls && ext.pipelining && ext.eight_bit_mime);
+        assert_eq!(ext.size, Some(1000));
+        assert_eq!(ext.auth, ["LOGIN", "PLAIN"]);
+    }
+}
