@@ -96,3 +96,18 @@ fn a_dead_server_is_a_temporary_failure() {
         Err(DnsError::Temporary(_))
     ));
 }
+
+#[test]
+fn a_truncated_answer_is_asked_again_over_tcp() {
+    // Forty addresses do not fit a 512-octet UDP answer: dnsmasq sets TC.
+    let records: Vec<String> = (1..=40)
+        .map(|n| format!("--host-record=many.test,127.0.1.{n}"))
+        .collect();
+    let args: Vec<&str> = records.iter().map(String::as_str).collect();
+    let dns = Dnsmasq::start(&args);
+    let r = resolver(&dns);
+    let mut addresses = r.resolve_host("many.test").unwrap();
+    addresses.sort();
+    let expected: Vec<IpAddr> = (1..=40).map(|n| ip(&format!("127.0.1.{n}"))).collect();
+    assert_eq!(addresses, expected);
+}

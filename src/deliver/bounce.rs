@@ -77,7 +77,11 @@ pub fn build_bounce(
         line(&format!("Final-Recipient: rfc822; {}", r.address));
         line("Action: failed");
         line(&format!("Status: {}", status_code(error, "5.0.0")));
-        match error.split_once(" said: ") {
+        // `host[ip]:port said: reply` when a server refused; anything else is ours.
+        match error
+            .split_once(" said: ")
+            .filter(|(relay, _)| !relay.contains(' '))
+        {
             Some((relay, reply)) => {
                 let host = relay.split('[').next().unwrap_or(relay);
                 line(&format!("Remote-MTA: dns; {host}"));
@@ -166,6 +170,23 @@ mod tests {
         assert!(text.contains("Date: Fri, 2 Jan 1970 00:00:00 +0000\r\n"));
         assert!(text.ends_with("--\r\n"));
         assert!(!text.replace("\r\n", "").contains('\n'));
+        // An error of ours that quotes a server's is not the server's.
+        let mut expired = Recipient::new(parse_mailbox("late@example.net").unwrap());
+        expired.state = RecipientState::Failed;
+        expired.last_error = Some(
+            "4.4.7 message expired after 3 attempts; last error: mx[192.0.2.1]:25 said: 451 4.3.0 busy"
+                .to_string(),
+        );
+        let late = QueueEnvelope {
+            recipients: vec![expired],
+            ..envelope.clone()
+        };
+        let text =
+            String::from_utf8(build_bounce("mx.test", &late, &mut &original[..], 0)).unwrap();
+        assert!(text.contains(
+            "\r\nStatus: 4.4.7\r\nDiagnostic-Code: X-tinymta; 4.4.7 message expired after 3 attempts;"
+        ));
+        assert!(!text.contains("Remote-MTA"));
     }
 
     #[test]

@@ -67,7 +67,13 @@ impl RemoteDelivery {
             let mut client = match self.connect(target, &destination) {
                 Ok(client) => client,
                 Err(e) => {
-                    log::info!("{}[{}]: {}", target.name, target.addr, e);
+                    log::info!(
+                        "{}[{}]:{}: {}",
+                        target.name,
+                        target.addr.ip(),
+                        target.addr.port(),
+                        e
+                    );
                     last_error = format!("4.4.1 {}", e.text);
                     continue;
                 }
@@ -173,9 +179,10 @@ impl RemoteDelivery {
         match SmtpClient::connect(target.addr, &target.name, &options) {
             Err(e) if e.tls_failed && config.mx_tls == MxTls::Opportunistic => {
                 log::warn!(
-                    "{}[{}]: {}; sending in clear text",
+                    "{}[{}]:{}: {}; sending in clear text",
                     target.name,
-                    target.addr,
+                    target.addr.ip(),
+                    target.addr.port(),
                     e.text
                 );
                 options.tls = TlsMode::None;

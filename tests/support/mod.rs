@@ -2,6 +2,8 @@
 //! config and spool, and stops it when the test ends (also when it fails).
 #![allow(dead_code)]
 
+pub mod peers;
+
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -37,6 +39,8 @@ pub fn run_tinymta<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (Option<i32>, Strin
 pub struct Server {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// The loopback address it listens on.
+    pub ip: String,
     pub extra_config: String,
     child: Option<Child>,
 }
@@ -48,6 +52,22 @@ impl Server {
         let mut server = Server {
             dir,
             port: 0,
+            ip: "127.0.0.1".to_string(),
+            extra_config: extra_config.to_string(),
+            child: None,
+        };
+        server.launch_on_free_port();
+        server
+    }
+
+    /// Starts tinymta listening on another loopback address (`127.0.0.4`),
+    /// as an upstream server for another tinymta.
+    pub fn start_at(ip: &str, extra_config: &str) -> Server {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut server = Server {
+            dir,
+            port: 0,
+            ip: ip.to_string(),
             extra_config: extra_config.to_string(),
             child: None,
         };
@@ -101,7 +121,7 @@ impl Server {
             .lines()
             .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
             .collect();
-        let mut config = format!("listen = 127.0.0.1:{}\n", self.port);
+        let mut config = format!("listen = {}:{}\n", self.ip, self.port);
         for (key, value) in defaults {
             if !given.contains(&key) {
                 config.push_str(&format!("{key} = {value}\n"));
@@ -117,7 +137,7 @@ impl Server {
     /// failed start is retried on a new port.
     fn launch_on_free_port(&mut self) {
         for _ in 0..5 {
-            self.port = free_port();
+            self.port = peers::free_port_on(&self.ip);
             if self.launch() {
                 return;
             }
@@ -144,7 +164,7 @@ impl Server {
                 self.child = None;
                 return false;
             }
-            if let Ok(stream) = TcpStream::connect(("127.0.0.1", self.port)) {
+            if let Ok(stream) = TcpStream::connect((self.ip.as_str(), self.port)) {
                 let mut client = Client::from_stream(stream);
                 if client.reply().starts_with("220 ") {
                     client.send("QUIT");
@@ -175,7 +195,7 @@ impl Server {
     }
 
     pub fn connect(&self) -> Client {
-        Client::connect(self.port)
+        Client::from_stream(TcpStream::connect((self.ip.as_str(), self.port)).expect("connect"))
     }
 
     /// A client that has read the greeting and said EHLO.
@@ -239,6 +259,23 @@ impl Server {
             assert!(
                 Instant::now() < deadline,
                 "envelope {id} never had {lines:?}:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The envelope file of a queue entry, once its text contains `text`.
+    pub fn wait_for_envelope_containing(&self, id: &str, text: &str) -> String {
+        let path = self.spool().join(format!("new/{id}.env"));
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let envelope = fs::read_to_string(&path).unwrap_or_default();
+            if envelope.contains(text) {
+                return envelope;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "envelope {id} never had {text:?}:\n{envelope}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -1,0 +1,475 @@
+//! Delivery onward, against real servers on loopback: dnsmasq for DNS,
+//! Postfix's smtp-sink, aiosmtpd (STARTTLS, implicit TLS, AUTH) and a second
+//! tinymta as upstream servers.
+
+mod support;
+
+use std::fs;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use support::peers::{free_port_on, SmtpSink, TestCa, Upstream};
+use support::{Dnsmasq, Server};
+
+fn addr(ip: &str, port: u16) -> SocketAddr {
+    format!("{ip}:{port}").parse().unwrap()
+}
+
+/// A port free on every loopback address a test uses.
+fn shared_port(ips: &[&str]) -> u16 {
+    loop {
+        let port = free_port_on(ips[0]);
+        if ips
+            .iter()
+            .all(|ip| std::net::TcpListener::bind((*ip, port)).is_ok())
+        {
+            return port;
+        }
+    }
+}
+
+/// A tinymta that sends by MX through `dns`, to port `mx_port`, retrying fast.
+fn mx_server(dns: &Dnsmasq, mx_port: u16, extra: &str) -> Server {
+    Server::start(&format!(
+        "{}\nmx_port = {mx_port}\nretry_min = 1s\nretry_max = 2s\n{extra}",
+        dns.config_line()
+    ))
+}
+
+/// The message text after tinymta's own Received: header (LF line ends,
+/// as the upstream servers store it).
+fn after_our_received(text: &[u8]) -> String {
+    let text = String::from_utf8_lossy(text).replace("\r\n", "\n");
+    let start = text
+        .find("Received: from client.test")
+        .expect("our Received: header");
+    let end = text[start..].find("+0000\n").expect("its date") + start + "+0000\n".len();
+    text[end..].to_string()
+}
+
+#[test]
+fn mx_preference_order_and_fallback_to_the_second_mx() {
+    let port = shared_port(&["127.0.0.1", "127.0.0.2"]);
+    let dns = Dnsmasq::start(&[
+        "--mx-host=two.test,mx1.two.test,10",
+        "--mx-host=two.test,mx2.two.test,20",
+        "--host-record=mx1.two.test,127.0.0.1",
+        "--host-record=mx2.two.test,127.0.0.2",
+    ]);
+    let server = mx_server(&dns, port, "");
+    // The first MX is down: the second takes the message.
+    let mx2 = SmtpSink::start(addr("127.0.0.2", port), &[]);
+    let mut c = server.greeted();
+    let id = c.send_message(
+        "alice@mx.test",
+        &["bob@two.test"],
+        b"Subject: first\r\n\r\n..dot line\r\nbody\r\n.\r\n",
+    );
+    let got = mx2.wait_for(1);
+    assert_eq!(got[0].mail_from, "<alice@mx.test>");
+    assert_eq!(got[0].rcpt_to, ["<bob@two.test>"]);
+    assert_eq!(
+        after_our_received(&got[0].text),
+        "Subject: first\n\n.dot line\nbody\n"
+    );
+    server.wait_for_empty_queue();
+    let log = server.log();
+    assert!(
+        log.contains(&format!(
+            "{id}: to=<bob@two.test> relay=mx2.two.test[127.0.0.2]:{port} tls=no delay="
+        )),
+        "{log}"
+    );
+    // With both up, the preferred one gets the next message.
+    let mx1 = SmtpSink::start(addr("127.0.0.1", port), &[]);
+    c.send_message(
+        "alice@mx.test",
+        &["bob@two.test"],
+        b"Subject: second\r\n\r\nx\r\n.\r\n",
+    );
+    let got = mx1.wait_for(1);
+    assert!(after_our_received(&got[0].text).starts_with("Subject: second\n"));
+    server.wait_for_empty_queue();
+    assert_eq!(mx2.messages().len(), 1);
+}
+
+#[test]
+fn a_domain_with_only_an_a_record() {
+    let port = free_port_on("127.0.0.3");
+    let dns = Dnsmasq::start(&["--host-record=aonly.test,127.0.0.3"]);
+    let server = mx_server(&dns, port, "");
+    let sink = SmtpSink::start(addr("127.0.0.3", port), &[]);
+    server.greeted().send_message(
+        "a@mx.test",
+        &["ops@aonly.test"],
+        b"Subject: a\r\n\r\nx\r\n.\r\n",
+    );
+    assert_eq!(sink.wait_for(1)[0].rcpt_to, ["<ops@aonly.test>"]);
+    server.wait_for_empty_queue();
+}
+
+#[test]
+fn null_mx_and_nxdomain_bounce_once_to_the_local_sender() {
+    let dns = Dnsmasq::start(&["--dns-rr=nullmx.test,15,000000"]);
+    let server = mx_server(&dns, free_port_on("127.0.0.1"), "");
+    let mut c = server.greeted();
+    let id = c.send_message(
+        "alice@mx.test",
+        &["x@nullmx.test", "y@nx.test"],
+        b"Subject: doomed\r\nMessage-ID: <doomed@client.test>\r\n\r\nsecret\r\n.\r\n",
+    );
+    let bounce = server.wait_for_mail("alice", 1);
+    let text = String::from_utf8_lossy(&bounce[0]);
+    assert!(
+        text.starts_with("Return-Path: <>\nDelivered-To: alice@mx.test\n"),
+        "{text}"
+    );
+    assert!(text.contains("\nFrom: Mail Delivery System <MAILER-DAEMON@mx.test>\n"));
+    assert!(text.contains("\nContent-Type: multipart/report; report-type=delivery-status;\n"));
+    assert!(text.contains(&format!("\nX-Tinymta-Queue-ID: {id}\n")));
+    assert!(text.contains(
+        "\nFinal-Recipient: rfc822; x@nullmx.test\nAction: failed\nStatus: 5.1.10\n\
+         Diagnostic-Code: X-tinymta; 5.1.10 domain nullmx.test accepts no mail (null MX, RFC 7505)\n"
+    ));
+    assert!(text.contains(
+        "\nFinal-Recipient: rfc822; y@nx.test\nAction: failed\nStatus: 5.1.2\n\
+         Diagnostic-Code: X-tinymta; 5.1.2 domain nx.test not found (NXDOMAIN)\n"
+    ));
+    assert!(text.contains("\nContent-Type: text/rfc822-headers\n\nReceived: from client.test"));
+    assert!(text.contains("\nMessage-ID: <doomed@client.test>\n"));
+    assert!(!text.contains("secret"));
+    server.wait_for_empty_queue();
+    // One bounce for the two recipients, and no more later.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(server.mail_count("alice"), 1);
+}
+
+#[test]
+fn a_null_sender_is_never_bounced() {
+    let dns = Dnsmasq::start(&[]);
+    let server = mx_server(&dns, free_port_on("127.0.0.1"), "");
+    let id = server.greeted().send_message(
+        "",
+        &["y@nx.test"],
+        b"Subject: bounce of a bounce\r\n\r\nx\r\n.\r\n",
+    );
+    server.wait_for_empty_queue();
+    assert!(server.log().contains(&format!(
+        "{id}: undeliverable bounce (null sender), dropped"
+    )));
+    assert!(!server.mailboxes().exists() || support::list_dir(&server.mailboxes()).is_empty());
+}
+
+#[test]
+fn a_4xx_upstream_that_later_accepts_gets_the_message_exactly_once() {
+    let port = free_port_on("127.0.0.5");
+    let dns = Dnsmasq::start(&["--host-record=soft.test,127.0.0.5"]);
+    let server = mx_server(&dns, port, "");
+    let refusing = SmtpSink::start(addr("127.0.0.5", port), &["-r", "RCPT"]);
+    let id = server.greeted().send_message(
+        "a@mx.test",
+        &["ops@soft.test"],
+        b"Subject: retry me\r\n\r\nx\r\n.\r\n",
+    );
+    let envelope = server.wait_for_envelope_containing(&id, "error: soft.test[127.0.0.5]:");
+    assert!(
+        envelope.contains("recipient: queued attempts="),
+        "{envelope}"
+    );
+    assert!(envelope.contains(" said: 450 4.3.0"), "{envelope}");
+    assert!(refusing.messages().is_empty());
+    refusing.stop();
+    let accepting = SmtpSink::start(addr("127.0.0.5", port), &[]);
+    accepting.wait_for(1);
+    server.wait_for_empty_queue();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(accepting.messages().len(), 1);
+    assert!(server.log().contains(&format!(
+        "{id}: to=<ops@soft.test> relay=soft.test[127.0.0.5]"
+    )));
+}
+
+#[test]
+fn a_5xx_for_one_of_two_recipients_bounces_only_that_one() {
+    // The upstream is a second tinymta, authoritative for b.test, which
+    // refuses a mailbox name it cannot store.
+    let upstream = Server::start_at(
+        "127.0.0.4",
+        "hostname = mx.b.test\nlocal_domains = b.test\nrelay_networks = 10.0.0.0/8",
+    );
+    let dns = Dnsmasq::start(&[
+        "--mx-host=b.test,mx.b.test,10",
+        "--host-record=mx.b.test,127.0.0.4",
+    ]);
+    let server = mx_server(&dns, upstream.port, "");
+    server.greeted().send_message(
+        "alice@mx.test",
+        &["good@b.test", "\"bad/name\"@b.test"],
+        b"Subject: half\r\n\r\nbody\r\n.\r\n",
+    );
+    let good = upstream.wait_for_mail("good", 1);
+    assert!(String::from_utf8_lossy(&good[0]).contains("\nSubject: half\n\nbody\n"));
+    let bounce = server.wait_for_mail("alice", 1);
+    let text = String::from_utf8_lossy(&bounce[0]);
+    assert!(
+        text.contains(
+        "\nFinal-Recipient: rfc822; \"bad/name\"@b.test\nAction: failed\nStatus: 5.1.3\n\
+         Remote-MTA: dns; mx.b.test\nDiagnostic-Code: smtp; 550 5.1.3 Error: invalid mailbox name\n"
+    ),
+        "{text}"
+    );
+    assert!(!text.contains("Final-Recipient: rfc822; good@b.test"));
+    server.wait_for_empty_queue();
+    assert_eq!(upstream.mail_count("good"), 1);
+}
+
+#[test]
+fn killing_tinymta_mid_queue_delivers_everything_exactly_once() {
+    let port = free_port_on("127.0.0.6");
+    // Each RCPT waits a second: a kill then falls before the upstream has
+    // accepted anything of the message in hand.
+    let upstream = Upstream::start(
+        addr("127.0.0.6", port),
+        &["--rcpt-delay".into(), "1".into()],
+    );
+    let mut server = Server::start(&format!(
+        "smarthost = 127.0.0.6:{port}\nsmarthost_tls = none\ndelivery_workers = 1\n\
+         retry_min = 1s\nretry_max = 1s"
+    ));
+    let mut c = server.greeted();
+    for n in 0..6 {
+        c.send_message(
+            "a@mx.test",
+            &["ops@far.test"],
+            format!("Subject: m{n}\r\n\r\nx\r\n.\r\n").as_bytes(),
+        );
+    }
+    upstream.wait_for(2);
+    std::thread::sleep(Duration::from_millis(300));
+    server.kill();
+    let before = upstream.messages().len();
+    assert!(before < 6, "all delivered before the kill");
+    server.restart();
+    let got = upstream.wait_for(6);
+    let mut subjects: Vec<String> = got
+        .iter()
+        .map(|m| {
+            String::from_utf8_lossy(&m.text)
+                .lines()
+                .find_map(|l| l.strip_prefix("Subject: ").map(str::to_string))
+                .unwrap()
+        })
+        .collect();
+    subjects.sort();
+    assert_eq!(subjects, ["m0", "m1", "m2", "m3", "m4", "m5"]);
+    server.wait_for_empty_queue();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(upstream.messages().len(), 6);
+}
+
+#[test]
+fn starttls_to_a_smarthost_with_a_private_ca_and_a_name_mismatch() {
+    let port = free_port_on("127.0.0.7");
+    let ca = TestCa::new(&["smarthost.test"]);
+    let upstream = Upstream::start(addr("127.0.0.7", port), &ca.server_options());
+    let hosts = tempfile::NamedTempFile::new().unwrap();
+    fs::write(hosts.path(), "127.0.0.7 smarthost.test wrong.test\n").unwrap();
+    let base = format!(
+        "hosts_file = {}\ntls_ca_file = {}\nretry_min = 1s\nretry_max = 1s",
+        hosts.path().display(),
+        ca.ca().display()
+    );
+    let server = Server::start(&format!("smarthost = smarthost.test:{port}\n{base}"));
+    let id = server.greeted().send_message(
+        "a@mx.test",
+        &["ops@far.test"],
+        b"Subject: tls\r\n\r\nx\r\n.\r\n",
+    );
+    let got = upstream.wait_for(1);
+    assert_eq!(got[0].tls, "TLSv1.3");
+    server.wait_for_empty_queue();
+    assert!(server.log().contains(&format!(
+        "{id}: to=<ops@far.test> relay=smarthost.test[127.0.0.7]:{port} tls=TLSv1.3 delay="
+    )));
+    // The same server under a name its certificate does not carry.
+    let wrong = Server::start(&format!("smarthost = wrong.test:{port}\n{base}"));
+    let id = wrong.greeted().send_message(
+        "a@mx.test",
+        &["ops@far.test"],
+        b"Subject: mitm\r\n\r\nx\r\n.\r\n",
+    );
+    wrong.wait_for_envelope_containing(&id, "error: 4.4.1 TLS handshake failed");
+    assert!(
+        wrong
+            .log()
+            .contains("certificate not valid for name \"wrong.test\""),
+        "{}",
+        wrong.log()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        upstream.messages().len(),
+        1,
+        "nothing is sent without a valid certificate"
+    );
+    assert_eq!(wrong.queue_files().len(), 2);
+}
+
+#[test]
+fn auth_plain_and_login_to_a_smarthost_that_requires_them() {
+    let ca = TestCa::new(&["smarthost.test"]);
+    let hosts = tempfile::NamedTempFile::new().unwrap();
+    fs::write(hosts.path(), "127.0.0.8 smarthost.test\n").unwrap();
+    let password = tempfile::NamedTempFile::new().unwrap();
+    fs::write(password.path(), "s3cret\n").unwrap();
+    for login_only in [false, true] {
+        let port = free_port_on("127.0.0.8");
+        let mut options = ca.server_options();
+        options.extend(["--auth".to_string(), "box:s3cret".to_string()]);
+        if login_only {
+            options.push("--no-plain".to_string());
+        }
+        let upstream = Upstream::start(addr("127.0.0.8", port), &options);
+        let server = Server::start(&format!(
+            "smarthost = smarthost.test:{port}\nhosts_file = {}\ntls_ca_file = {}\n\
+             smarthost_user = box\nsmarthost_password_file = {}",
+            hosts.path().display(),
+            ca.ca().display(),
+            password.path().display()
+        ));
+        server.greeted().send_message(
+            "a@mx.test",
+            &["ops@far.test"],
+            b"Subject: auth\r\n\r\nx\r\n.\r\n",
+        );
+        let got = upstream.wait_for(1);
+        assert_eq!(
+            (got[0].auth.as_str(), got[0].tls.as_str()),
+            ("box", "TLSv1.3")
+        );
+        server.wait_for_empty_queue();
+        assert!(!server.log().contains("s3cret"));
+    }
+    // A wrong password defers: the message is not bounced for it.
+    let port = free_port_on("127.0.0.8");
+    let mut options = ca.server_options();
+    options.extend(["--auth".to_string(), "box:other".to_string()]);
+    let upstream = Upstream::start(addr("127.0.0.8", port), &options);
+    let server = Server::start(&format!(
+        "smarthost = smarthost.test:{port}\nhosts_file = {}\ntls_ca_file = {}\n\
+         smarthost_user = box\nsmarthost_password_file = {}",
+        hosts.path().display(),
+        ca.ca().display(),
+        password.path().display()
+    ));
+    let id = server.greeted().send_message(
+        "a@mx.test",
+        &["ops@far.test"],
+        b"Subject: auth\r\n\r\nx\r\n.\r\n",
+    );
+    let envelope = server.wait_for_envelope_containing(&id, "AUTH: 535");
+    assert!(
+        envelope.contains("recipient: queued attempts=1"),
+        "{envelope}"
+    );
+    assert!(upstream.messages().is_empty());
+}
+
+#[test]
+fn implicit_tls_to_a_smarthost() {
+    let port = free_port_on("127.0.0.9");
+    let ca = TestCa::new(&["smarthost.test"]);
+    let mut options = ca.server_options();
+    options.push("--implicit-tls".to_string());
+    let upstream = Upstream::start(addr("127.0.0.9", port), &options);
+    let hosts = tempfile::NamedTempFile::new().unwrap();
+    fs::write(hosts.path(), "127.0.0.9 smarthost.test\n").unwrap();
+    let server = Server::start(&format!(
+        "smarthost = smarthost.test:{port}\nsmarthost_tls = tls\nhosts_file = {}\ntls_ca_file = {}",
+        hosts.path().display(),
+        ca.ca().display()
+    ));
+    server.greeted().send_message(
+        "a@mx.test",
+        &["ops@far.test"],
+        b"Subject: 465\r\n\r\nx\r\n.\r\n",
+    );
+    assert_eq!(upstream.wait_for(1)[0].tls, "TLSv1.3");
+    server.wait_for_empty_queue();
+}
+
+#[test]
+fn opportunistic_starttls_to_mx_falls_back_to_clear_text() {
+    let ca = TestCa::new(&["mx.tls.test"]);
+    // An MX with a certificate nobody vouches for: encrypted all the same.
+    let port = free_port_on("127.0.0.10");
+    let dns = Dnsmasq::start(&["--host-record=tls.test,127.0.0.10"]);
+    let upstream = Upstream::start(addr("127.0.0.10", port), &ca.server_options());
+    let server = mx_server(&dns, port, "");
+    server.greeted().send_message(
+        "a@mx.test",
+        &["ops@tls.test"],
+        b"Subject: may\r\n\r\nx\r\n.\r\n",
+    );
+    assert_eq!(upstream.wait_for(1)[0].tls, "TLSv1.3");
+    server.wait_for_empty_queue();
+    drop(upstream);
+    // An MX whose TLS cannot be agreed on: the handshake fails, clear text follows.
+    let mut options = ca.server_options();
+    options.extend(["--max-tls".to_string(), "TLSv1_1".to_string()]);
+    let old = Upstream::start(addr("127.0.0.10", port), &options);
+    server.greeted().send_message(
+        "a@mx.test",
+        &["ops@tls.test"],
+        b"Subject: old\r\n\r\nx\r\n.\r\n",
+    );
+    assert_eq!(old.wait_for(1)[0].tls, "none");
+    server.wait_for_empty_queue();
+    assert!(
+        server.log().contains("sending in clear text"),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn mx_tls_require_refuses_clear_text() {
+    let port = free_port_on("127.0.0.11");
+    let dns = Dnsmasq::start(&["--host-record=plain.test,127.0.0.11"]);
+    let sink = SmtpSink::start(addr("127.0.0.11", port), &[]);
+    let server = mx_server(&dns, port, "mx_tls = require");
+    let id = server.greeted().send_message(
+        "a@mx.test",
+        &["ops@plain.test"],
+        b"Subject: must\r\n\r\nx\r\n.\r\n",
+    );
+    server.wait_for_envelope_containing(&id, "STARTTLS required but not offered");
+    assert!(sink.messages().is_empty());
+}
+
+#[test]
+fn expired_messages_bounce_with_4_4_7() {
+    let port = free_port_on("127.0.0.12");
+    let dns = Dnsmasq::start(&["--host-record=slow.test,127.0.0.12"]);
+    let _refusing = SmtpSink::start(addr("127.0.0.12", port), &["-r", "RCPT"]);
+    let server = Server::start(&format!(
+        "{}\nmx_port = {port}\nretry_min = 1s\nretry_max = 1s\nqueue_lifetime = 2s",
+        dns.config_line()
+    ));
+    server.greeted().send_message(
+        "alice@mx.test",
+        &["ops@slow.test"],
+        b"Subject: late\r\n\r\nx\r\n.\r\n",
+    );
+    let bounce = server.wait_for_mail("alice", 1);
+    let text = String::from_utf8_lossy(&bounce[0]);
+    assert!(
+        text.contains("\nFinal-Recipient: rfc822; ops@slow.test\nAction: failed\nStatus: 4.4.7\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("message expired after 3 attempts; last error: slow.test[127.0.0.12]"),
+        "{text}"
+    );
+    server.wait_for_empty_queue();
+}

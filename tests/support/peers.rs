@@ -1,0 +1,351 @@
+//! Upstream servers nobody here wrote, started on loopback for the delivery
+//! tests: Postfix's smtp-sink and an aiosmtpd server (tests/peers/upstream.py),
+//! and a test CA made with the openssl command.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{list_dir, Client, WAIT};
+
+/// A free TCP port on a loopback address other than 127.0.0.1.
+pub fn free_port_on(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Waits until something answers `220` on `addr`.
+fn wait_for_greeting(addr: SocketAddr, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{what} exited at start: {status}");
+        }
+        if let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            let mut client = Client::from_stream(stream);
+            if client.reply().starts_with("220") {
+                client.send("QUIT");
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{what} did not answer on {addr}");
+}
+
+/// A message as an upstream server stored it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    /// `X-TLS:` (aiosmtpd only): the TLS version, or `none`.
+    pub tls: String,
+    /// `X-Auth:` (aiosmtpd only): the authenticated user, or `none`.
+    pub auth: String,
+    /// The message text after the server's own additions.
+    pub text: Vec<u8>,
+}
+
+/// Postfix's smtp-sink, dumping each transaction into a directory.
+pub struct SmtpSink {
+    pub addr: SocketAddr,
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl SmtpSink {
+    /// `options` go before the address, e.g. `["-r", "RCPT"]`.
+    pub fn start(addr: SocketAddr, options: &[&str]) -> SmtpSink {
+        let dir = tempfile::tempdir().unwrap();
+        let template = format!("{}/%Y%m%d%H%M%S.", dir.path().display());
+        let mut child = Command::new(sink_binary())
+            .args(["-u", "root", "-h", "sink.test", "-d", &template])
+            .args(options)
+            .arg(addr.to_string())
+            .arg("64")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("smtp-sink (apt-get install postfix)");
+        wait_for_greeting(addr, &mut child, "smtp-sink");
+        SmtpSink { addr, dir, child }
+    }
+
+    /// The complete transactions received so far.
+    pub fn messages(&self) -> Vec<Received> {
+        let mut messages: Vec<Received> = list_dir(self.dir.path())
+            .iter()
+            .filter_map(|name| parse_sink_dump(&fs::read(self.dir.path().join(name)).ok()?))
+            .collect();
+        messages.sort_by(|a, b| a.text.cmp(&b.text));
+        messages
+    }
+
+    pub fn wait_for(&self, count: usize) -> Vec<Received> {
+        wait_for_count(|| self.messages(), count, "smtp-sink")
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sink_binary() -> &'static str {
+    if Path::new("/usr/sbin/smtp-sink").exists() {
+        "/usr/sbin/smtp-sink"
+    } else {
+        "smtp-sink"
+    }
+}
+
+/// smtp-sink's dump: `X-Mail-Args:`, `X-Rcpt-Args:` and other `X-` lines,
+/// its own `Received:` header (three lines), then the message with LF line
+/// ends. A transaction that did not end with a message has no text after
+/// the `Received:` header and is not counted.
+fn parse_sink_dump(dump: &[u8]) -> Option<Received> {
+    let text = String::from_utf8_lossy(dump);
+    let mut mail_from = String::new();
+    let mut rcpt_to = Vec::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if let Some(v) = line.strip_prefix("X-Mail-Args: ") {
+            mail_from = v.trim_end().to_string();
+        } else if let Some(v) = line.strip_prefix("X-Rcpt-Args: ") {
+            rcpt_to.push(v.trim_end().to_string());
+        } else if !line.starts_with("X-") {
+            break;
+        }
+        offset += line.len();
+    }
+    let rest = &dump[offset..];
+    // Skip the sink's Received: header and its two continuation lines.
+    let mut lines = rest.split_inclusive(|&b| b == b'\n');
+    let mut skipped = 0;
+    if rest.starts_with(b"Received: ") {
+        for _ in 0..3 {
+            skipped += lines.next().map_or(0, |l| l.len());
+        }
+    }
+    let mut message = &rest[skipped..];
+    if message.is_empty() {
+        return None;
+    }
+    // smtp-sink ends each dump with one newline of its own.
+    if message.ends_with(b"\n\n") {
+        message = &message[..message.len() - 1];
+    }
+    Some(Received {
+        mail_from,
+        rcpt_to,
+        tls: "none".to_string(),
+        auth: "none".to_string(),
+        text: message.to_vec(),
+    })
+}
+
+/// aiosmtpd, with STARTTLS, implicit TLS, AUTH or refusals as asked.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    out: tempfile::TempDir,
+    child: Child,
+}
+
+impl Upstream {
+    /// `options` are upstream.py's, e.g. `["--auth", "box:secret"]`.
+    pub fn start(addr: SocketAddr, options: &[String]) -> Upstream {
+        let out = tempfile::tempdir().unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/upstream.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args([
+                "--host",
+                &addr.ip().to_string(),
+                "--port",
+                &addr.port().to_string(),
+            ])
+            .arg("--out")
+            .arg(out.path())
+            .args(options)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 with aiosmtpd (pip install aiosmtpd)");
+        let mut ready = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        assert_eq!(ready.trim(), "READY", "upstream.py did not start");
+        Upstream { addr, out, child }
+    }
+
+    pub fn messages(&self) -> Vec<Received> {
+        list_dir(self.out.path())
+            .iter()
+            .filter(|n| n.ends_with(".msg"))
+            .filter_map(|n| parse_upstream_file(&fs::read(self.out.path().join(n)).ok()?))
+            .collect()
+    }
+
+    pub fn wait_for(&self, count: usize) -> Vec<Received> {
+        wait_for_count(|| self.messages(), count, "upstream")
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn parse_upstream_file(file: &[u8]) -> Option<Received> {
+    let split = file.windows(2).position(|w| w == b"\n\n")?;
+    let head = String::from_utf8_lossy(&file[..split]);
+    let mut received = Received {
+        mail_from: String::new(),
+        rcpt_to: Vec::new(),
+        tls: String::new(),
+        auth: String::new(),
+        text: file[split + 2..].to_vec(),
+    };
+    for line in head.lines() {
+        if let Some(v) = line.strip_prefix("X-Mail-From: ") {
+            received.mail_from = v.to_string();
+        } else if let Some(v) = line.strip_prefix("X-Rcpt-To: ") {
+            received.rcpt_to.push(v.to_string());
+        } else if let Some(v) = line.strip_prefix("X-TLS: ") {
+            received.tls = v.to_string();
+        } else if let Some(v) = line.strip_prefix("X-Auth: ") {
+            received.auth = v.to_string();
+        }
+    }
+    Some(received)
+}
+
+fn wait_for_count(read: impl Fn() -> Vec<Received>, count: usize, what: &str) -> Vec<Received> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let messages = read();
+        if messages.len() >= count {
+            assert_eq!(
+                messages.len(),
+                count,
+                "{what} got more than {count}: {messages:?}"
+            );
+            return messages;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} got {} of {count} messages",
+            messages.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A private CA and a server certificate signed by it, made with openssl.
+pub struct TestCa {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    /// A CA and a certificate for `names` (DNS names in the SAN).
+    pub fn new(names: &[&str]) -> TestCa {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .stdin(Stdio::null())
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=tinymta test CA"];
+        ca.extend(ec);
+        ca.extend([
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        run(&ca);
+        let subject = format!("/CN={}", names[0]);
+        let mut req = vec!["req", "-subj", subject.as_str()];
+        req.extend(ec);
+        req.extend(["-keyout", "key.pem", "-out", "req.csr"]);
+        run(&req);
+        let san: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
+        fs::write(
+            d.join("ext.cnf"),
+            format!(
+                "subjectAltName={}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+                san.join(",")
+            ),
+        )
+        .unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "req.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            "cert.pem",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        TestCa { dir }
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// upstream.py options for this certificate.
+    pub fn server_options(&self) -> Vec<String> {
+        vec![
+            "--cert".to_string(),
+            self.dir.path().join("cert.pem").display().to_string(),
+            "--key".to_string(),
+            self.dir.path().join("key.pem").display().to_string(),
+        ]
+    }
+}
