@@ -80,6 +80,19 @@ fn mx_preference_order_and_fallback_to_the_second_mx() {
         )),
         "{log}"
     );
+    // A first MX that answers 421 to MAIL: the second takes the message.
+    let busy = SmtpSink::start(addr("127.0.0.1", port), &["-Q", "MAIL"]);
+    c.send_message(
+        "alice@mx.test",
+        &["bob@two.test"],
+        b"Subject: busy\r\n\r\nx\r\n.\r\n",
+    );
+    let got = mx2.wait_for(2);
+    assert!(got
+        .iter()
+        .any(|m| after_our_received(&m.text).starts_with("Subject: busy\n")));
+    server.wait_for_empty_queue();
+    busy.stop();
     // With both up, the preferred one gets the next message.
     let mx1 = SmtpSink::start(addr("127.0.0.1", port), &[]);
     c.send_message(
@@ -90,7 +103,7 @@ fn mx_preference_order_and_fallback_to_the_second_mx() {
     let got = mx1.wait_for(1);
     assert!(after_our_received(&got[0].text).starts_with("Subject: second\n"));
     server.wait_for_empty_queue();
-    assert_eq!(mx2.messages().len(), 1);
+    assert_eq!(mx2.messages().len(), 2);
 }
 
 #[test]
@@ -472,4 +485,32 @@ fn expired_messages_bounce_with_4_4_7() {
         "{text}"
     );
     server.wait_for_empty_queue();
+}
+
+#[test]
+fn a_message_over_the_upstream_size_limit_bounces_without_being_sent() {
+    let upstream = Server::start_at(
+        "127.0.0.13",
+        "hostname = mx.small.test\nlocal_domains = small.test\nmax_message_size = 1k",
+    );
+    let dns = Dnsmasq::start(&["--host-record=small.test,127.0.0.13"]);
+    let server = mx_server(&dns, upstream.port, "");
+    // About 1.2 KiB: more than the upstream's SIZE 1024.
+    let body = format!("Subject: big\r\n\r\n{}.\r\n", "y\r\n".repeat(400));
+    server
+        .greeted()
+        .send_message("alice@mx.test", &["ops@small.test"], body.as_bytes());
+    let bounce = server.wait_for_mail("alice", 1);
+    let text = String::from_utf8_lossy(&bounce[0]);
+    assert!(
+        text.contains("\nFinal-Recipient: rfc822; ops@small.test\nAction: failed\nStatus: 5.3.4\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("exceeds the server's limit of 1024"),
+        "{text}"
+    );
+    assert_eq!(upstream.mail_count("ops"), 0);
+    // The upstream never saw a MAIL command for it.
+    assert!(!upstream.log().contains("accepted from="));
 }

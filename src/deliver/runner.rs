@@ -476,18 +476,24 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Older than `queue_lifetime` by the wall clock, and tried as often as
-    /// the retry schedule fits into that time: both must hold. A wall clock
-    /// behind the arrival time counts as not knowing; then attempts decide.
     fn expired(&self, envelope: &QueueEnvelope) -> bool {
-        let lifetime = self.config.queue_lifetime;
-        if max_attempts(envelope) < attempts_spanning(&self.config, lifetime) {
-            return false;
-        }
-        match unix_now().checked_sub(envelope.arrival) {
-            Some(age) => age >= lifetime.as_secs(),
-            None => true,
-        }
+        is_expired(&self.config, envelope, unix_now())
+    }
+}
+
+/// Older than `queue_lifetime` by the wall clock (`now`), and tried as often
+/// as the retry schedule fits into that time: both must hold, so neither a
+/// clock that jumps forward nor a box that was off for days expires mail
+/// early. A wall clock behind the arrival time counts as not knowing; then
+/// the attempts decide.
+pub fn is_expired(config: &Config, envelope: &QueueEnvelope, now: u64) -> bool {
+    let lifetime = config.queue_lifetime;
+    if max_attempts(envelope) < attempts_spanning(config, lifetime) {
+        return false;
+    }
+    match now.checked_sub(envelope.arrival) {
+        Some(age) => age >= lifetime.as_secs(),
+        None => true,
     }
 }
 
@@ -537,6 +543,37 @@ mod tests {
         let waits: Vec<u64> = (1..=8).map(|n| backoff(&c, n).as_secs() / 60).collect();
         assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60]);
         assert_eq!(backoff(&c, u32::MAX), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn expiry_survives_a_clock_jump() {
+        use crate::smtp::address::parse_mailbox;
+        let c = config("retry_min = 1m\nretry_max = 1h\nqueue_lifetime = 5d\n");
+        let needed = attempts_spanning(&c, c.queue_lifetime);
+        let envelope = |arrival: u64, attempts: u32| {
+            let mut r = Recipient::new(parse_mailbox("a@b.test").unwrap());
+            r.attempts = attempts;
+            QueueEnvelope {
+                id: "X".into(),
+                arrival,
+                client: String::new(),
+                helo: String::new(),
+                sender: None,
+                body: String::new(),
+                size: 1,
+                recipients: vec![r],
+            }
+        };
+        let now = 1_795_364_407; // 2026
+                                 // Queued at boot with the clock at 1970, then the clock was set: young.
+        assert!(!is_expired(&c, &envelope(600, 3), now));
+        // Tried all along for five days: old.
+        assert!(is_expired(&c, &envelope(now - 5 * 86400, needed), now));
+        // Tried enough, but the wall clock says a day: not yet.
+        assert!(!is_expired(&c, &envelope(now - 86400, needed), now));
+        // The clock went backwards past the arrival: the attempts decide.
+        assert!(is_expired(&c, &envelope(now + 3600, needed), now));
+        assert!(!is_expired(&c, &envelope(now + 3600, needed - 1), now));
     }
 
     #[test]

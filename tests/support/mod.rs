@@ -168,6 +168,8 @@ impl Server {
                 let mut client = Client::from_stream(stream);
                 if client.reply().starts_with("220 ") {
                     client.send("QUIT");
+                    // Let the probe's session end before the test begins.
+                    let _ = client.closed();
                     return true;
                 }
             }
