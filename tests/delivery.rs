@@ -514,3 +514,35 @@ fn a_message_over_the_upstream_size_limit_bounces_without_being_sent() {
     // The upstream never saw a MAIL command for it.
     assert!(!upstream.log().contains("accepted from="));
 }
+
+#[test]
+fn auth_is_never_sent_in_clear_text() {
+    // A smarthost that wants AUTH but offers no STARTTLS.
+    let port = free_port_on("127.0.0.14");
+    let upstream = Upstream::start(
+        addr("127.0.0.14", port),
+        &["--auth".to_string(), "box:s3cret".to_string()],
+    );
+    let password = tempfile::NamedTempFile::new().unwrap();
+    fs::write(password.path(), "s3cret\n").unwrap();
+    // Readable by everyone: tinymta says so at start-up.
+    let mut mode = fs::metadata(password.path()).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut mode, 0o644);
+    fs::set_permissions(password.path(), mode).unwrap();
+    let server = Server::start(&format!(
+        "smarthost = 127.0.0.14:{port}\nsmarthost_user = box\nsmarthost_password_file = {}",
+        password.path().display()
+    ));
+    assert!(server.log().contains(&format!(
+        "smarthost_password_file {} is readable by every user",
+        password.path().display()
+    )));
+    let id = server.greeted().send_message(
+        "a@mx.test",
+        &["ops@far.test"],
+        b"Subject: auth\r\n\r\nx\r\n.\r\n",
+    );
+    server.wait_for_envelope_containing(&id, "STARTTLS required but not offered");
+    assert!(upstream.messages().is_empty());
+    assert!(!server.log().contains("AUTH PLAIN"));
+}

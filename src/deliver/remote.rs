@@ -65,7 +65,14 @@ impl RemoteDelivery {
         let mut last_error = String::from("4.4.1 no server could be reached");
         for target in &targets {
             let mut client = match self.connect(target, &destination) {
-                Ok(client) => client,
+                Ok(client) => {
+                    log::debug!(
+                        "connected to {} (TLS: {})",
+                        client.relay,
+                        client.tls_version.as_deref().unwrap_or("no")
+                    );
+                    client
+                }
                 Err(e) => {
                     log::info!(
                         "{}[{}]:{}: {}",
