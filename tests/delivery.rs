@@ -335,10 +335,12 @@ fn auth_plain_and_login_to_a_smarthost_that_requires_them() {
     fs::write(hosts.path(), "127.0.0.8 smarthost.test\n").unwrap();
     let password = tempfile::NamedTempFile::new().unwrap();
     fs::write(password.path(), "s3cret\n").unwrap();
-    for login_only in [false, true] {
+    // An aiosmtpd with STARTTLS that wants `credentials`, and a tinymta that
+    // has sent it one message as user box.
+    let attempt = |credentials: &str, login_only: bool| {
         let port = free_port_on("127.0.0.8");
         let mut options = ca.server_options();
-        options.extend(["--auth".to_string(), "box:s3cret".to_string()]);
+        options.extend(["--auth".to_string(), credentials.to_string()]);
         if login_only {
             options.push("--no-plain".to_string());
         }
@@ -350,11 +352,15 @@ fn auth_plain_and_login_to_a_smarthost_that_requires_them() {
             ca.ca().display(),
             password.path().display()
         ));
-        server.greeted().send_message(
+        let id = server.greeted().send_message(
             "a@mx.test",
             &["ops@far.test"],
             b"Subject: auth\r\n\r\nx\r\n.\r\n",
         );
+        (upstream, server, id)
+    };
+    for login_only in [false, true] {
+        let (upstream, server, _) = attempt("box:s3cret", login_only);
         let got = upstream.wait_for(1);
         assert_eq!(
             (got[0].auth.as_str(), got[0].tls.as_str()),
@@ -364,22 +370,7 @@ fn auth_plain_and_login_to_a_smarthost_that_requires_them() {
         assert!(!server.log().contains("s3cret"));
     }
     // A wrong password defers: the message is not bounced for it.
-    let port = free_port_on("127.0.0.8");
-    let mut options = ca.server_options();
-    options.extend(["--auth".to_string(), "box:other".to_string()]);
-    let upstream = Upstream::start(addr("127.0.0.8", port), &options);
-    let server = Server::start(&format!(
-        "smarthost = smarthost.test:{port}\nhosts_file = {}\ntls_ca_file = {}\n\
-         smarthost_user = box\nsmarthost_password_file = {}",
-        hosts.path().display(),
-        ca.ca().display(),
-        password.path().display()
-    ));
-    let id = server.greeted().send_message(
-        "a@mx.test",
-        &["ops@far.test"],
-        b"Subject: auth\r\n\r\nx\r\n.\r\n",
-    );
+    let (upstream, server, id) = attempt("box:other", false);
     let envelope = server.wait_for_envelope_containing(&id, "AUTH: 535");
     assert!(
         envelope.contains("recipient: queued attempts=1"),

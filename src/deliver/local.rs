@@ -8,8 +8,12 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use super::client::Outcome;
+use super::{log_outcome, ItemResult, Job, Reporter};
+use crate::config::Config;
 use crate::smtp::address::Mailbox;
 use crate::spool::maildir::{create_dir_durably, fsync_dir, unique_maildir_name};
+use crate::spool::Spool;
 
 /// The Maildir folder name for a local recipient: the local part without
 /// quoting, lower-cased; `None` when it could name anything outside
@@ -20,6 +24,40 @@ pub fn mailbox_name(recipient: &Mailbox) -> Option<String> {
         && !name.starts_with('.')
         && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/');
     safe.then_some(name)
+}
+
+/// Delivers a job's messages to their local recipients, reporting each.
+pub fn deliver_job(config: &Config, spool: &Spool, job: Job, reporter: &mut Reporter) {
+    for item in job.items {
+        let mut outcomes = Vec::new();
+        for (index, rcpt) in &item.recipients {
+            let delivered = spool
+                .open_message(&item.id)
+                .map_err(|e| io::Error::other(e.to_string()))
+                .and_then(|mut text| {
+                    deliver_local(
+                        &config.mailbox_dir,
+                        &config.hostname,
+                        &item.sender,
+                        rcpt,
+                        &mut text,
+                    )
+                });
+            let outcome = match delivered {
+                Ok(path) => Outcome::Delivered(format!("delivered to {}", path.display())),
+                Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                    Outcome::Failed(format!("5.1.3 local delivery: {e}"))
+                }
+                Err(e) => Outcome::Deferred(format!("4.3.0 local delivery: {e}")),
+            };
+            log_outcome(&item, rcpt, "local", None, &outcome);
+            outcomes.push((*index, outcome));
+        }
+        reporter.report(ItemResult {
+            id: item.id,
+            outcomes,
+        });
+    }
 }
 
 /// Delivers the message read from `message` (the spool copy) to `recipient`.

@@ -10,6 +10,7 @@ pub mod runner;
 use std::sync::mpsc::Sender;
 
 use crate::smtp::address::Mailbox;
+use crate::time::unix_now;
 use client::Outcome;
 
 /// Where a recipient's mail goes; recipients with the same destination share
@@ -49,16 +50,24 @@ pub struct ItemResult {
     pub outcomes: Vec<(usize, Outcome)>,
 }
 
+/// What wakes the queue runner's scheduler.
+pub enum RunnerEvent {
+    /// New mail was queued.
+    Wake,
+    /// A worker has outcomes for one message.
+    Done(ItemResult),
+}
+
 /// Hands results to the runner. Every item a worker took is answered
 /// exactly once: what is still unanswered when the reporter is dropped
 /// (a panic in delivery) is reported as deferred, so nothing is stuck.
 pub struct Reporter {
-    results: Sender<ItemResult>,
+    results: Sender<RunnerEvent>,
     unanswered: Vec<(String, Vec<usize>)>,
 }
 
 impl Reporter {
-    pub fn new(results: Sender<ItemResult>) -> Reporter {
+    pub fn new(results: Sender<RunnerEvent>) -> Reporter {
         Reporter {
             results,
             unanswered: Vec::new(),
@@ -77,7 +86,7 @@ impl Reporter {
         if let Some(pos) = self.unanswered.iter().position(|(id, _)| *id == result.id) {
             self.unanswered.swap_remove(pos);
         }
-        let _ = self.results.send(result);
+        let _ = self.results.send(RunnerEvent::Done(result));
     }
 }
 
@@ -93,7 +102,31 @@ impl Drop for Reporter {
                     )
                 })
                 .collect();
-            let _ = self.results.send(ItemResult { id, outcomes });
+            let _ = self
+                .results
+                .send(RunnerEvent::Done(ItemResult { id, outcomes }));
         }
     }
+}
+
+/// One log line per recipient and attempt: queue id, recipient, relay (and
+/// TLS version for SMTP), delay, outcome and the reply or reason.
+pub fn log_outcome(
+    item: &JobItem,
+    rcpt: &Mailbox,
+    relay: &str,
+    tls: Option<&str>,
+    outcome: &Outcome,
+) {
+    let delay = unix_now().saturating_sub(item.arrival);
+    let (status, text) = match outcome {
+        Outcome::Delivered(text) => ("sent", text),
+        Outcome::Deferred(text) => ("deferred", text),
+        Outcome::Failed(text) => ("bounced", text),
+    };
+    let tls = tls.map(|t| format!(" tls={t}")).unwrap_or_default();
+    log::info!(
+        "{}: to=<{rcpt}> relay={relay}{tls} delay={delay}s status={status} ({text})",
+        item.id
+    );
 }

@@ -7,11 +7,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::client::{ClientOptions, HostError, Outcome, Outgoing, SmtpClient, TlsMode};
-use super::{Destination, ItemResult, Job, JobItem, Reporter};
+use super::{log_outcome, Destination, ItemResult, Job, JobItem, Reporter};
 use crate::config::{Config, MxTls, SmarthostTls};
 use crate::dns::resolver::{DnsError, Resolver};
 use crate::spool::Spool;
-use crate::time::unix_now;
 use crate::tls::ClientConfigs;
 
 pub struct RemoteDelivery {
@@ -238,7 +237,7 @@ impl RemoteDelivery {
                         Outcome::Failed(format!("{} said: {text}", client.relay))
                     }
                 };
-                log_outcome(item, rcpt, &client.relay, tls, &outcome);
+                log_outcome(item, rcpt, &client.relay, Some(tls), &outcome);
                 (*index, outcome)
             })
             .collect();
@@ -262,7 +261,7 @@ impl RemoteDelivery {
                 .recipients
                 .iter()
                 .map(|(index, rcpt)| {
-                    log_outcome(&item, rcpt, relay, "no", outcome);
+                    log_outcome(&item, rcpt, relay, Some("no"), outcome);
                     (*index, outcome.clone())
                 })
                 .collect();
@@ -272,25 +271,4 @@ impl RemoteDelivery {
             });
         }
     }
-}
-
-/// One line per recipient and attempt: queue id, recipient, relay, TLS,
-/// delay, outcome and the reply.
-fn log_outcome(
-    item: &JobItem,
-    rcpt: &crate::smtp::address::Mailbox,
-    relay: &str,
-    tls: &str,
-    outcome: &Outcome,
-) {
-    let delay = unix_now().saturating_sub(item.arrival);
-    let (status, text) = match outcome {
-        Outcome::Delivered(text) => ("sent", text),
-        Outcome::Deferred(text) => ("deferred", text),
-        Outcome::Failed(text) => ("bounced", text),
-    };
-    log::info!(
-        "{}: to=<{rcpt}> relay={relay} tls={tls} delay={delay}s status={status} ({text})",
-        item.id
-    );
 }

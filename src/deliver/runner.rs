@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use super::bounce::build_bounce;
 use super::client::Outcome;
-use super::local::deliver_local;
+use super::local::deliver_job;
 use super::remote::RemoteDelivery;
-use super::{Destination, ItemResult, Job, JobItem, Reporter};
+use super::{Destination, ItemResult, Job, JobItem, Reporter, RunnerEvent as Event};
 use crate::config::Config;
 use crate::dns::resolver::Resolver;
 use crate::spool::queue::{QueueEnvelope, Recipient, RecipientState};
@@ -48,11 +48,6 @@ impl QueueWaker {
             let _ = self.events.send(Event::Wake);
         }
     }
-}
-
-enum Event {
-    Wake,
-    Done(ItemResult),
 }
 
 /// Jobs waiting for a worker.
@@ -122,11 +117,10 @@ impl QueueRunner {
     /// Starts the scheduler and the workers; the queue is run at once.
     pub fn start(self) -> std::io::Result<QueueWaker> {
         let (events, receiver) = channel();
-        let (results, result_receiver) = channel::<ItemResult>();
         let jobs = Arc::new(JobQueue::default());
         for n in 0..self.config.delivery_workers {
             let jobs = Arc::clone(&jobs);
-            let results = results.clone();
+            let results = events.clone();
             let remote = RemoteDelivery {
                 config: Arc::clone(&self.config),
                 spool: Arc::clone(&self.spool),
@@ -137,17 +131,6 @@ impl QueueRunner {
                 .name(format!("delivery {n}"))
                 .spawn(move || worker(&jobs, &remote, results))?;
         }
-        // Results reach the scheduler through its one event channel.
-        let forward = events.clone();
-        thread::Builder::new()
-            .name("results".to_string())
-            .spawn(move || {
-                for result in result_receiver {
-                    if forward.send(Event::Done(result)).is_err() {
-                        return;
-                    }
-                }
-            })?;
         let waker = QueueWaker {
             pending: Arc::new(AtomicBool::new(false)),
             events,
@@ -167,7 +150,7 @@ impl QueueRunner {
     }
 }
 
-fn worker(jobs: &JobQueue, remote: &RemoteDelivery, results: Sender<ItemResult>) {
+fn worker(jobs: &JobQueue, remote: &RemoteDelivery, results: Sender<Event>) {
     loop {
         let job = jobs.pop();
         let destination = job.destination.clone();
@@ -175,7 +158,7 @@ fn worker(jobs: &JobQueue, remote: &RemoteDelivery, results: Sender<ItemResult>)
         reporter.took(&job);
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             if destination == Destination::Local {
-                deliver_local_job(remote, job, &mut reporter);
+                deliver_job(&remote.config, &remote.spool, job, &mut reporter);
             } else {
                 remote.deliver(job, &mut reporter, &mut || jobs.take_for(&destination));
             }
@@ -184,50 +167,6 @@ fn worker(jobs: &JobQueue, remote: &RemoteDelivery, results: Sender<ItemResult>)
             log::error!("delivery to {destination:?} panicked; its messages are deferred");
         }
         // Dropping the reporter answers whatever the job left unanswered.
-    }
-}
-
-fn deliver_local_job(remote: &RemoteDelivery, job: Job, reporter: &mut Reporter) {
-    let config = &remote.config;
-    for item in job.items {
-        let delay = unix_now().saturating_sub(item.arrival);
-        let mut outcomes = Vec::new();
-        for (index, rcpt) in &item.recipients {
-            let delivered = remote
-                .spool
-                .open_message(&item.id)
-                .map_err(|e| std::io::Error::other(e.to_string()))
-                .and_then(|mut text| {
-                    deliver_local(
-                        &config.mailbox_dir,
-                        &config.hostname,
-                        &item.sender,
-                        rcpt,
-                        &mut text,
-                    )
-                });
-            let outcome = match delivered {
-                Ok(path) => Outcome::Delivered(format!("delivered to {}", path.display())),
-                Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
-                    Outcome::Failed(format!("5.1.3 local delivery: {e}"))
-                }
-                Err(e) => Outcome::Deferred(format!("4.3.0 local delivery: {e}")),
-            };
-            let (status, text) = match &outcome {
-                Outcome::Delivered(t) => ("delivered", t),
-                Outcome::Deferred(t) => ("deferred", t),
-                Outcome::Failed(t) => ("bounced", t),
-            };
-            log::info!(
-                "{}: to=<{rcpt}> relay=local delay={delay}s status={status} ({text})",
-                item.id
-            );
-            outcomes.push((*index, outcome));
-        }
-        reporter.report(ItemResult {
-            id: item.id,
-            outcomes,
-        });
     }
 }
 
@@ -407,9 +346,8 @@ impl Scheduler {
         }
         flight.outstanding = flight.outstanding.saturating_sub(1);
         if flight.outstanding > 0 {
-            if let Err(e) = self.spool.update_envelope(&flight.envelope) {
-                log::error!("{}: {e}", result.id);
-            }
+            let envelope = flight.envelope.clone();
+            self.save(&envelope);
             return;
         }
         let flight = self.in_flight.remove(&result.id).expect("in flight");
@@ -417,15 +355,14 @@ impl Scheduler {
             self.finish(flight.envelope);
             return;
         }
-        if let Err(e) = self.spool.update_envelope(&flight.envelope) {
-            log::error!("{}: {e}", result.id);
-        }
+        self.save(&flight.envelope);
         let delay = backoff(&self.config, max_attempts(&flight.envelope));
         self.retry_at.insert(result.id, Instant::now() + delay);
     }
 
     /// Every recipient is delivered or failed: bounce the failed ones, once,
-    /// and take the message out of the queue.
+    /// and take the message out of the queue. Where that fails, the outcomes
+    /// are saved, so that no delivered recipient is ever sent to again.
     fn finish(&mut self, envelope: QueueEnvelope) {
         let id = envelope.id.clone();
         self.retry_at.remove(&id);
@@ -437,8 +374,9 @@ impl Scheduler {
             if envelope.sender.is_none() {
                 log::warn!("{id}: undeliverable bounce (null sender), dropped");
             } else if let Err(e) = self.queue_bounce(&envelope) {
-                // Keep the message; the bounce is tried again at the next scan.
+                // Keep the message; the bounce is tried again later.
                 log::error!("{id}: cannot queue a bounce: {e}");
+                self.save(&envelope);
                 self.retry_at
                     .insert(id, Instant::now() + self.config.retry_min);
                 return;
@@ -446,7 +384,16 @@ impl Scheduler {
         }
         match self.spool.remove(&id) {
             Ok(()) => log::info!("{id}: removed"),
-            Err(e) => log::error!("{id}: {e}"),
+            Err(e) => {
+                log::error!("{id}: {e}");
+                self.save(&envelope);
+            }
+        }
+    }
+
+    fn save(&self, envelope: &QueueEnvelope) {
+        if let Err(e) = self.spool.update_envelope(envelope) {
+            log::error!("{}: {e}", envelope.id);
         }
     }
 
