@@ -86,6 +86,16 @@ pub struct Config {
     pub max_connections: usize,
     pub max_message_size: u64,
     pub max_recipients: usize,
+    /// Sessions at once from one client address (relay_networks are exempt).
+    pub max_connections_per_ip: usize,
+    /// Error replies in one session before it is closed with 421.
+    pub max_errors: usize,
+    /// The longest a whole session may last.
+    pub max_session_time: Duration,
+    /// The largest header section of a message.
+    pub max_header_size: u64,
+    /// Time for a whole command line (also against a client that sends one
+    /// byte at a time).
     pub command_timeout: Duration,
     pub data_timeout: Duration,
     /// How often the queue runner rescans the spool when nothing wakes it.
@@ -142,6 +152,10 @@ impl Default for Config {
             max_connections: 16,
             max_message_size: 10 * 1024 * 1024,
             max_recipients: 100,
+            max_connections_per_ip: 4,
+            max_errors: 10,
+            max_session_time: Duration::from_secs(3600),
+            max_header_size: 100 * 1024,
             command_timeout: Duration::from_secs(5 * 60),
             data_timeout: Duration::from_secs(10 * 60),
             queue_interval: Duration::from_secs(5 * 60),
@@ -322,6 +336,10 @@ impl Config {
             "max_connections" => self.max_connections = parse_count(value)?,
             "max_message_size" => self.max_message_size = parse_size(value)?,
             "max_recipients" => self.max_recipients = parse_count(value)?,
+            "max_connections_per_ip" => self.max_connections_per_ip = parse_count(value)?,
+            "max_errors" => self.max_errors = parse_count(value)?,
+            "max_session_time" => self.max_session_time = parse_duration(value)?,
+            "max_header_size" => self.max_header_size = parse_size(value)?,
             "command_timeout" => self.command_timeout = parse_duration(value)?,
             "data_timeout" => self.data_timeout = parse_duration(value)?,
             "queue_interval" => self.queue_interval = parse_duration(value)?,
@@ -422,6 +440,10 @@ const KEYS: &[&str] = &[
     "max_connections",
     "max_message_size",
     "max_recipients",
+    "max_connections_per_ip",
+    "max_errors",
+    "max_session_time",
+    "max_header_size",
     "command_timeout",
     "data_timeout",
     "queue_interval",

@@ -33,7 +33,7 @@ fn greeting_ehlo_helo_and_simple_commands() {
 
 #[test]
 fn sequencing_and_syntax_errors() {
-    let server = Server::start("");
+    let server = Server::start("max_errors = 100");
     let mut c = server.connect();
     c.reply();
     let cases = [

@@ -6,7 +6,7 @@
 use std::io::{self, BufWriter, Read, Write};
 use std::net::{IpAddr, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::deliver::runner::QueueWaker;
@@ -38,21 +38,42 @@ enum Line<'a> {
     TooLong,
 }
 
-/// Buffered reading from the client, by lines or by chunks.
+/// A stream whose reads can be given a time limit.
+pub trait TimedRead: Read {
+    fn set_read_timeout(&self, timeout: Duration) -> io::Result<()>;
+}
+
+impl TimedRead for &TcpStream {
+    fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, Some(timeout))
+    }
+}
+
+impl TimedRead for &[u8] {
+    fn set_read_timeout(&self, _timeout: Duration) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Buffered reading from the client, by lines or by chunks, against a
+/// deadline: a client sending one byte a minute gets no more time than one
+/// sending at once (each read waits only for what is left).
 struct Input<R> {
     stream: R,
     buf: Box<[u8]>,
     start: usize,
     end: usize,
+    deadline: Option<Instant>,
 }
 
-impl<R: Read> Input<R> {
+impl<R: TimedRead> Input<R> {
     fn new(stream: R) -> Input<R> {
         Input {
             stream,
             buf: vec![0; READ_BUFFER].into_boxed_slice(),
             start: 0,
             end: 0,
+            deadline: None,
         }
     }
 
@@ -73,6 +94,13 @@ impl<R: Read> Input<R> {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
+        }
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            self.stream.set_read_timeout(left)?;
         }
         let n = self.stream.read(&mut self.buf[self.end..])?;
         if n == 0 {
@@ -121,12 +149,21 @@ pub fn serve(stream: &TcpStream, ctx: &ServerContext) {
     let mut session = Session::new(Arc::clone(&ctx.config), peer.ip());
     let mut input = Input::new(stream);
     let mut output = BufWriter::with_capacity(4096, stream);
+    let session_end = Instant::now() + ctx.config.max_session_time;
+    let _ = stream.set_write_timeout(Some(ctx.config.command_timeout));
     log::debug!("connect from {peer}");
-    match run_session(&mut session, &mut input, &mut output, ctx, stream) {
+    match run_session(&mut session, &mut input, &mut output, ctx, session_end) {
         Ok(()) => log::debug!("disconnect from {peer}"),
         Err(e) if is_timeout(&e) => {
-            log::info!("timeout from {peer}");
-            let _ = output.write_all(reply::timeout(&ctx.config.hostname).to_wire().as_bytes());
+            let hostname = &ctx.config.hostname;
+            let reply = if Instant::now() >= session_end {
+                log::info!("session time limit from {peer}");
+                reply::session_too_long(hostname)
+            } else {
+                log::info!("timeout from {peer}");
+                reply::timeout(hostname)
+            };
+            let _ = output.write_all(reply.to_wire().as_bytes());
             let _ = output.flush();
         }
         Err(e) => log::debug!("connection from {peer} ended: {e}"),
@@ -140,47 +177,44 @@ fn is_timeout(error: &io::Error) -> bool {
     )
 }
 
-fn set_timeout(stream: &TcpStream, timeout: Duration) -> io::Result<()> {
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))
-}
-
 fn send(output: &mut impl Write, reply: &Reply) -> io::Result<()> {
     output.write_all(reply.to_wire().as_bytes())
 }
 
-fn run_session<R: Read, W: Write>(
+/// The earlier of `now + limit` and the end of the session.
+fn deadline(limit: Duration, session_end: Instant) -> Instant {
+    (Instant::now() + limit).min(session_end)
+}
+
+fn run_session<R: TimedRead, W: Write>(
     session: &mut Session,
     input: &mut Input<R>,
     output: &mut W,
     ctx: &ServerContext,
-    stream: &TcpStream,
+    session_end: Instant,
 ) -> io::Result<()> {
     send(output, &session.greeting())?;
     loop {
-        set_timeout(stream, ctx.config.command_timeout)?;
         // Replies wait in the buffer while the client has pipelined more
         // commands; they go out before we would wait for the client.
         if !input.has_line() {
             output.flush()?;
         }
-        let step = match input.read_line(MAX_COMMAND_LINE)? {
+        input.deadline = Some(deadline(ctx.config.command_timeout, session_end));
+        let mut step = match input.read_line(MAX_COMMAND_LINE)? {
             Line::Text(line) => session.handle_line(line),
-            Line::TooLong => {
-                send(output, &reply::line_too_long())?;
-                continue;
-            }
+            Line::TooLong => session.line_too_long(),
         };
+        if step.action == Action::ReceiveData {
+            send(output, &step.reply)?;
+            output.flush()?;
+            input.deadline = Some(deadline(ctx.config.data_timeout, session_end));
+            let reply = receive_message(session, input, ctx)?;
+            step = session.data_reply(reply);
+        }
         send(output, &step.reply)?;
-        match step.action {
-            Action::Continue => {}
-            Action::Close => return output.flush(),
-            Action::ReceiveData => {
-                output.flush()?;
-                set_timeout(stream, ctx.config.data_timeout)?;
-                let reply = receive_message(session, input, ctx)?;
-                send(output, &reply)?;
-            }
+        if step.action == Action::Close {
+            return output.flush();
         }
     }
 }
@@ -188,7 +222,7 @@ fn run_session<R: Read, W: Write>(
 /// Reads a message after the 354 up to its final dot, stores it, and returns
 /// the reply for the client. An I/O error from the client ends the session;
 /// the partial message is then removed (`IncomingMessage`'s Drop).
-fn receive_message<R: Read>(
+fn receive_message<R: TimedRead>(
     session: &mut Session,
     input: &mut Input<R>,
     ctx: &ServerContext,
@@ -203,7 +237,7 @@ fn receive_message<R: Read>(
         let header = session.received_header(&message.id, &rfc5322_date(arrival));
         store(&mut incoming, header.as_bytes());
     }
-    let mut decoder = DataDecoder::new(ctx.config.max_message_size);
+    let mut decoder = DataDecoder::new(ctx.config.max_message_size, ctx.config.max_header_size);
     let mut decoded = Vec::with_capacity(READ_BUFFER + 2);
     let mut head = Vec::new();
     loop {

@@ -1,9 +1,10 @@
 //! The listening sockets and the accept loops: one thread per listener hands
 //! each client to the session pool, or answers 421 at once when it is full.
 
+use std::collections::HashMap;
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
+use std::net::{IpAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -37,29 +38,98 @@ pub fn bind_all(listeners: &[Listener]) -> Result<Vec<BoundListener>, String> {
         .collect()
 }
 
+/// Sessions per client address, shared by all listeners.
+#[derive(Default)]
+pub struct ClientCounts {
+    sessions: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One client's place among the sessions; given back when dropped.
+pub struct ClientSlot {
+    counts: Arc<ClientCounts>,
+    ip: IpAddr,
+}
+
+impl ClientCounts {
+    /// A place for one more session from `ip`, if it has fewer than `max`.
+    pub fn try_take(counts: &Arc<ClientCounts>, ip: IpAddr, max: usize) -> Option<ClientSlot> {
+        let mut sessions = counts.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let count = sessions.entry(ip).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot {
+            counts: Arc::clone(counts),
+            ip,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut sessions = self
+            .counts
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = sessions.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                sessions.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Starts an accept thread for each listener; sessions share one pool.
 pub fn start(listeners: Vec<BoundListener>, ctx: ServerContext) -> std::io::Result<()> {
     let ctx = Arc::new(ctx);
     let pool = Arc::new(Pool::new(ctx.config.max_connections, IDLE_THREAD_LIFETIME));
+    let counts = Arc::new(ClientCounts::default());
     for listener in listeners {
         let ctx = Arc::clone(&ctx);
         let pool = Arc::clone(&pool);
+        let counts = Arc::clone(&counts);
         thread::Builder::new()
             .name(format!("listen {}", listener.config.addr))
-            .spawn(move || accept_loop(listener, &ctx, &pool))?;
+            .spawn(move || accept_loop(listener, &ctx, &pool, &counts))?;
     }
     Ok(())
 }
 
-fn accept_loop(listener: BoundListener, ctx: &Arc<ServerContext>, pool: &Pool) {
+fn accept_loop(
+    listener: BoundListener,
+    ctx: &Arc<ServerContext>,
+    pool: &Pool,
+    counts: &Arc<ClientCounts>,
+) {
     loop {
-        let stream = match listener.socket.accept() {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match listener.socket.accept() {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors, most likely: wait rather than spin.
                 log::error!("accept on {}: {e}", listener.config.addr);
                 thread::sleep(Duration::from_millis(100));
                 continue;
+            }
+        };
+        // Clients that may relay (the box itself, the LAN) are not limited
+        // per address, as Postfix exempts $mynetworks.
+        let ip = peer.ip().to_canonical();
+        let slot = if ctx.config.may_relay(ip) {
+            None
+        } else {
+            match ClientCounts::try_take(counts, ip, ctx.config.max_connections_per_ip) {
+                Some(slot) => Some(slot),
+                None => {
+                    log::warn!("too many connections from {ip}, refused");
+                    refuse(
+                        &stream,
+                        &reply::too_many_connections_from_ip(&ctx.config.hostname),
+                    );
+                    continue;
+                }
             }
         };
         let session_ctx = Arc::clone(ctx);
@@ -71,12 +141,14 @@ fn accept_loop(listener: BoundListener, ctx: &Arc<ServerContext>, pool: &Pool) {
             }
         };
         let job = Box::new(move || {
+            let _slot = slot;
             guard_session(&job_stream, &session_ctx.config.hostname, || {
                 serve(&job_stream, &session_ctx)
             })
         });
         if pool.try_run(job).is_err() {
-            refuse(&stream, &ctx.config.hostname);
+            log::warn!("too many connections, refused {peer}");
+            refuse(&stream, &reply::too_many_connections(&ctx.config.hostname));
         }
     }
 }
@@ -101,15 +173,10 @@ fn guard_session(stream: &TcpStream, hostname: &str, session: impl FnOnce()) {
 }
 
 /// RFC 5321 3.8: a server that cannot serve a client now says 421 and closes.
-fn refuse(stream: &TcpStream, hostname: &str) {
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    log::warn!("too many connections, refused {peer}");
+fn refuse(stream: &TcpStream, reply: &crate::smtp::reply::Reply) {
     let _ = stream.set_write_timeout(Some(REFUSAL_WRITE_TIMEOUT));
     let mut writer = stream;
-    let _ = writer.write_all(reply::too_many_connections(hostname).to_wire().as_bytes());
+    let _ = writer.write_all(reply.to_wire().as_bytes());
 }
 
 #[cfg(test)]

@@ -18,9 +18,23 @@ pub const MAX_RECEIVED_HEADERS: usize = 30;
 
 const RECEIVED: &[u8] = b"received:";
 
+/// What the current line is, as far as it has been read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LineKind {
+    /// Not known yet: the start of a line in the header section.
+    Unknown,
+    /// A header field (`Name: value`) or its continuation (RFC 5322 2.2).
+    Header,
+    /// Anything else: the body has begun.
+    Body,
+}
+
 #[derive(Debug)]
 pub struct DataDecoder {
     max_size: u64,
+    max_header_size: u64,
+    /// Octets of the header section so far.
+    header_size: u64,
     /// Octets of the message so far, after unstuffing, with line ends.
     size: u64,
     /// Octets of the current line as sent, the stuffing dot included.
@@ -31,23 +45,32 @@ pub struct DataDecoder {
     pending_cr: bool,
     /// How much of `received:` the current line has matched; `None` once it differs.
     received_match: Option<usize>,
-    /// Still in the header section (before the first empty line).
+    /// Still in the header section: every line so far was a header field.
+    /// It ends at the empty line, or at the first line that is not a field
+    /// (as Postfix ends it), so a message with no header at all has none.
     in_header: bool,
+    line_kind: LineKind,
+    /// Octets of the current line that could be a field name.
+    name_len: usize,
     received_count: usize,
     bare_line_end: bool,
     line_too_long: bool,
 }
 
 impl DataDecoder {
-    pub fn new(max_size: u64) -> DataDecoder {
+    pub fn new(max_size: u64, max_header_size: u64) -> DataDecoder {
         DataDecoder {
             max_size,
+            max_header_size,
+            header_size: 0,
             size: 0,
             line_len: 0,
             leading_dot: false,
             pending_cr: false,
             received_match: Some(0),
             in_header: true,
+            line_kind: LineKind::Unknown,
+            name_len: 0,
             received_count: 0,
             bare_line_end: false,
             line_too_long: false,
@@ -62,7 +85,11 @@ impl DataDecoder {
         let mut i = 0;
         while i < input.len() {
             // Fast path: the middle of a line, copied up to the next CR or LF.
-            if self.line_len > 0 && !self.pending_cr && self.received_match.is_none() {
+            if self.line_len > 0
+                && !self.pending_cr
+                && self.received_match.is_none()
+                && self.line_kind != LineKind::Unknown
+            {
                 let span = input[i..]
                     .iter()
                     .position(|&b| b == b'\r' || b == b'\n')
@@ -107,6 +134,20 @@ impl DataDecoder {
 
     /// Octets of a line, none of them CR or LF (unless the line end was bare).
     fn content(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        for &b in bytes {
+            if self.line_kind != LineKind::Unknown {
+                break;
+            }
+            if self.name_len == 0 && (b == b' ' || b == b'\t') {
+                self.line_kind = LineKind::Header; // a continuation line
+            } else if b == b':' && self.name_len > 0 {
+                self.line_kind = LineKind::Header;
+            } else if (33..=126).contains(&b) {
+                self.name_len += 1; // RFC 5322 2.2: ftext
+            } else {
+                self.line_kind = LineKind::Body;
+            }
+        }
         if let Some(matched) = self.received_match {
             let mut matched = matched;
             for &b in bytes {
@@ -139,13 +180,23 @@ impl DataDecoder {
     }
 
     fn end_line(&mut self, out: &mut Vec<u8>) {
-        if self.line_len == 0 {
-            self.in_header = false;
+        if self.in_header {
+            if self.line_kind == LineKind::Header {
+                self.header_size += self.line_len as u64 + 2;
+            } else {
+                self.in_header = false;
+            }
         }
         self.emit(b"\r\n", out);
         self.line_len = 0;
         self.leading_dot = false;
         self.received_match = Some(0);
+        self.name_len = 0;
+        self.line_kind = if self.in_header {
+            LineKind::Unknown
+        } else {
+            LineKind::Body
+        };
     }
 
     fn emit(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
@@ -157,7 +208,10 @@ impl DataDecoder {
 
     /// Whether the message will be refused whatever follows.
     pub fn refused(&self) -> bool {
-        self.bare_line_end || self.line_too_long || self.size > self.max_size
+        self.bare_line_end
+            || self.line_too_long
+            || self.size > self.max_size
+            || self.header_size > self.max_header_size
     }
 
     /// Octets of the message (unstuffed, with CRLFs) seen so far.
@@ -174,6 +228,8 @@ impl DataDecoder {
             Err(reply::data_line_too_long())
         } else if self.size > self.max_size {
             Err(reply::message_too_big())
+        } else if self.header_size > self.max_header_size {
+            Err(reply::header_too_big())
         } else if self.received_count > MAX_RECEIVED_HEADERS {
             Err(reply::mail_loop())
         } else {
@@ -188,7 +244,16 @@ mod tests {
 
     /// Feeds `input` in pieces of `chunk` octets; returns (message, rest, verdict code).
     fn run(input: &[u8], chunk: usize, max: u64) -> (Vec<u8>, Vec<u8>, Option<u16>) {
-        let mut decoder = DataDecoder::new(max);
+        run_with(input, chunk, max, max)
+    }
+
+    fn run_with(
+        input: &[u8],
+        chunk: usize,
+        max: u64,
+        max_header: u64,
+    ) -> (Vec<u8>, Vec<u8>, Option<u16>) {
+        let mut decoder = DataDecoder::new(max, max_header);
         let mut out = Vec::new();
         let mut offset = 0;
         while offset < input.len() {
@@ -204,6 +269,14 @@ mod tests {
             offset = end;
         }
         panic!("no end of data in {:?}", String::from_utf8_lossy(input));
+    }
+
+    /// The verdict code with a header limit that does not get in the way.
+    fn run_big_header(input: &[u8]) -> Option<u16> {
+        let mut decoder = DataDecoder::new(100_000, 100_000);
+        let mut out = Vec::new();
+        decoder.decode(input, &mut out).expect("end of data");
+        decoder.verdict().err().map(|r| r.code)
     }
 
     fn every_chunking(input: &[u8], max: u64) -> (Vec<u8>, Vec<u8>, Option<u16>) {
@@ -276,15 +349,46 @@ mod tests {
     }
 
     #[test]
+    fn header_size_limit() {
+        // Twenty header lines of 10 octets: exactly the limit of 200.
+        let mut message = b"X-Head: \r\n".repeat(20);
+        message.extend_from_slice(b"\r\n");
+        message.extend_from_slice(&b"body line\r\n".repeat(100));
+        message.extend_from_slice(b".\r\n");
+        for chunk in [1, 3, message.len()] {
+            assert_eq!(run_with(&message, chunk, 100_000, 200).2, None);
+        }
+        let mut message = b"X-Head: \r\n".repeat(21);
+        message.extend_from_slice(b"\r\nbody\r\n.\r\n");
+        for chunk in [1, 3, message.len()] {
+            assert_eq!(run_with(&message, chunk, 100_000, 200).2, Some(552));
+        }
+        // Continuation lines are header; a line that is no field ends it.
+        let mut folded = b"Subject: a\r\n".to_vec();
+        folded.extend_from_slice(&b" more\r\n".repeat(30));
+        folded.extend_from_slice(b".\r\n");
+        assert_eq!(run_with(&folded, 5, 100_000, 200).2, Some(552));
+        let mut no_header = b"just text, no fields\r\n".to_vec();
+        no_header.extend_from_slice(&b"X-Head: \r\n".repeat(30));
+        no_header.extend_from_slice(b".\r\n");
+        assert_eq!(run_with(&no_header, 5, 100_000, 200).2, None);
+    }
+
+    #[test]
     fn received_headers_count_only_in_the_header() {
         let mut message = b"Received: a\r\n".repeat(30);
         message.extend_from_slice(b"\r\nReceived: in body\r\n.\r\n");
-        assert_eq!(every_chunking(&message, 100_000).2, None);
+        assert_eq!(run_big_header(&message), None);
         let mut message = b"RECEIVED: a\r\n".repeat(31);
         message.extend_from_slice(b"\r\n.\r\n");
-        assert_eq!(every_chunking(&message, 100_000).2, Some(554));
+        assert_eq!(run_big_header(&message), Some(554));
         let mut message = b"Received-SPF: a\r\nX-Received: b\r\n".repeat(31);
         message.extend_from_slice(b".\r\n");
-        assert_eq!(every_chunking(&message, 100_000).2, None);
+        assert_eq!(run_big_header(&message), None);
+        // After a line that is no header field, Received: lines are body.
+        let mut message = b"Received: a\r\nnot a field\r\n".to_vec();
+        message.extend_from_slice(&b"Received: b\r\n".repeat(31));
+        message.extend_from_slice(b".\r\n");
+        assert_eq!(run_big_header(&message), None);
     }
 }

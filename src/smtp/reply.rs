@@ -170,6 +170,26 @@ pub fn too_many_connections(hostname: &str) -> Reply {
         format!("{hostname} Error: too many connections, try again later"),
     )
 }
+pub fn too_many_connections_from_ip(hostname: &str) -> Reply {
+    Reply::new(
+        421,
+        "4.7.0",
+        format!("{hostname} Error: too many connections from your address"),
+    )
+}
+pub fn too_many_errors(hostname: &str) -> Reply {
+    Reply::new(421, "4.7.0", format!("{hostname} Error: too many errors"))
+}
+pub fn session_too_long(hostname: &str) -> Reply {
+    Reply::new(
+        421,
+        "4.4.2",
+        format!("{hostname} Error: session time limit exceeded"),
+    )
+}
+pub fn header_too_big() -> Reply {
+    Reply::new(552, "5.3.4", "Error: message header size exceeds limit")
+}
 pub fn timeout(hostname: &str) -> Reply {
     Reply::new(421, "4.4.2", format!("{hostname} Error: timeout exceeded"))
 }

@@ -60,6 +60,8 @@ pub struct Session {
     client_ip: IpAddr,
     greeting: Option<Greeting>,
     envelope: Option<Envelope>,
+    /// Error replies so far; past `max_errors` the session is closed.
+    errors: usize,
 }
 
 impl Session {
@@ -70,6 +72,7 @@ impl Session {
             client_ip: client_ip.to_canonical(),
             greeting: None,
             envelope: None,
+            errors: 0,
         }
     }
 
@@ -88,10 +91,38 @@ impl Session {
 
     /// Handles one command line, given without its line end.
     pub fn handle_line(&mut self, line: &[u8]) -> Step {
-        match parse_command(line) {
+        let step = match parse_command(line) {
             Ok(command) => self.handle(command),
             Err(reply) => Step::reply(reply),
+        };
+        self.count_errors(step)
+    }
+
+    /// A command line over 512 octets was read and dropped.
+    pub fn line_too_long(&mut self) -> Step {
+        self.count_errors(Step::reply(reply::line_too_long()))
+    }
+
+    /// The reply after a message's final dot, counted like any other.
+    pub fn data_reply(&mut self, reply: Reply) -> Step {
+        self.count_errors(Step::reply(reply))
+    }
+
+    /// A client that keeps making errors is probing or broken: after
+    /// `max_errors` error replies the next one closes the session (as
+    /// Postfix's smtpd_hard_error_limit does).
+    fn count_errors(&mut self, step: Step) -> Step {
+        if step.reply.code < 400 {
+            return step;
         }
+        self.errors += 1;
+        if self.errors > self.config.max_errors {
+            return Step {
+                reply: reply::too_many_errors(&self.config.hostname),
+                action: Action::Close,
+            };
+        }
+        step
     }
 
     fn handle(&mut self, command: Command) -> Step {
@@ -185,11 +216,18 @@ impl Session {
                 domain: self.config.local_domains[0].clone(),
             },
         };
+        let may_relay = self.config.may_relay(self.client_ip);
         if self.config.is_local_domain(&recipient.domain) {
+            // `user%other@local`, `other!user@local` and `"user@other"@local`
+            // ask a local domain to pass mail on: relaying by another name.
+            let local = recipient.local_unquoted();
+            if !may_relay && local.contains(['%', '!', '@']) {
+                return reply::relay_denied();
+            }
             if mailbox_name(&recipient).is_none() {
                 return reply::bad_mailbox_name();
             }
-        } else if !self.config.may_relay(self.client_ip) {
+        } else if !may_relay {
             return reply::relay_denied();
         }
         envelope.recipients.push(recipient);
@@ -236,9 +274,15 @@ mod tests {
     use std::path::Path as FsPath;
 
     fn session_from(ip: &str) -> Session {
+        session_with(ip, "")
+    }
+
+    fn session_with(ip: &str, extra: &str) -> Session {
         let config = Config::parse(
-            "hostname = mx.example.org\nlocal_domains = example.org\nmax_recipients = 3\n\
-             max_message_size = 1000\n",
+            &format!(
+                "hostname = mx.example.org\nlocal_domains = example.org\nmax_recipients = 3\n\
+                 max_message_size = 1000\n{extra}\n"
+            ),
             FsPath::new("t.conf"),
         )
         .unwrap();
@@ -317,6 +361,51 @@ mod tests {
                 ("BOGUS", "500 5.5.1"),
             ],
         );
+    }
+
+    #[test]
+    fn relay_tricks_are_refused_outside_relay_networks() {
+        let mut s = session_from("192.0.2.7");
+        dialogue(
+            &mut s,
+            &[
+                ("EHLO c", "250"),
+                ("MAIL FROM:<a@b.org>", "250 2.1.0"),
+                ("RCPT TO:<user%other.example@example.org>", "550 5.7.1"),
+                ("RCPT TO:<other.example!user@example.org>", "550 5.7.1"),
+                ("RCPT TO:<\"user@other.example\"@example.org>", "550 5.7.1"),
+                ("RCPT TO:<@example.org:user@other.example>", "550 5.7.1"),
+                ("RCPT TO:<user@other.example.>", "501 5.1.3"),
+                ("RCPT TO:<user@[192.0.2.1]>", "550 5.7.1"),
+                ("RCPT TO:<@other.example:user@example.org>", "250 2.1.5"),
+            ],
+        );
+        let mut relay = session_from("127.0.0.1");
+        dialogue(
+            &mut relay,
+            &[
+                ("EHLO c", "250"),
+                ("MAIL FROM:<a@b.org>", "250 2.1.0"),
+                ("RCPT TO:<user%other.example@example.org>", "250 2.1.5"),
+            ],
+        );
+    }
+
+    #[test]
+    fn too_many_errors_close_the_session() {
+        let mut s = session_with("127.0.0.1", "max_errors = 3");
+        for _ in 0..3 {
+            dialogue(&mut s, &[("BOGUS", "500 5.5.1")]);
+        }
+        // Successes do not count; the fourth error closes.
+        dialogue(&mut s, &[("NOOP", "250 2.0.0"), ("BOGUS", "421 4.7.0")]);
+        let mut s = session_with("127.0.0.1", "max_errors = 3");
+        dialogue(&mut s, &[("NOOP", "250 2.0.0")]);
+        for _ in 0..3 {
+            assert_eq!(s.line_too_long().reply.code, 500);
+        }
+        let last = s.data_reply(reply::bare_line_end());
+        assert_eq!((last.reply.code, last.action), (421, Action::Close));
     }
 
     #[test]

@@ -345,6 +345,18 @@ impl Client {
         Client::from_stream(TcpStream::connect(("127.0.0.1", port)).expect("connect"))
     }
 
+    /// Connects from the loopback address `source` (another client host).
+    pub fn connect_from(source: &str, server: &Server) -> Client {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let local: std::net::SocketAddr = format!("{source}:0").parse().unwrap();
+        socket.bind(&local.into()).expect("bind the client address");
+        let remote: std::net::SocketAddr =
+            format!("{}:{}", server.ip, server.port).parse().unwrap();
+        socket.connect(&remote.into()).expect("connect");
+        Client::from_stream(socket.into())
+    }
+
     pub fn from_stream(stream: TcpStream) -> Client {
         stream.set_read_timeout(Some(WAIT)).unwrap();
         Client {
@@ -362,6 +374,24 @@ impl Client {
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
         self.writer.write_all(bytes).expect("send");
+    }
+
+    /// Sends bytes; an error (the server closed) is returned, not a panic.
+    pub fn send_raw_checked(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.writer.write_all(bytes)
+    }
+
+    /// A reply if one is already there, without waiting.
+    pub fn try_reply(&mut self) -> Option<String> {
+        let stream = self.reader.get_ref();
+        stream.set_nonblocking(true).unwrap();
+        let mut line = String::new();
+        let got = self.reader.read_line(&mut line);
+        self.reader.get_ref().set_nonblocking(false).unwrap();
+        match got {
+            Ok(n) if n > 0 => Some(line),
+            _ => None,
+        }
     }
 
     /// One whole reply, all its lines, as received.

@@ -1,0 +1,204 @@
+//! The server's defences: relay control, per-address and error limits,
+//! slow clients, session and header limits.
+
+mod support;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use support::peers::{free_port_on, SmtpSink};
+use support::{Client, Dnsmasq, Server};
+
+/// A server that lets only 127.0.0.1 relay; tests connect from 127.0.0.2.
+fn strict_server(extra: &str) -> Server {
+    Server::start(&format!("relay_networks = 127.0.0.1/32\n{extra}"))
+}
+
+fn greeted_from(source: &str, server: &Server) -> Client {
+    let mut c = Client::connect_from(source, server);
+    assert_eq!(c.reply(), "220 mx.test ESMTP\r\n");
+    assert!(c.command("EHLO outside.test").starts_with("250-"));
+    c
+}
+
+#[test]
+fn no_message_from_an_outsider_reaches_a_non_local_recipient() {
+    // far.test has a real MX here: anything relayed would arrive at it.
+    let port = free_port_on("127.0.0.15");
+    let dns = Dnsmasq::start(&["--host-record=far.test,127.0.0.15"]);
+    let sink = SmtpSink::start(format!("127.0.0.15:{port}").parse().unwrap(), &[]);
+    let server = strict_server(&format!(
+        "{}\nmx_port = {port}\nmax_errors = 50",
+        dns.config_line()
+    ));
+    let mut c = greeted_from("127.0.0.2", &server);
+    assert_eq!(
+        c.command("MAIL FROM:<spammer@far.test>"),
+        "250 2.1.0 Ok\r\n"
+    );
+    let denied = "550 5.7.1 Error: relaying denied\r\n";
+    for trick in [
+        "victim@far.test",
+        "victim@FAR.TEST",
+        "postmaster@far.test",
+        "victim%far.test@mx.test",
+        "far.test!victim@mx.test",
+        "\"victim@far.test\"@mx.test",
+        "\"victim%far.test\"@mx.test",
+        "@mx.test:victim@far.test",
+        "@mx.test,@localhost:victim@far.test",
+        "victim@[127.0.0.15]",
+        "victim@[IPv6:::1]",
+    ] {
+        assert_eq!(c.command(&format!("RCPT TO:<{trick}>")), denied, "{trick}");
+    }
+    // Names that are not names at all are refused as syntax.
+    for bad in ["victim@far.test.", "victim@far..test", "<victim@far.test>"] {
+        assert!(
+            c.command(&format!("RCPT TO:<{bad}>"))
+                .starts_with("501 5.1.3 "),
+            "{bad}"
+        );
+    }
+    // Local mail is fine, and the message goes nowhere else.
+    assert_eq!(c.command("RCPT TO:<root@mx.test>"), "250 2.1.5 Ok\r\n");
+    assert_eq!(c.command("DATA"), "354 End data with <CR><LF>.<CR><LF>\r\n");
+    c.send_raw(b"Subject: relay?\r\n\r\nx\r\n.\r\n");
+    assert!(c.reply().starts_with("250 2.0.0 Ok: queued as "));
+    server.wait_for_mail("root", 1);
+    server.wait_for_empty_queue();
+    // The same tricks from the relay network are relaying, and allowed.
+    let mut inside = server.greeted();
+    assert_eq!(
+        inside.command("MAIL FROM:<box@mx.test>"),
+        "250 2.1.0 Ok\r\n"
+    );
+    assert_eq!(inside.command("RCPT TO:<ops@far.test>"), "250 2.1.5 Ok\r\n");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(sink.messages().is_empty());
+}
+
+#[test]
+fn per_address_limit_spares_the_relay_network() {
+    let server = strict_server("max_connections_per_ip = 2");
+    let mut first = greeted_from("127.0.0.2", &server);
+    let _second = greeted_from("127.0.0.2", &server);
+    let mut third = Client::connect_from("127.0.0.2", &server);
+    assert_eq!(
+        third.reply(),
+        "421 4.7.0 mx.test Error: too many connections from your address\r\n"
+    );
+    assert!(third.closed());
+    // Another address is not affected, and neither is the relay network.
+    let _other = greeted_from("127.0.0.3", &server);
+    let locals: Vec<Client> = (0..4).map(|_| server.greeted()).collect();
+    assert_eq!(locals.len(), 4);
+    // A place comes back when a client leaves.
+    assert_eq!(first.command("QUIT"), "221 2.0.0 Bye\r\n");
+    assert!(first.closed());
+    let deadline = Instant::now() + support::WAIT;
+    loop {
+        let mut again = Client::connect_from("127.0.0.2", &server);
+        if again.reply() == "220 mx.test ESMTP\r\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn too_many_errors_end_the_session() {
+    let server = Server::start("max_errors = 3");
+    let mut c = server.greeted();
+    for _ in 0..3 {
+        assert_eq!(
+            c.command("BOGUS"),
+            "500 5.5.1 Error: command not recognized\r\n"
+        );
+    }
+    assert_eq!(c.command("MAIL FROM:<a@b.test>"), "250 2.1.0 Ok\r\n");
+    assert_eq!(
+        c.command(&format!("NOOP {}", "x".repeat(600))),
+        "421 4.7.0 mx.test Error: too many errors\r\n"
+    );
+    assert!(c.closed());
+}
+
+#[test]
+fn a_client_sending_one_byte_at_a_time_is_cut_off() {
+    let server = Server::start("command_timeout = 2s\ndata_timeout = 2s");
+    let mut c = server.greeted();
+    let started = Instant::now();
+    // A byte every 200 ms never finishes a line within the 2 s allowed.
+    let mut reply = String::new();
+    for byte in b"NOOP ".iter().chain(b"x".repeat(100).iter()) {
+        if c.send_raw_checked(&[*byte]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        if let Some(r) = c.try_reply() {
+            reply = r;
+            break;
+        }
+    }
+    assert_eq!(reply, "421 4.4.2 mx.test Error: timeout exceeded\r\n");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The same inside DATA: the message must be complete within data_timeout.
+    let mut c = server.greeted();
+    c.begin_data("a@mx.test", &["root@mx.test"]);
+    let mut reply = String::new();
+    for _ in 0..100 {
+        if c.send_raw_checked(b"y").is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        if let Some(r) = c.try_reply() {
+            reply = r;
+            break;
+        }
+    }
+    assert_eq!(reply, "421 4.4.2 mx.test Error: timeout exceeded\r\n");
+    assert!(server.queue_files().is_empty());
+    assert!(server.tmp_files().is_empty());
+}
+
+#[test]
+fn a_session_has_a_time_limit() {
+    let server = Server::start("max_session_time = 2s");
+    let mut c = server.greeted();
+    let mut last = String::new();
+    for _ in 0..50 {
+        last = c.command("NOOP");
+        if !last.starts_with("250") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        last,
+        "421 4.4.2 mx.test Error: session time limit exceeded\r\n"
+    );
+    assert!(c.closed());
+}
+
+#[test]
+fn the_header_section_has_a_size_limit() {
+    let server = Server::start("max_header_size = 1k");
+    let mut c = server.greeted();
+    c.begin_data("a@mx.test", &["root@mx.test"]);
+    let mut big = "X-Filler: 123456789012345678901234567890\r\n".repeat(30);
+    big.push_str("\r\nbody\r\n.\r\n");
+    c.send_raw(big.as_bytes());
+    assert_eq!(
+        c.reply(),
+        "552 5.3.4 Error: message header size exceeds limit\r\n"
+    );
+    // The same amount of text in the body is fine.
+    let mut body = "Subject: small\r\n\r\n".to_string();
+    body.push_str(&"X-Filler: 123456789012345678901234567890\r\n".repeat(30));
+    body.push_str(".\r\n");
+    c.send_message("a@mx.test", &["root@mx.test"], body.as_bytes());
+    server.wait_for_mail("root", 1);
+    let _ = std::io::stdout().flush();
+}
