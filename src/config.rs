@@ -15,17 +15,15 @@ use crate::net::Cidr;
 /// Where tinymta looks for its config when `-c` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tinymta.conf";
 
-/// What a listener speaks. Later issues add implicit TLS and submission.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListenerKind {
-    /// Plain SMTP (RFC 5321), port 25 style.
-    Smtp,
-}
-
+/// A listening address and what it speaks: `listen = ADDR:PORT [tls] [submission]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
     pub addr: SocketAddr,
-    pub kind: ListenerKind,
+    /// TLS from the first byte (RFC 8314, port 465); else STARTTLS is offered
+    /// when a certificate is configured.
+    pub implicit_tls: bool,
+    /// Message submission (RFC 6409, port 587): AUTH before MAIL, TLS before AUTH.
+    pub submission: bool,
 }
 
 /// TLS towards the MX hosts of a domain.
@@ -129,8 +127,15 @@ pub struct Config {
     pub retry_max: Duration,
     /// A message not delivered after this long is bounced.
     pub queue_lifetime: Duration,
+    /// PEM certificate chain and key for STARTTLS and implicit TLS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     pub log: LogTarget,
     pub log_level: log::LevelFilter,
+    /// Where each key was set, for errors found after parsing (file:line).
+    pub key_lines: Vec<(&'static str, usize)>,
+    /// The file the config was read from.
+    pub file: PathBuf,
 }
 
 impl Default for Config {
@@ -141,7 +146,8 @@ impl Default for Config {
             hostname,
             listen: vec![Listener {
                 addr: SocketAddr::from(([127, 0, 0, 1], 25)),
-                kind: ListenerKind::Smtp,
+                implicit_tls: false,
+                submission: false,
             }],
             spool_dir: PathBuf::from("/var/spool/tinymta"),
             mailbox_dir: PathBuf::from("/var/mail"),
@@ -176,8 +182,12 @@ impl Default for Config {
             retry_min: Duration::from_secs(60),
             retry_max: Duration::from_secs(3600),
             queue_lifetime: Duration::from_secs(5 * 86400),
+            tls_cert: None,
+            tls_key: None,
             log: LogTarget::Stderr,
             log_level: log::LevelFilter::Info,
+            key_lines: Vec::new(),
+            file: PathBuf::new(),
         }
     }
 }
@@ -231,12 +241,22 @@ impl Config {
             error,
         })?;
         let text = String::from_utf8_lossy(&text);
-        Config::parse(&text, path)
+        let config = Config::parse(&text, path)?;
+        // A certificate that cannot be used is a config error, found now
+        // rather than at the first STARTTLS.
+        if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
+            crate::tls::server_config(cert, key)
+                .map_err(|e| config.error_at("tls_cert", &e.to_string()))?;
+        }
+        Ok(config)
     }
 
     /// Parses config text; `file` is only used in error messages.
     pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
-        let mut config = Config::default();
+        let mut config = Config {
+            file: file.to_path_buf(),
+            ..Config::default()
+        };
         let mut seen: Vec<&'static str> = Vec::new();
         // List keys start from their default and are replaced by the first
         // occurrence in the file, then extended by later ones.
@@ -265,6 +285,7 @@ impl Config {
                 return Err(error(key, "given twice (it is not a list)".to_string()));
             }
             seen.push(name);
+            config.key_lines.push((name, line_no));
             if value.is_empty() {
                 return Err(error(key, "empty value".to_string()));
             }
@@ -291,6 +312,12 @@ impl Config {
                 key: "smarthost_user".to_string(),
                 message: "smarthost_user and smarthost_password_file go together".to_string(),
             });
+        }
+        if config.tls_cert.is_some() != config.tls_key.is_some() {
+            return Err(config.error_at("tls_cert", "tls_cert and tls_key go together"));
+        }
+        if config.tls_cert.is_none() && config.listen.iter().any(|l| l.implicit_tls) {
+            return Err(config.error_at("listen", "a tls listener needs tls_cert and tls_key"));
         }
         if config.listen.is_empty() {
             return Err(ConfigError::Line {
@@ -384,6 +411,8 @@ impl Config {
             "retry_min" => self.retry_min = parse_duration(value)?,
             "retry_max" => self.retry_max = parse_duration(value)?,
             "queue_lifetime" => self.queue_lifetime = parse_duration(value)?,
+            "tls_cert" => self.tls_cert = Some(PathBuf::from(value)),
+            "tls_key" => self.tls_key = Some(PathBuf::from(value)),
             "log" => {
                 self.log = if value == "stderr" {
                     LogTarget::Stderr
@@ -413,6 +442,22 @@ impl Config {
             _ => unreachable!("every key in KEYS is handled"),
         }
         Ok(())
+    }
+
+    /// An error about `key`, at the line where it was (last) set.
+    pub fn error_at(&self, key: &str, message: &str) -> ConfigError {
+        let line = self
+            .key_lines
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == key)
+            .map_or(0, |(_, line)| *line);
+        ConfigError::Line {
+            file: self.file.clone(),
+            line,
+            key: key.to_string(),
+            message: message.to_string(),
+        }
     }
 
     /// Whether `domain` (any case) is one this server delivers locally.
@@ -464,6 +509,8 @@ const KEYS: &[&str] = &[
     "retry_min",
     "retry_max",
     "queue_lifetime",
+    "tls_cert",
+    "tls_key",
     "log",
     "log_level",
 ];
@@ -511,20 +558,30 @@ fn parse_hostname(value: &str) -> Result<String, String> {
     }
 }
 
-/// `ADDR:PORT` with an IPv4 address or a bracketed IPv6 one: `[::1]:25`.
+/// `ADDR:PORT [tls] [submission]`, IPv6 as `[::1]:25`.
 fn parse_listener(value: &str) -> Result<Listener, String> {
     let mut words = value.split_ascii_whitespace();
     let addr_text = words.next().unwrap_or_default();
     let addr: SocketAddr = addr_text
         .parse()
         .map_err(|_| format!("expected ADDR:PORT (IPv6 as [ADDR]:PORT), found {addr_text:?}"))?;
-    if let Some(extra) = words.next() {
-        return Err(format!("unknown listener option {extra:?}"));
-    }
-    Ok(Listener {
+    let mut listener = Listener {
         addr,
-        kind: ListenerKind::Smtp,
-    })
+        implicit_tls: false,
+        submission: false,
+    };
+    for option in words {
+        match option {
+            "tls" => listener.implicit_tls = true,
+            "submission" => listener.submission = true,
+            _ => {
+                return Err(format!(
+                    "unknown listener option {option:?} (tls, submission)"
+                ))
+            }
+        }
+    }
+    Ok(listener)
 }
 
 /// `HOST:PORT`, with an IPv6 literal in brackets: `[2001:db8::1]:587`.
@@ -738,6 +795,30 @@ mod tests {
         assert_eq!(
             parse("retry_min = 2h\n").unwrap_err(),
             "t.conf:0: retry_min: larger than retry_max"
+        );
+    }
+
+    #[test]
+    fn listeners_and_tls_keys() {
+        let config = parse(
+            "tls_cert = /c.pem\ntls_key = /k.pem\nlisten = 127.0.0.1:25\n\
+             listen = 127.0.0.1:465 tls\nlisten = [::1]:587 submission\n",
+        )
+        .unwrap();
+        assert!(!config.listen[0].implicit_tls && !config.listen[0].submission);
+        assert!(config.listen[1].implicit_tls);
+        assert!(config.listen[2].submission);
+        assert_eq!(
+            parse("\nlisten = 127.0.0.1:465 tls\n").unwrap_err(),
+            "t.conf:2: listen: a tls listener needs tls_cert and tls_key"
+        );
+        assert_eq!(
+            parse("listen = 127.0.0.1:465 starttls\n").unwrap_err(),
+            "t.conf:1: listen: unknown listener option \"starttls\" (tls, submission)"
+        );
+        assert_eq!(
+            parse("tls_cert = /c.pem\n").unwrap_err(),
+            "t.conf:1: tls_cert: tls_cert and tls_key go together"
         );
     }
 

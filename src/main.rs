@@ -113,12 +113,20 @@ fn run_daemon(config: Config) -> Result<std::convert::Infallible, String> {
                 .unwrap_or_default()
         })
         .collect();
+    let server_tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            tinymta::tls::server_config(cert, key)
+                .map_err(|e| config.error_at("tls_cert", &e.to_string()).to_string())?,
+        ),
+        _ => None,
+    };
     listener::start(
         listeners,
         ServerContext {
             config: Arc::clone(&config),
             spool,
             waker,
+            tls: server_tls,
         },
     )
     .map_err(|e| format!("cannot start the listeners: {e}"))?;

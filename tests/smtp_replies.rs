@@ -108,7 +108,7 @@ fn sequencing_and_syntax_errors() {
         ),
         ("DATA now", "501 5.5.4 Syntax: DATA"),
         ("EXPN staff", "502 5.5.1 Error: EXPN not implemented"),
-        ("STARTTLS", "502 5.5.1 Error: STARTTLS not implemented"),
+        ("STARTTLS", "502 5.5.1 Error: STARTTLS not available"),
         ("FOO", "500 5.5.1 Error: command not recognized"),
         ("RSET", "250 2.0.0 Ok"),
         (

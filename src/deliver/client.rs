@@ -406,6 +406,7 @@ impl SmtpClient {
     /// Ends the session politely; errors do not matter any more.
     pub fn quit(mut self) {
         let _ = self.command("QUIT", Duration::from_secs(10));
+        self.stream.close();
     }
 
     fn command(&mut self, line: &str, timeout: Duration) -> Result<ServerReply, HostError> {

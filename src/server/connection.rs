@@ -3,12 +3,14 @@
 //! DATA octets through the decoder into the spool. All protocol decisions are
 //! the session's ([`crate::smtp::session`]); this module only does the I/O.
 
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use rustls::{ServerConfig, ServerConnection};
+
+use crate::config::{Config, Listener};
 use crate::deliver::runner::QueueWaker;
 use crate::smtp::command::Body;
 use crate::smtp::data::DataDecoder;
@@ -17,6 +19,7 @@ use crate::smtp::session::{Action, Envelope, Session};
 use crate::spool::queue::{QueueEnvelope, Recipient};
 use crate::spool::{IncomingMessage, Spool, SpoolError};
 use crate::time::{rfc5322_date, unix_now};
+use crate::tls::{self, MaybeTls};
 
 /// RFC 5321 4.5.3.1.4: a command line is at most 512 octets with its CRLF.
 const MAX_COMMAND_LINE: usize = 512;
@@ -30,6 +33,8 @@ pub struct ServerContext {
     pub config: Arc<Config>,
     pub spool: Arc<Spool>,
     pub waker: QueueWaker,
+    /// The server's TLS config, when `tls_cert` and `tls_key` are set.
+    pub tls: Option<Arc<ServerConfig>>,
 }
 
 /// A line from the client.
@@ -43,37 +48,37 @@ pub trait TimedRead: Read {
     fn set_read_timeout(&self, timeout: Duration) -> io::Result<()>;
 }
 
-impl TimedRead for &TcpStream {
+impl TimedRead for ServerStream {
     fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
-        TcpStream::set_read_timeout(self, Some(timeout))
+        self.tcp().set_read_timeout(Some(timeout))
     }
 }
 
-impl TimedRead for &[u8] {
-    fn set_read_timeout(&self, _timeout: Duration) -> io::Result<()> {
-        Ok(())
-    }
-}
+/// The client's connection: plain TCP, or TLS after STARTTLS or on a tls listener.
+pub type ServerStream = MaybeTls<ServerConnection>;
 
-/// Buffered reading from the client, by lines or by chunks, against a
-/// deadline: a client sending one byte a minute gets no more time than one
-/// sending at once (each read waits only for what is left).
-struct Input<R> {
-    stream: R,
+/// One client connection: the stream, what was read from it and not used
+/// yet, and the replies not sent yet. Reads run against a deadline: a client
+/// sending one byte a minute gets no more time than one sending at once.
+struct Conn<S> {
+    stream: S,
     buf: Box<[u8]>,
     start: usize,
     end: usize,
     deadline: Option<Instant>,
+    /// Replies wait here while the client pipelines (RFC 2920).
+    out: Vec<u8>,
 }
 
-impl<R: TimedRead> Input<R> {
-    fn new(stream: R) -> Input<R> {
-        Input {
+impl<S: TimedRead + Write> Conn<S> {
+    fn new(stream: S) -> Conn<S> {
+        Conn {
             stream,
             buf: vec![0; READ_BUFFER].into_boxed_slice(),
             start: 0,
             end: 0,
             deadline: None,
+            out: Vec::new(),
         }
     }
 
@@ -83,6 +88,18 @@ impl<R: TimedRead> Input<R> {
 
     fn has_line(&self) -> bool {
         self.buffered().contains(&b'\n')
+    }
+
+    fn send(&mut self, reply: &Reply) {
+        self.out.extend_from_slice(reply.to_wire().as_bytes());
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out)?;
+            self.out.clear();
+        }
+        self.stream.flush()
     }
 
     /// Reads more from the client into the buffer; an error at end of stream.
@@ -140,34 +157,62 @@ impl<R: TimedRead> Input<R> {
     }
 }
 
+impl Conn<ServerStream> {
+    /// The STARTTLS handshake (RFC 3207). Nothing may wait in the buffer:
+    /// the caller has checked that the client pipelined nothing after it.
+    fn upgrade(&mut self, config: &Arc<ServerConfig>, timeout: Duration) -> Result<String, String> {
+        let tcp = self.stream.tcp().try_clone().map_err(|e| e.to_string())?;
+        let (tls, version) = tls::accept(config, tcp, timeout).map_err(|e| e.to_string())?;
+        self.stream = MaybeTls::Tls(tls);
+        Ok(version)
+    }
+}
+
 /// Serves one client until it quits, times out or goes away.
-pub fn serve(stream: &TcpStream, ctx: &ServerContext) {
-    let peer = match stream.peer_addr() {
+pub fn serve(tcp: TcpStream, listener: &Listener, ctx: &ServerContext) {
+    let peer = match tcp.peer_addr() {
         Ok(peer) => peer,
         Err(_) => return,
     };
-    let mut session = Session::new(Arc::clone(&ctx.config), peer.ip());
-    let mut input = Input::new(stream);
-    let mut output = BufWriter::with_capacity(4096, stream);
-    let session_end = Instant::now() + ctx.config.max_session_time;
-    let _ = stream.set_write_timeout(Some(ctx.config.command_timeout));
+    let config = &ctx.config;
+    let _ = tcp.set_write_timeout(Some(config.command_timeout));
+    let stream = match (&ctx.tls, listener.implicit_tls) {
+        (Some(tls_config), true) => match tls::accept(tls_config, tcp, config.command_timeout) {
+            Ok((tls, version)) => {
+                log::debug!("connect from {peer} with {version}");
+                MaybeTls::Tls(tls)
+            }
+            Err(e) => {
+                log::info!("TLS with {peer} failed: {e}");
+                return;
+            }
+        },
+        _ => MaybeTls::Plain(tcp),
+    };
+    let mut session = Session::new(Arc::clone(config), peer.ip()).with_listener(
+        ctx.tls.is_some(),
+        stream.is_tls(),
+        listener.submission,
+    );
+    let mut conn = Conn::new(stream);
+    let session_end = Instant::now() + config.max_session_time;
     log::debug!("connect from {peer}");
-    match run_session(&mut session, &mut input, &mut output, ctx, session_end) {
+    match run_session(&mut session, &mut conn, ctx, session_end) {
         Ok(()) => log::debug!("disconnect from {peer}"),
         Err(e) if is_timeout(&e) => {
-            let hostname = &ctx.config.hostname;
             let reply = if Instant::now() >= session_end {
                 log::info!("session time limit from {peer}");
-                reply::session_too_long(hostname)
+                reply::session_too_long(&config.hostname)
             } else {
                 log::info!("timeout from {peer}");
-                reply::timeout(hostname)
+                reply::timeout(&config.hostname)
             };
-            let _ = output.write_all(reply.to_wire().as_bytes());
-            let _ = output.flush();
+            conn.send(&reply);
+            let _ = conn.flush();
         }
         Err(e) => log::debug!("connection from {peer} ended: {e}"),
     }
+    conn.stream.close();
 }
 
 fn is_timeout(error: &io::Error) -> bool {
@@ -177,44 +222,75 @@ fn is_timeout(error: &io::Error) -> bool {
     )
 }
 
-fn send(output: &mut impl Write, reply: &Reply) -> io::Result<()> {
-    output.write_all(reply.to_wire().as_bytes())
-}
-
 /// The earlier of `now + limit` and the end of the session.
 fn deadline(limit: Duration, session_end: Instant) -> Instant {
     (Instant::now() + limit).min(session_end)
 }
 
-fn run_session<R: TimedRead, W: Write>(
+fn run_session(
     session: &mut Session,
-    input: &mut Input<R>,
-    output: &mut W,
+    conn: &mut Conn<ServerStream>,
     ctx: &ServerContext,
     session_end: Instant,
 ) -> io::Result<()> {
-    send(output, &session.greeting())?;
+    conn.send(&session.greeting());
     loop {
         // Replies wait in the buffer while the client has pipelined more
         // commands; they go out before we would wait for the client.
-        if !input.has_line() {
-            output.flush()?;
+        if !conn.has_line() {
+            conn.flush()?;
         }
-        input.deadline = Some(deadline(ctx.config.command_timeout, session_end));
-        let mut step = match input.read_line(MAX_COMMAND_LINE)? {
+        conn.deadline = Some(deadline(ctx.config.command_timeout, session_end));
+        let mut step = match conn.read_line(MAX_COMMAND_LINE)? {
             Line::Text(line) => session.handle_line(line),
             Line::TooLong => session.line_too_long(),
         };
-        if step.action == Action::ReceiveData {
-            send(output, &step.reply)?;
-            output.flush()?;
-            input.deadline = Some(deadline(ctx.config.data_timeout, session_end));
-            let reply = receive_message(session, input, ctx)?;
-            step = session.data_reply(reply);
+        match step.action {
+            Action::ReceiveData => {
+                conn.send(&step.reply);
+                conn.flush()?;
+                conn.deadline = Some(deadline(ctx.config.data_timeout, session_end));
+                let reply = receive_message(session, conn, ctx)?;
+                step = session.data_reply(reply);
+            }
+            Action::StartTls => {
+                if !conn.buffered().is_empty() {
+                    // Commands sent before the handshake would be taken as
+                    // sent over TLS: refuse them, and the connection.
+                    log::warn!(
+                        "commands pipelined after STARTTLS from {}",
+                        session.client_ip()
+                    );
+                    conn.send(&Reply::new(
+                        554,
+                        "5.5.1",
+                        "Error: commands pipelined after STARTTLS",
+                    ));
+                    return conn.flush();
+                }
+                conn.send(&step.reply);
+                conn.flush()?;
+                let tls_config = ctx
+                    .tls
+                    .as_ref()
+                    .expect("STARTTLS is offered with a certificate");
+                match conn.upgrade(tls_config, ctx.config.command_timeout) {
+                    Ok(version) => {
+                        log::debug!("STARTTLS with {}: {version}", session.client_ip());
+                        session.tls_started();
+                    }
+                    Err(e) => {
+                        log::info!("STARTTLS with {} failed: {e}", session.client_ip());
+                        return Ok(());
+                    }
+                }
+                continue;
+            }
+            Action::Continue | Action::Close => {}
         }
-        send(output, &step.reply)?;
+        conn.send(&step.reply);
         if step.action == Action::Close {
-            return output.flush();
+            return conn.flush();
         }
     }
 }
@@ -222,9 +298,9 @@ fn run_session<R: TimedRead, W: Write>(
 /// Reads a message after the 354 up to its final dot, stores it, and returns
 /// the reply for the client. An I/O error from the client ends the session;
 /// the partial message is then removed (`IncomingMessage`'s Drop).
-fn receive_message<R: TimedRead>(
+fn receive_message(
     session: &mut Session,
-    input: &mut Input<R>,
+    input: &mut Conn<ServerStream>,
     ctx: &ServerContext,
 ) -> io::Result<Reply> {
     let arrival = unix_now();
@@ -368,8 +444,32 @@ fn message_id(head: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// A client stream made of bytes, for the line reader.
+    struct Bytes(io::Cursor<Vec<u8>>);
+
+    impl Read for Bytes {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.0.read(buf)
+        }
+    }
+
+    impl Write for Bytes {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl TimedRead for Bytes {
+        fn set_read_timeout(&self, _timeout: Duration) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
     fn lines(input: &[u8], max: usize) -> Vec<Option<Vec<u8>>> {
-        let mut reader = Input::new(input);
+        let mut reader = Conn::new(Bytes(io::Cursor::new(input.to_vec())));
         let mut out = Vec::new();
         loop {
             match reader.read_line(max) {

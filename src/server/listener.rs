@@ -133,17 +133,21 @@ fn accept_loop(
             }
         };
         let session_ctx = Arc::clone(ctx);
-        let job_stream = match stream.try_clone() {
-            Ok(clone) => clone,
-            Err(e) => {
+        // The session owns one handle of the socket; the panic guard keeps
+        // another to say 421 (not on a TLS listener, where clear text would
+        // only be garbage to the client).
+        let (job_stream, guard_stream) = match (stream.try_clone(), stream.try_clone()) {
+            (Ok(job), Ok(guard)) => (job, (!listener.config.implicit_tls).then_some(guard)),
+            (Err(e), _) | (_, Err(e)) => {
                 log::error!("cannot use a client socket: {e}");
                 continue;
             }
         };
+        let listener_config = listener.config.clone();
         let job = Box::new(move || {
             let _slot = slot;
-            guard_session(&job_stream, &session_ctx.config.hostname, || {
-                serve(&job_stream, &session_ctx)
+            guard_session(guard_stream.as_ref(), &session_ctx.config.hostname, || {
+                serve(job_stream, &listener_config, &session_ctx)
             })
         });
         if pool.try_run(job).is_err() {
@@ -154,7 +158,7 @@ fn accept_loop(
 }
 
 /// Runs a session; a panic in it ends that session with a 421, not the server.
-fn guard_session(stream: &TcpStream, hostname: &str, session: impl FnOnce()) {
+fn guard_session(stream: Option<&TcpStream>, hostname: &str, session: impl FnOnce()) {
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(session));
     if let Err(panic) = run {
         let what = panic
@@ -163,12 +167,13 @@ fn guard_session(stream: &TcpStream, hostname: &str, session: impl FnOnce()) {
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_default();
         let peer = stream
-            .peer_addr()
+            .and_then(|s| s.peer_addr().ok())
             .map(|a| a.to_string())
             .unwrap_or_default();
         log::error!("session with {peer} panicked: {what}");
-        let mut writer = stream;
-        let _ = writer.write_all(reply::internal_error(hostname).to_wire().as_bytes());
+        if let Some(mut writer) = stream {
+            let _ = writer.write_all(reply::internal_error(hostname).to_wire().as_bytes());
+        }
     }
 }
 
@@ -189,7 +194,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
-        guard_session(&server, "mx.test", || panic!("crafted header"));
+        guard_session(Some(&server), "mx.test", || panic!("crafted header"));
         drop(server);
         let mut reply = String::new();
         client.read_to_string(&mut reply).unwrap();

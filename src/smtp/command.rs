@@ -30,6 +30,7 @@ pub enum Command {
     Quit,
     Vrfy,
     Help,
+    StartTls,
 }
 
 /// Parses one command line, without its line end.
@@ -65,6 +66,8 @@ pub fn parse_command(line: &[u8]) -> Result<Command, Reply> {
         // RFC 5321 4.1.1.9: NOOP may carry a string, which is ignored.
         "NOOP" => Ok(Command::Noop),
         "HELP" => Ok(Command::Help),
+        // RFC 3207 4: STARTTLS takes no parameters.
+        "STARTTLS" => no_argument(arg, "STARTTLS", Command::StartTls),
         "VRFY" => {
             if arg.is_empty() {
                 Err(reply::syntax("Syntax: VRFY address"))
@@ -73,7 +76,7 @@ pub fn parse_command(line: &[u8]) -> Result<Command, Reply> {
             }
         }
         // Known verbs this server does not implement (RFC 5321 4.2.4).
-        "EXPN" | "TURN" | "ETRN" | "BDAT" | "STARTTLS" | "AUTH" => Err(Reply::new(
+        "EXPN" | "TURN" | "ETRN" | "BDAT" | "AUTH" => Err(Reply::new(
             502,
             "5.5.1",
             format!("Error: {verb} not implemented"),
@@ -230,6 +233,8 @@ mod tests {
         assert_eq!(code("DATA now"), (501, "5.5.4"));
         assert_eq!(code("VRFY"), (501, "5.5.4"));
         assert_eq!(code("EXPN list"), (502, "5.5.1"));
+        assert_eq!(code("STARTTLS now"), (501, "5.5.4"));
+        assert_eq!(parse_command(b"starttls"), Ok(Command::StartTls));
         assert_eq!(code("NOOP \u{1}"), (501, "5.5.4"));
         assert_eq!(
             parse_command(b"MAIL FROM:<\xff@b.org>").unwrap_err().code,

@@ -20,8 +20,12 @@ pub enum Action {
     Continue,
     /// The reply was 354: read the message.
     ReceiveData,
-    /// The reply was 221: close the connection.
+    /// The reply was 221 (or 421): close the connection.
     Close,
+    /// The reply was 220 to STARTTLS: run the TLS handshake, then call
+    /// [`Session::tls_started`]. Nothing the client sent after STARTTLS may
+    /// be read as a command (RFC 3207 5, CVE-2011-0411).
+    StartTls,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +66,12 @@ pub struct Session {
     envelope: Option<Envelope>,
     /// Error replies so far; past `max_errors` the session is closed.
     errors: usize,
+    /// A certificate is configured, so STARTTLS can be offered.
+    tls_available: bool,
+    /// The connection is encrypted.
+    tls_active: bool,
+    /// A submission listener (RFC 6409): AUTH before MAIL, TLS before AUTH.
+    submission: bool,
 }
 
 impl Session {
@@ -73,7 +83,36 @@ impl Session {
             greeting: None,
             envelope: None,
             errors: 0,
+            tls_available: false,
+            tls_active: false,
+            submission: false,
         }
+    }
+
+    /// What the listener offers: STARTTLS (a certificate is configured), TLS
+    /// already on (an implicit TLS listener), submission rules.
+    pub fn with_listener(
+        mut self,
+        tls_available: bool,
+        tls_active: bool,
+        submission: bool,
+    ) -> Session {
+        self.tls_available = tls_available;
+        self.tls_active = tls_active;
+        self.submission = submission;
+        self
+    }
+
+    pub fn tls_active(&self) -> bool {
+        self.tls_active
+    }
+
+    /// The handshake after STARTTLS succeeded: everything known before it is
+    /// forgotten, and the client must say EHLO again (RFC 3207 4.2).
+    pub fn tls_started(&mut self) {
+        self.tls_active = true;
+        self.greeting = None;
+        self.envelope = None;
     }
 
     /// The 220 banner sent when the client connects.
@@ -129,17 +168,29 @@ impl Session {
         match command {
             Command::Ehlo(name) => {
                 self.greet(name, true);
-                let hostname = &self.config.hostname;
-                Step::reply(Reply::plain(
-                    250,
-                    vec![
-                        hostname.clone(),
-                        "PIPELINING".to_string(),
-                        format!("SIZE {}", self.config.max_message_size),
-                        "8BITMIME".to_string(),
-                        "ENHANCEDSTATUSCODES".to_string(),
-                    ],
-                ))
+                let mut lines = vec![
+                    self.config.hostname.clone(),
+                    "PIPELINING".to_string(),
+                    format!("SIZE {}", self.config.max_message_size),
+                    "8BITMIME".to_string(),
+                ];
+                if self.tls_available && !self.tls_active {
+                    lines.push("STARTTLS".to_string());
+                }
+                lines.push("ENHANCEDSTATUSCODES".to_string());
+                Step::reply(Reply::plain(250, lines))
+            }
+            Command::StartTls => {
+                if self.tls_active {
+                    Step::reply(reply::out_of_sequence("Error: TLS already active"))
+                } else if !self.tls_available {
+                    Step::reply(Reply::new(502, "5.5.1", "Error: STARTTLS not available"))
+                } else {
+                    Step {
+                        reply: Reply::new(220, "2.0.0", "Ready to start TLS"),
+                        action: Action::StartTls,
+                    }
+                }
             }
             Command::Helo(name) => {
                 self.greet(name, false);
@@ -243,9 +294,15 @@ impl Session {
     /// The `Received:` trace header (RFC 5321 4.4) for a message being
     /// received in this session, with its CRLF line ends.
     pub fn received_header(&self, queue_id: &str, date: &str) -> String {
-        let (helo, protocol) = match &self.greeting {
-            Some(g) => (g.name.as_str(), if g.extended { "ESMTP" } else { "SMTP" }),
-            None => ("unknown", "SMTP"),
+        // RFC 3848: ESMTPS for a TLS session.
+        let (helo, extended) = match &self.greeting {
+            Some(g) => (g.name.as_str(), g.extended),
+            None => ("unknown", false),
+        };
+        let protocol = match (extended, self.tls_active) {
+            (false, _) => "SMTP",
+            (true, false) => "ESMTP",
+            (true, true) => "ESMTPS",
         };
         // RFC 5321 4.1.3 address literals.
         let literal = match self.client_ip {
@@ -406,6 +463,44 @@ mod tests {
         }
         let last = s.data_reply(reply::bare_line_end());
         assert_eq!((last.reply.code, last.action), (421, Action::Close));
+    }
+
+    #[test]
+    fn starttls_is_offered_once_and_resets_the_session() {
+        let mut s = session_from("192.0.2.7").with_listener(true, false, false);
+        let ehlo = s.handle_line(b"EHLO c");
+        assert!(ehlo.reply.lines.contains(&"STARTTLS".to_string()));
+        dialogue(&mut s, &[("MAIL FROM:<a@b.org>", "250 2.1.0")]);
+        let start = s.handle_line(b"STARTTLS");
+        assert_eq!(start.action, Action::StartTls);
+        assert_eq!(start.reply.to_wire(), "220 2.0.0 Ready to start TLS\r\n");
+        s.tls_started();
+        // The client must greet again; the old transaction is gone.
+        dialogue(
+            &mut s,
+            &[("MAIL FROM:<a@b.org>", "503 5.5.1"), ("EHLO c", "250")],
+        );
+        assert!(!s
+            .handle_line(b"EHLO c")
+            .reply
+            .lines
+            .contains(&"STARTTLS".to_string()));
+        dialogue(
+            &mut s,
+            &[
+                ("STARTTLS", "503 5.5.1"),
+                ("MAIL FROM:<a@b.org>", "250 2.1.0"),
+            ],
+        );
+        dialogue(&mut s, &[("RCPT TO:<x@example.org>", "250 2.1.5")]);
+        assert!(s.received_header("I", "d").contains("with ESMTPS id I"));
+        let mut plain = session_from("192.0.2.7");
+        dialogue(&mut plain, &[("STARTTLS", "502 5.5.1")]);
+        assert!(!plain
+            .handle_line(b"EHLO c")
+            .reply
+            .lines
+            .contains(&"STARTTLS".to_string()));
     }
 
     #[test]

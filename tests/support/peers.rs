@@ -264,7 +264,8 @@ pub struct TestCa {
 }
 
 impl TestCa {
-    /// A CA and a certificate for `names` (DNS names in the SAN).
+    /// A CA and a certificate for `names` (DNS names, or IP addresses, in
+    /// the subjectAltName).
     pub fn new(names: &[&str]) -> TestCa {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -306,7 +307,13 @@ impl TestCa {
         req.extend(ec);
         req.extend(["-keyout", "key.pem", "-out", "req.csr"]);
         run(&req);
-        let san: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
+        let san: Vec<String> = names
+            .iter()
+            .map(|n| match n.parse::<std::net::IpAddr>() {
+                Ok(_) => format!("IP:{n}"),
+                Err(_) => format!("DNS:{n}"),
+            })
+            .collect();
         fs::write(
             d.join("ext.cnf"),
             format!(
