@@ -127,6 +127,8 @@ pub struct Config {
     pub retry_max: Duration,
     /// A message not delivered after this long is bounced.
     pub queue_lifetime: Duration,
+    /// The users file for SMTP AUTH; AUTH is offered only with one.
+    pub auth_users: Option<PathBuf>,
     /// PEM certificate chain and key for STARTTLS and implicit TLS.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -182,6 +184,7 @@ impl Default for Config {
             retry_min: Duration::from_secs(60),
             retry_max: Duration::from_secs(3600),
             queue_lifetime: Duration::from_secs(5 * 86400),
+            auth_users: None,
             tls_cert: None,
             tls_key: None,
             log: LogTarget::Stderr,
@@ -247,6 +250,9 @@ impl Config {
         if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
             crate::tls::server_config(cert, key)
                 .map_err(|e| config.error_at("tls_cert", &e.to_string()))?;
+        }
+        if let Some(users) = &config.auth_users {
+            crate::auth::Users::load(users).map_err(|e| config.error_at("auth_users", &e))?;
         }
         Ok(config)
     }
@@ -411,6 +417,7 @@ impl Config {
             "retry_min" => self.retry_min = parse_duration(value)?,
             "retry_max" => self.retry_max = parse_duration(value)?,
             "queue_lifetime" => self.queue_lifetime = parse_duration(value)?,
+            "auth_users" => self.auth_users = Some(PathBuf::from(value)),
             "tls_cert" => self.tls_cert = Some(PathBuf::from(value)),
             "tls_key" => self.tls_key = Some(PathBuf::from(value)),
             "log" => {
@@ -511,6 +518,7 @@ const KEYS: &[&str] = &[
     "queue_lifetime",
     "tls_cert",
     "tls_key",
+    "auth_users",
     "log",
     "log_level",
 ];

@@ -4,6 +4,7 @@
 //! network side around it, [`spool`] the durable queue, [`deliver`] the
 //! delivery from the queue.
 
+pub mod auth;
 pub mod config;
 pub mod deliver;
 pub mod dns;

@@ -19,6 +19,9 @@ const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("passwd") {
+        return passwd(&args[2..]);
+    }
     let mut options = getopts::Options::new();
     options
         .optopt(
@@ -34,7 +37,9 @@ fn main() -> ExitCode {
         )
         .optflag("V", "", "print the version")
         .optflag("h", "", "print this help");
-    let usage = options.usage("Usage: tinymta [-c FILE] [-t] [-V] [-h]");
+    let usage = options.usage(
+        "Usage: tinymta [-c FILE] [-t] [-V] [-h]\n       tinymta passwd NAME   (password on standard input)",
+    );
     let matches = match options.parse(&args[1..]) {
         Ok(matches) => matches,
         Err(e) => {
@@ -83,6 +88,34 @@ fn main() -> ExitCode {
     }
 }
 
+/// `tinymta passwd NAME`: reads a password from standard input (its first
+/// line) and prints the line for the `auth_users` file.
+fn passwd(args: &[String]) -> ExitCode {
+    let [name] = args else {
+        eprintln!("Usage: tinymta passwd NAME   (the password is read from standard input)");
+        return ExitCode::from(EXIT_USAGE);
+    };
+    if name.is_empty() || name.contains(':') || name.contains(char::is_whitespace) {
+        eprintln!("tinymta passwd: a user name has no ':' and no spaces");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let mut password = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut password) {
+        eprintln!("tinymta passwd: cannot read the password: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        eprintln!("tinymta passwd: empty password");
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "{}",
+        tinymta::auth::hash_line(name, password.as_bytes(), tinymta::auth::DEFAULT_ITERATIONS)
+    );
+    ExitCode::SUCCESS
+}
+
 /// Runs the server in the foreground (busybox init or another supervisor
 /// keeps it running); returns only when it cannot start.
 fn run_daemon(config: Config) -> Result<std::convert::Infallible, String> {
@@ -113,6 +146,10 @@ fn run_daemon(config: Config) -> Result<std::convert::Infallible, String> {
                 .unwrap_or_default()
         })
         .collect();
+    let users = match &config.auth_users {
+        Some(path) => Some(Arc::new(tinymta::auth::Users::load(path)?)),
+        None => None,
+    };
     let server_tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(
             tinymta::tls::server_config(cert, key)
@@ -127,6 +164,7 @@ fn run_daemon(config: Config) -> Result<std::convert::Infallible, String> {
             spool,
             waker,
             tls: server_tls,
+            users,
         },
     )
     .map_err(|e| format!("cannot start the listeners: {e}"))?;

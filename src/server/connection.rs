@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use rustls::{ServerConfig, ServerConnection};
 
+use crate::auth::Users;
 use crate::config::{Config, Listener};
 use crate::deliver::runner::QueueWaker;
 use crate::smtp::command::Body;
@@ -35,6 +36,8 @@ pub struct ServerContext {
     pub waker: QueueWaker,
     /// The server's TLS config, when `tls_cert` and `tls_key` are set.
     pub tls: Option<Arc<ServerConfig>>,
+    /// Who may authenticate, when `auth_users` is set.
+    pub users: Option<Arc<Users>>,
 }
 
 /// A line from the client.
@@ -189,11 +192,9 @@ pub fn serve(tcp: TcpStream, listener: &Listener, ctx: &ServerContext) {
         },
         _ => MaybeTls::Plain(tcp),
     };
-    let mut session = Session::new(Arc::clone(config), peer.ip()).with_listener(
-        ctx.tls.is_some(),
-        stream.is_tls(),
-        listener.submission,
-    );
+    let mut session = Session::new(Arc::clone(config), peer.ip())
+        .with_listener(ctx.tls.is_some(), stream.is_tls(), listener.submission)
+        .with_users(ctx.users.clone());
     let mut conn = Conn::new(stream);
     let session_end = Instant::now() + config.max_session_time;
     log::debug!("connect from {peer}");

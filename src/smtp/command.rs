@@ -31,6 +31,11 @@ pub enum Command {
     Vrfy,
     Help,
     StartTls,
+    /// RFC 4954: a mechanism and maybe an initial response (base64).
+    Auth {
+        mechanism: String,
+        initial: Option<String>,
+    },
 }
 
 /// Parses one command line, without its line end.
@@ -66,6 +71,16 @@ pub fn parse_command(line: &[u8]) -> Result<Command, Reply> {
         // RFC 5321 4.1.1.9: NOOP may carry a string, which is ignored.
         "NOOP" => Ok(Command::Noop),
         "HELP" => Ok(Command::Help),
+        "AUTH" => {
+            let mut words = arg.split_ascii_whitespace();
+            match (words.next(), words.next(), words.next()) {
+                (Some(mechanism), initial, None) => Ok(Command::Auth {
+                    mechanism: mechanism.to_ascii_uppercase(),
+                    initial: initial.map(str::to_string),
+                }),
+                _ => Err(reply::syntax("Syntax: AUTH mechanism [initial-response]")),
+            }
+        }
         // RFC 3207 4: STARTTLS takes no parameters.
         "STARTTLS" => no_argument(arg, "STARTTLS", Command::StartTls),
         "VRFY" => {
@@ -76,7 +91,7 @@ pub fn parse_command(line: &[u8]) -> Result<Command, Reply> {
             }
         }
         // Known verbs this server does not implement (RFC 5321 4.2.4).
-        "EXPN" | "TURN" | "ETRN" | "BDAT" | "AUTH" => Err(Reply::new(
+        "EXPN" | "TURN" | "ETRN" | "BDAT" => Err(Reply::new(
             502,
             "5.5.1",
             format!("Error: {verb} not implemented"),
@@ -129,6 +144,9 @@ fn parse_mail(arg: &str) -> Result<Command, Reply> {
                         .ok_or_else(|| reply::syntax("Error: bad SIZE= value"))?,
                 );
             }
+            // RFC 4954 5: the authenticated sender of a relayed message; accepted
+            // and not used.
+            "AUTH" if !value.is_empty() => {}
             "BODY" => {
                 body = Some(match value.to_ascii_uppercase().as_str() {
                     "7BIT" => Body::SevenBit,
@@ -234,6 +252,16 @@ mod tests {
         assert_eq!(code("VRFY"), (501, "5.5.4"));
         assert_eq!(code("EXPN list"), (502, "5.5.1"));
         assert_eq!(code("STARTTLS now"), (501, "5.5.4"));
+        assert_eq!(code("AUTH"), (501, "5.5.4"));
+        assert_eq!(code("AUTH PLAIN a b"), (501, "5.5.4"));
+        assert_eq!(
+            parse_command(b"auth plain AGJveABz"),
+            Ok(Command::Auth {
+                mechanism: "PLAIN".into(),
+                initial: Some("AGJveABz".into())
+            })
+        );
+        assert!(parse_command(b"MAIL FROM:<a@b.org> AUTH=<>").is_ok());
         assert_eq!(parse_command(b"starttls"), Ok(Command::StartTls));
         assert_eq!(code("NOOP \u{1}"), (501, "5.5.4"));
         assert_eq!(

@@ -190,6 +190,40 @@ pub fn session_too_long(hostname: &str) -> Reply {
 pub fn header_too_big() -> Reply {
     Reply::new(552, "5.3.4", "Error: message header size exceeds limit")
 }
+pub fn auth_challenge(text: &str) -> Reply {
+    Reply::plain(334, vec![text.to_string()])
+}
+pub fn auth_ok() -> Reply {
+    Reply::new(235, "2.7.0", "Authentication successful")
+}
+pub fn auth_failed() -> Reply {
+    Reply::new(535, "5.7.8", "Error: authentication failed")
+}
+pub fn auth_cancelled() -> Reply {
+    Reply::new(501, "5.7.0", "Error: authentication aborted")
+}
+pub fn auth_bad_response() -> Reply {
+    Reply::new(501, "5.5.2", "Error: cannot decode the response")
+}
+pub fn auth_needs_tls() -> Reply {
+    // RFC 4954 6
+    Reply::new(
+        538,
+        "5.7.11",
+        "Error: encryption required for requested authentication mechanism",
+    )
+}
+pub fn auth_required() -> Reply {
+    // RFC 4954 6, RFC 6409 4.3
+    Reply::new(530, "5.7.0", "Error: authentication required")
+}
+pub fn too_many_auth_failures(hostname: &str) -> Reply {
+    Reply::new(
+        421,
+        "4.7.0",
+        format!("{hostname} Error: too many failed authentication attempts"),
+    )
+}
 pub fn timeout(hostname: &str) -> Reply {
     Reply::new(421, "4.4.2", format!("{hostname} Error: timeout exceeded"))
 }

@@ -10,8 +10,23 @@ use std::sync::Arc;
 use super::address::{Mailbox, Path};
 use super::command::{parse_command, Body, Command};
 use super::reply::{self, Reply};
+use crate::auth::{base64_decode, Users};
 use crate::config::Config;
 use crate::deliver::local::mailbox_name;
+
+/// Failed AUTH attempts before the session is closed.
+const MAX_AUTH_FAILURES: usize = 3;
+
+/// An AUTH exchange waiting for the client's next line (RFC 4954 4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AuthPending {
+    /// PLAIN without an initial response: the response comes next.
+    Plain,
+    /// LOGIN: the user name comes next.
+    LoginUser,
+    /// LOGIN: the password comes next.
+    LoginPassword(String),
+}
 
 /// What the driver must do after sending the reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +87,12 @@ pub struct Session {
     tls_active: bool,
     /// A submission listener (RFC 6409): AUTH before MAIL, TLS before AUTH.
     submission: bool,
+    /// Who may authenticate; `None` when AUTH is not configured.
+    users: Option<Arc<Users>>,
+    auth_pending: Option<AuthPending>,
+    /// The user this session authenticated as.
+    authenticated: Option<String>,
+    auth_failures: usize,
 }
 
 impl Session {
@@ -86,7 +107,33 @@ impl Session {
             tls_available: false,
             tls_active: false,
             submission: false,
+            users: None,
+            auth_pending: None,
+            authenticated: None,
+            auth_failures: 0,
         }
+    }
+
+    /// The users who may authenticate (SMTP AUTH).
+    pub fn with_users(mut self, users: Option<Arc<Users>>) -> Session {
+        self.users = users.filter(|u| !u.is_empty());
+        self
+    }
+
+    pub fn authenticated(&self) -> Option<&str> {
+        self.authenticated.as_deref()
+    }
+
+    /// AUTH is offered over TLS, or in clear text to a client on this very
+    /// box (not on a submission listener, which wants TLS first).
+    fn auth_offered(&self) -> bool {
+        self.users.is_some()
+            && (self.tls_active || (!self.submission && self.client_ip.is_loopback()))
+    }
+
+    /// Clients in relay_networks, and authenticated ones, may relay.
+    fn may_relay(&self) -> bool {
+        self.authenticated.is_some() || self.config.may_relay(self.client_ip)
     }
 
     /// What the listener offers: STARTTLS (a certificate is configured), TLS
@@ -130,6 +177,9 @@ impl Session {
 
     /// Handles one command line, given without its line end.
     pub fn handle_line(&mut self, line: &[u8]) -> Step {
+        if let Some(pending) = self.auth_pending.take() {
+            return self.auth_response(pending, line);
+        }
         let step = match parse_command(line) {
             Ok(command) => self.handle(command),
             Err(reply) => Step::reply(reply),
@@ -177,9 +227,13 @@ impl Session {
                 if self.tls_available && !self.tls_active {
                     lines.push("STARTTLS".to_string());
                 }
+                if self.auth_offered() && self.authenticated.is_none() {
+                    lines.push("AUTH PLAIN LOGIN".to_string());
+                }
                 lines.push("ENHANCEDSTATUSCODES".to_string());
                 Step::reply(Reply::plain(250, lines))
             }
+            Command::Auth { mechanism, initial } => self.auth(&mechanism, initial),
             Command::StartTls => {
                 if self.tls_active {
                     Step::reply(reply::out_of_sequence("Error: TLS already active"))
@@ -235,6 +289,9 @@ impl Session {
         if self.envelope.is_some() {
             return reply::out_of_sequence("Error: nested MAIL command");
         }
+        if self.submission && self.authenticated.is_none() {
+            return reply::auth_required();
+        }
         // RFC 1870 6.1: refuse at MAIL a message declared too big.
         if size.is_some_and(|size| size > self.config.max_message_size) {
             return reply::message_too_big();
@@ -252,6 +309,7 @@ impl Session {
     }
 
     fn rcpt(&mut self, to: Path) -> Reply {
+        let may_relay = self.may_relay();
         let Some(envelope) = &mut self.envelope else {
             return reply::out_of_sequence("Error: need MAIL command");
         };
@@ -267,7 +325,6 @@ impl Session {
                 domain: self.config.local_domains[0].clone(),
             },
         };
-        let may_relay = self.config.may_relay(self.client_ip);
         if self.config.is_local_domain(&recipient.domain) {
             // `user%other@local`, `other!user@local` and `"user@other"@local`
             // ask a local domain to pass mail on: relaying by another name.
@@ -285,6 +342,110 @@ impl Session {
         reply::ok_recipient()
     }
 
+    fn auth(&mut self, mechanism: &str, initial: Option<String>) -> Step {
+        if self.users.is_none() {
+            return Step::reply(Reply::new(
+                502,
+                "5.5.1",
+                "Error: authentication not enabled",
+            ));
+        }
+        if !self.greeting.as_ref().is_some_and(|g| g.extended) {
+            return Step::reply(reply::out_of_sequence("Error: send EHLO first"));
+        }
+        if self.authenticated.is_some() {
+            return Step::reply(reply::out_of_sequence("Error: already authenticated"));
+        }
+        if self.envelope.is_some() {
+            return Step::reply(reply::out_of_sequence(
+                "Error: MAIL transaction in progress",
+            ));
+        }
+        if !self.auth_offered() {
+            return Step::reply(reply::auth_needs_tls());
+        }
+        match (mechanism, initial) {
+            ("PLAIN", None) => self.challenge(AuthPending::Plain, ""),
+            ("PLAIN", Some(response)) => {
+                self.auth_response(AuthPending::Plain, response.as_bytes())
+            }
+            ("LOGIN", None) => self.challenge(AuthPending::LoginUser, "VXNlcm5hbWU6"),
+            ("LOGIN", Some(user)) => self.auth_response(AuthPending::LoginUser, user.as_bytes()),
+            _ => Step::reply(Reply::new(
+                504,
+                "5.5.4",
+                "Error: unsupported authentication mechanism",
+            )),
+        }
+    }
+
+    /// A 334 and what the next line will answer.
+    fn challenge(&mut self, pending: AuthPending, text: &str) -> Step {
+        self.auth_pending = Some(pending);
+        Step::reply(reply::auth_challenge(text))
+    }
+
+    /// A line answering a 334 (or an initial response).
+    fn auth_response(&mut self, pending: AuthPending, line: &[u8]) -> Step {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim();
+        if text == "*" {
+            return self.count_errors(Step::reply(reply::auth_cancelled()));
+        }
+        // "=" is an empty initial response (RFC 4954 4).
+        let decoded = if text == "=" {
+            Some(Vec::new())
+        } else {
+            base64_decode(text)
+        };
+        let Some(decoded) = decoded else {
+            return self.count_errors(Step::reply(reply::auth_bad_response()));
+        };
+        match pending {
+            AuthPending::LoginUser => {
+                let user = String::from_utf8_lossy(&decoded).into_owned();
+                self.challenge(AuthPending::LoginPassword(user), "UGFzc3dvcmQ6")
+            }
+            AuthPending::LoginPassword(user) => self.verify(&user, &decoded),
+            AuthPending::Plain => {
+                // RFC 4616 2: authzid NUL authcid NUL passwd.
+                let parts: Vec<&[u8]> = decoded.split(|&b| b == 0).collect();
+                match parts.as_slice() {
+                    [authzid, authcid, password] if authzid.is_empty() || authzid == authcid => {
+                        let user = String::from_utf8_lossy(authcid).into_owned();
+                        self.verify(&user, password)
+                    }
+                    _ => self.count_errors(Step::reply(reply::auth_bad_response())),
+                }
+            }
+        }
+    }
+
+    fn verify(&mut self, user: &str, password: &[u8]) -> Step {
+        let ok = self
+            .users
+            .as_ref()
+            .is_some_and(|users| users.check(user, password));
+        if ok {
+            log::info!("AUTH as {user} from {}: ok", self.client_ip);
+            self.authenticated = Some(user.to_string());
+            return Step::reply(reply::auth_ok());
+        }
+        self.auth_failures += 1;
+        log::warn!(
+            "AUTH as {user} from {}: failed ({} of {MAX_AUTH_FAILURES})",
+            self.client_ip,
+            self.auth_failures
+        );
+        if self.auth_failures >= MAX_AUTH_FAILURES {
+            return Step {
+                reply: reply::too_many_auth_failures(&self.config.hostname),
+                action: Action::Close,
+            };
+        }
+        self.count_errors(Step::reply(reply::auth_failed()))
+    }
+
     /// Ends the transaction after the final dot, whatever its outcome
     /// (RFC 5321 4.1.1.4), and hands over what was collected.
     pub fn take_envelope(&mut self) -> Option<Envelope> {
@@ -299,10 +460,13 @@ impl Session {
             Some(g) => (g.name.as_str(), g.extended),
             None => ("unknown", false),
         };
-        let protocol = match (extended, self.tls_active) {
-            (false, _) => "SMTP",
-            (true, false) => "ESMTP",
-            (true, true) => "ESMTPS",
+        // RFC 3848: S for TLS, A for an authenticated client.
+        let protocol = match (extended, self.tls_active, self.authenticated.is_some()) {
+            (false, _, _) => "SMTP",
+            (true, false, false) => "ESMTP",
+            (true, true, false) => "ESMTPS",
+            (true, false, true) => "ESMTPA",
+            (true, true, true) => "ESMTPSA",
         };
         // RFC 5321 4.1.3 address literals.
         let literal = match self.client_ip {
@@ -501,6 +665,104 @@ mod tests {
             .reply
             .lines
             .contains(&"STARTTLS".to_string()));
+    }
+
+    fn with_user(session: Session) -> Session {
+        let users = Users::parse(&crate::auth::hash_line("box", b"s3cret", 1)).unwrap();
+        session.with_users(Some(Arc::new(users)))
+    }
+
+    #[test]
+    fn auth_plain_and_login() {
+        use crate::deliver::client::base64;
+        // From the box itself, in clear text.
+        let mut s = with_user(session_from("127.0.0.1"));
+        let ehlo = s.handle_line(b"EHLO c");
+        assert!(ehlo.reply.lines.contains(&"AUTH PLAIN LOGIN".to_string()));
+        let plain = base64(b"\0box\0s3cret");
+        let step = s.handle_line(format!("AUTH PLAIN {plain}").as_bytes());
+        assert_eq!(
+            step.reply.to_wire(),
+            "235 2.7.0 Authentication successful\r\n"
+        );
+        assert_eq!(s.authenticated(), Some("box"));
+        dialogue(&mut s, &[("AUTH PLAIN", "503 5.5.1")]);
+        // LOGIN in three steps, PLAIN with an empty challenge.
+        let mut s = with_user(session_from("127.0.0.1"));
+        dialogue(&mut s, &[("EHLO c", "250")]);
+        assert_eq!(
+            s.handle_line(b"AUTH LOGIN").reply.to_wire(),
+            "334 VXNlcm5hbWU6\r\n"
+        );
+        assert_eq!(
+            s.handle_line(base64(b"box").as_bytes()).reply.to_wire(),
+            "334 UGFzc3dvcmQ6\r\n"
+        );
+        assert_eq!(s.handle_line(base64(b"s3cret").as_bytes()).reply.code, 235);
+        let mut s = with_user(session_from("127.0.0.1"));
+        dialogue(&mut s, &[("EHLO c", "250")]);
+        assert_eq!(s.handle_line(b"AUTH PLAIN").reply.to_wire(), "334 \r\n");
+        assert_eq!(s.handle_line(plain.as_bytes()).reply.code, 235);
+        // Cancelled, undecodable, unknown mechanism.
+        let mut s = with_user(session_from("127.0.0.1"));
+        dialogue(&mut s, &[("EHLO c", "250")]);
+        s.handle_line(b"AUTH LOGIN");
+        dialogue(
+            &mut s,
+            &[("*", "501 5.7.0"), ("AUTH PLAIN !!!!", "501 5.5.2")],
+        );
+        dialogue(&mut s, &[("AUTH CRAM-MD5", "504 5.5.4")]);
+    }
+
+    #[test]
+    fn three_failures_close_the_session() {
+        use crate::deliver::client::base64;
+        let mut s = with_user(session_from("127.0.0.1"));
+        dialogue(&mut s, &[("EHLO c", "250")]);
+        let wrong = format!("AUTH PLAIN {}", base64(b"\0box\0guess"));
+        dialogue(
+            &mut s,
+            &[(wrong.as_str(), "535 5.7.8"), (wrong.as_str(), "535 5.7.8")],
+        );
+        let third = s.handle_line(wrong.as_bytes());
+        assert_eq!((third.reply.code, third.action), (421, Action::Close));
+    }
+
+    #[test]
+    fn auth_wants_tls_except_from_the_box_itself() {
+        use crate::deliver::client::base64;
+        let mut remote = with_user(session_from("192.0.2.7"));
+        let ehlo = remote.handle_line(b"EHLO c");
+        assert!(!ehlo.reply.lines.iter().any(|l| l.starts_with("AUTH")));
+        dialogue(
+            &mut remote,
+            &[("AUTH PLAIN AGJveABzM2NyZXQ=", "538 5.7.11")],
+        );
+        // Over TLS it works, and then the client may relay.
+        let mut remote = with_user(session_from("192.0.2.7")).with_listener(true, true, false);
+        dialogue(&mut remote, &[("EHLO c", "250")]);
+        let plain = format!("AUTH PLAIN {}", base64(b"\0box\0s3cret"));
+        dialogue(
+            &mut remote,
+            &[
+                (plain.as_str(), "235 2.7.0"),
+                ("MAIL FROM:<a@b.org> AUTH=<>", "250 2.1.0"),
+                ("RCPT TO:<x@elsewhere.example>", "250 2.1.5"),
+            ],
+        );
+        assert!(remote
+            .received_header("I", "d")
+            .contains("with ESMTPSA id I"));
+        // Submission: no MAIL before AUTH, no AUTH before TLS, even from loopback.
+        let mut submission = with_user(session_from("127.0.0.1")).with_listener(true, false, true);
+        dialogue(
+            &mut submission,
+            &[
+                ("EHLO c", "250"),
+                ("MAIL FROM:<a@b.org>", "530 5.7.0"),
+                (plain.as_str(), "538 5.7.11"),
+            ],
+        );
     }
 
     #[test]
