@@ -127,6 +127,10 @@ pub struct Config {
     pub retry_max: Duration,
     /// A message not delivered after this long is bounced.
     pub queue_lifetime: Duration,
+    /// Started as root, tinymta binds its listeners and then becomes this user.
+    pub user: String,
+    /// On SIGTERM, how long sessions may go on before they are closed.
+    pub shutdown_grace: Duration,
     /// The users file for SMTP AUTH; AUTH is offered only with one.
     pub auth_users: Option<PathBuf>,
     /// PEM certificate chain and key for STARTTLS and implicit TLS.
@@ -184,6 +188,8 @@ impl Default for Config {
             retry_min: Duration::from_secs(60),
             retry_max: Duration::from_secs(3600),
             queue_lifetime: Duration::from_secs(5 * 86400),
+            user: "tinymta".to_string(),
+            shutdown_grace: Duration::from_secs(5),
             auth_users: None,
             tls_cert: None,
             tls_key: None,
@@ -418,6 +424,8 @@ impl Config {
             "retry_max" => self.retry_max = parse_duration(value)?,
             "queue_lifetime" => self.queue_lifetime = parse_duration(value)?,
             "auth_users" => self.auth_users = Some(PathBuf::from(value)),
+            "user" => self.user = value.to_string(),
+            "shutdown_grace" => self.shutdown_grace = parse_duration(value)?,
             "tls_cert" => self.tls_cert = Some(PathBuf::from(value)),
             "tls_key" => self.tls_key = Some(PathBuf::from(value)),
             "log" => {
@@ -519,6 +527,8 @@ const KEYS: &[&str] = &[
     "tls_cert",
     "tls_key",
     "auth_users",
+    "user",
+    "shutdown_grace",
     "log",
     "log_level",
 ];

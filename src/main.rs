@@ -1,16 +1,22 @@
 //! The `tinymta` command: parse the options, pick the mode, map errors to
 //! exit codes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tinymta::config::{Config, DEFAULT_CONFIG_PATH};
 use tinymta::deliver::runner::QueueRunner;
+use tinymta::deliver::DeliverySettings;
 use tinymta::dns::resolver::Resolver;
+use tinymta::live::Live;
+use tinymta::log::LogHandle;
 use tinymta::server::connection::ServerContext;
 use tinymta::server::listener;
 use tinymta::spool::Spool;
+use tinymta::sys::{self, Signal};
 use tinymta::tls::ClientConfigs;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -18,6 +24,11 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
+    // Before any thread exists: the signals go to the main thread's sigwait.
+    if let Err(e) = sys::block_signals() {
+        eprintln!("tinymta: cannot block signals: {e}");
+        return ExitCode::FAILURE;
+    }
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("passwd") {
         return passwd(&args[2..]);
@@ -75,10 +86,17 @@ fn main() -> ExitCode {
         }
     };
     if matches.opt_present("t") {
-        println!("config ok");
-        return ExitCode::SUCCESS;
+        let problems = privilege_problems(&config);
+        if problems.is_empty() {
+            println!("config ok");
+            return ExitCode::SUCCESS;
+        }
+        for problem in problems {
+            eprintln!("tinymta: {problem}");
+        }
+        return ExitCode::FAILURE;
     }
-    match run_daemon(config) {
+    match run_daemon(config, config_path) {
         Ok(never) => match never {},
         Err(e) => {
             eprintln!("tinymta: {e}");
@@ -118,25 +136,31 @@ fn passwd(args: &[String]) -> ExitCode {
 
 /// Runs the server in the foreground (busybox init or another supervisor
 /// keeps it running); returns only when it cannot start.
-fn run_daemon(config: Config) -> Result<std::convert::Infallible, String> {
-    tinymta::log::init(&config)?;
-    let config = Arc::new(config);
+fn run_daemon(config: Config, config_path: PathBuf) -> Result<std::convert::Infallible, String> {
+    let log = tinymta::log::init(&config)?;
+    // As root: the user to become, and directories that belong to it.
+    let account = if sys::is_root() {
+        let account = find_account(&config)?;
+        prepare_directories(&config, &account)?;
+        Some(account)
+    } else {
+        None
+    };
     let spool = Spool::open(&config.spool_dir).map_err(|e| format!("spool: {e}"))?;
     spool.recover().map_err(|e| format!("spool: {e}"))?;
     let spool = Arc::new(spool);
-    let tls = ClientConfigs::new(config.tls_ca_file.as_deref(), config.tls_verify)
-        .map_err(|e| format!("tls_ca_file: {e}"))?;
-    warn_about_risky_settings(&config);
-    let resolver = Resolver::from_config(&config);
     let listeners = listener::bind_all(&config.listen)?;
-    let waker = QueueRunner::new(
-        Arc::clone(&config),
-        Arc::clone(&spool),
-        Arc::new(resolver),
-        Arc::new(tls),
-    )
-    .start()
-    .map_err(|e| format!("cannot start the queue runner: {e}"))?;
+    // Everything that reads files is built now, while root may still read them.
+    let delivery = Arc::new(Live::new(delivery_settings(&config, None)?));
+    let users = load_users(&config)?;
+    let server_tls = load_server_tls(&config)?;
+    warn_about_risky_settings(&config);
+    if let Some(account) = &account {
+        sys::drop_privileges(account)?;
+    }
+    let waker = QueueRunner::new(Arc::clone(&delivery), Arc::clone(&spool))
+        .start()
+        .map_err(|e| format!("cannot start the queue runner: {e}"))?;
     let addresses: Vec<String> = listeners
         .iter()
         .map(|l| {
@@ -146,37 +170,209 @@ fn run_daemon(config: Config) -> Result<std::convert::Infallible, String> {
                 .unwrap_or_default()
         })
         .collect();
-    let users = match &config.auth_users {
-        Some(path) => Some(Arc::new(tinymta::auth::Users::load(path)?)),
-        None => None,
-    };
-    let server_tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => Some(
-            tinymta::tls::server_config(cert, key)
-                .map_err(|e| config.error_at("tls_cert", &e.to_string()).to_string())?,
-        ),
-        _ => None,
-    };
-    listener::start(
-        listeners,
-        ServerContext {
-            config: Arc::clone(&config),
-            spool,
-            waker,
-            tls: server_tls,
-            users,
-        },
-    )
-    .map_err(|e| format!("cannot start the listeners: {e}"))?;
+    let ctx = Arc::new(ServerContext::new(
+        config.clone(),
+        spool,
+        waker.clone(),
+        server_tls,
+        users,
+    ));
+    let pool = listener::start(listeners, Arc::clone(&ctx))
+        .map_err(|e| format!("cannot start the listeners: {e}"))?;
+    let user = account.map_or_else(|| "the starting user".to_string(), |a| a.name);
     ::log::info!(
-        "tinymta {VERSION} started: hostname {}, listening on {}, spool {}, mailboxes {}",
+        "tinymta {VERSION} started: hostname {}, listening on {}, spool {}, mailboxes {}, running as {user}",
         config.hostname,
         addresses.join(", "),
         config.spool_dir.display(),
         config.mailbox_dir.display()
     );
     loop {
-        std::thread::park();
+        match sys::wait_for_signal() {
+            Signal::Terminate => shut_down(&ctx, &pool),
+            Signal::Reload => reload(&config_path, &ctx, &delivery, &log),
+            Signal::RunQueue => waker.flush(),
+        }
+    }
+}
+
+/// SIGTERM, SIGINT: accept no one new, give sessions `shutdown_grace` to
+/// finish, then end them with 421 4.3.2 and exit. A message whose DATA was
+/// cut off is removed from tmp/; nothing half-written enters the queue.
+fn shut_down(ctx: &ServerContext, pool: &tinymta::server::pool::Pool) -> ! {
+    ::log::info!("shutting down");
+    ctx.stopping.store(true, Ordering::SeqCst);
+    let grace = ctx.config.get().shutdown_grace;
+    wait_for_sessions(pool, grace);
+    if pool.busy() > 0 {
+        ::log::info!("closing {} session(s) with 421", pool.busy());
+        ctx.end_sessions();
+        wait_for_sessions(pool, SESSION_CLOSE_WAIT);
+    }
+    ::log::info!("stopped");
+    std::process::exit(0);
+}
+
+/// How long sessions get to say 421 and clean up once told to end.
+const SESSION_CLOSE_WAIT: Duration = Duration::from_secs(3);
+
+fn wait_for_sessions(pool: &tinymta::server::pool::Pool, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while pool.busy() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SIGHUP: reopen the log file and re-read the config. A config that does
+/// not load is logged and the old one kept. New sessions and delivery jobs
+/// use the new one; listeners, the spool, the user and the number of
+/// threads need a restart.
+fn reload(path: &Path, ctx: &ServerContext, delivery: &Live<DeliverySettings>, log: &LogHandle) {
+    if let Err(e) = log.reopen() {
+        ::log::error!("cannot reopen the log file: {e}");
+    }
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => {
+            ::log::error!("reload: {e}; keeping the running config");
+            return;
+        }
+    };
+    let loaded = (|| {
+        let current = delivery.get();
+        Ok::<_, String>((
+            delivery_settings(&config, current.smarthost_password.clone())?,
+            load_users(&config)?,
+            load_server_tls(&config)?,
+        ))
+    })();
+    let (settings, users, server_tls) = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            ::log::error!("reload: {e}; keeping the running config");
+            return;
+        }
+    };
+    let old = ctx.config.get();
+    if old.listen != config.listen || old.spool_dir != config.spool_dir || old.user != config.user {
+        ::log::warn!("reload: listen, spool_dir and user take effect at the next restart");
+    }
+    ::log::set_max_level(config.log_level);
+    delivery.set(settings);
+    ctx.users.set(users);
+    ctx.tls.set(server_tls);
+    ctx.config.set(config);
+    ::log::info!("reloaded {}", path.display());
+}
+
+/// What delivery works with. The smarthost password is read from its file;
+/// where that fails after privileges were dropped, `keep` is used instead.
+fn delivery_settings(config: &Config, keep: Option<String>) -> Result<DeliverySettings, String> {
+    let tls = ClientConfigs::new(config.tls_ca_file.as_deref(), config.tls_verify)
+        .map_err(|e| format!("tls_ca_file: {e}"))?;
+    let smarthost_password = match &config.smarthost_password_file {
+        None => None,
+        Some(file) => match std::fs::read_to_string(file) {
+            Ok(text) => Some(text.lines().next().unwrap_or_default().to_string()),
+            Err(e) if keep.is_some() => {
+                ::log::warn!("{}: {e}; keeping the password read before", file.display());
+                keep
+            }
+            Err(e) => return Err(format!("smarthost_password_file {}: {e}", file.display())),
+        },
+    };
+    Ok(DeliverySettings {
+        config: Arc::new(config.clone()),
+        resolver: Arc::new(Resolver::from_config(config)),
+        tls: Arc::new(tls),
+        smarthost_password,
+    })
+}
+
+fn load_users(config: &Config) -> Result<Option<Arc<tinymta::auth::Users>>, String> {
+    match &config.auth_users {
+        Some(path) => Ok(Some(Arc::new(tinymta::auth::Users::load(path)?))),
+        None => Ok(None),
+    }
+}
+
+fn load_server_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => tinymta::tls::server_config(cert, key)
+            .map(Some)
+            .map_err(|e| config.error_at("tls_cert", &e.to_string()).to_string()),
+        _ => Ok(None),
+    }
+}
+
+/// The account named by `user`, which must exist when started as root.
+fn find_account(config: &Config) -> Result<sys::Account, String> {
+    match sys::find_user(&config.user) {
+        Ok(Some(account)) => Ok(account),
+        Ok(None) => Err(format!(
+            "user {:?} does not exist: create it, or name another in `user` (tinymta will not run as root)",
+            config.user
+        )),
+        Err(e) => Err(format!("cannot look up user {:?}: {e}", config.user)),
+    }
+}
+
+/// The spool and mailbox directories, created for `account` where missing;
+/// existing ones must already belong to it.
+fn prepare_directories(config: &Config, account: &sys::Account) -> Result<(), String> {
+    let dirs = [
+        config.spool_dir.clone(),
+        config.spool_dir.join("tmp"),
+        config.spool_dir.join("new"),
+        config.mailbox_dir.clone(),
+    ];
+    for dir in &dirs {
+        if !dir.exists() {
+            tinymta::spool::maildir::create_dir_durably(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::os::unix::fs::chown(dir, Some(account.uid), Some(account.gid))
+                .map_err(|e| format!("cannot give {} to {}: {e}", dir.display(), account.name))?;
+        }
+    }
+    let problems = ownership_problems(config, account.uid);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// Directories that exist and do not belong to `uid`.
+fn ownership_problems(config: &Config, uid: u32) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut problems = Vec::new();
+    for (key, dir) in [
+        ("spool_dir", &config.spool_dir),
+        ("mailbox_dir", &config.mailbox_dir),
+    ] {
+        if let Ok(meta) = std::fs::metadata(dir) {
+            if meta.uid() != uid {
+                problems.push(format!(
+                    "{key} {} belongs to uid {}, not to uid {uid}",
+                    dir.display(),
+                    meta.uid()
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// What `-t` says beyond the config itself: as root, the user must exist
+/// and own the directories; otherwise they must belong to whoever runs it.
+fn privilege_problems(config: &Config) -> Vec<String> {
+    if sys::is_root() {
+        match find_account(config) {
+            Ok(account) => ownership_problems(config, account.uid),
+            Err(e) => vec![e],
+        }
+    } else {
+        ownership_problems(config, sys::effective_uid())
     }
 }
 

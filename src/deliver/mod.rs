@@ -8,10 +8,24 @@ pub mod remote;
 pub mod runner;
 
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 
+use crate::config::Config;
+use crate::dns::resolver::Resolver;
 use crate::smtp::address::Mailbox;
 use crate::time::unix_now;
+use crate::tls::ClientConfigs;
 use client::Outcome;
+
+/// What delivery works with, replaced as a whole when SIGHUP re-reads the
+/// config; a job keeps the settings it started with.
+pub struct DeliverySettings {
+    pub config: Arc<Config>,
+    pub resolver: Arc<Resolver>,
+    pub tls: Arc<ClientConfigs>,
+    /// Read at start-up (while still root), so the file may stay root's.
+    pub smarthost_password: Option<String>,
+}
 
 /// Where a recipient's mail goes; recipients with the same destination share
 /// a job, and a job's messages share a connection.
@@ -54,6 +68,8 @@ pub struct ItemResult {
 pub enum RunnerEvent {
     /// New mail was queued.
     Wake,
+    /// Try everything now, deferred mail too (SIGUSR1, `tinymta flush`).
+    Flush,
     /// A worker has outcomes for one message.
     Done(ItemResult),
 }

@@ -18,6 +18,7 @@ pub struct RemoteDelivery {
     pub spool: Arc<Spool>,
     pub resolver: Arc<Resolver>,
     pub tls: Arc<ClientConfigs>,
+    pub smarthost_password: Option<String>,
 }
 
 /// A server to try: its name (for TLS and logs) and address.
@@ -161,20 +162,10 @@ impl RemoteDelivery {
                 SmarthostTls::Tls => TlsMode::Implicit(Arc::clone(&self.tls.verified)),
                 SmarthostTls::None => TlsMode::None,
             };
-            if let (Some(user), Some(file)) =
-                (&config.smarthost_user, &config.smarthost_password_file)
+            // Read at start-up, while the file could still be root's alone.
+            if let (Some(user), Some(password)) = (&config.smarthost_user, &self.smarthost_password)
             {
-                let password = std::fs::read_to_string(file)
-                    .map_err(|e| HostError {
-                        text: format!("cannot read {}: {e}", file.display()),
-                        tls_failed: false,
-                        permanent: false,
-                    })?
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
-                options.auth = Some((user.clone(), password));
+                options.auth = Some((user.clone(), password.clone()));
             }
             return SmtpClient::connect(target.addr, &target.name, &options);
         }

@@ -22,13 +22,14 @@ use super::bounce::build_bounce;
 use super::client::Outcome;
 use super::local::deliver_job;
 use super::remote::RemoteDelivery;
-use super::{Destination, ItemResult, Job, JobItem, Reporter, RunnerEvent as Event};
+use super::{
+    DeliverySettings, Destination, ItemResult, Job, JobItem, Reporter, RunnerEvent as Event,
+};
 use crate::config::Config;
-use crate::dns::resolver::Resolver;
+use crate::live::Live;
 use crate::spool::queue::{QueueEnvelope, Recipient, RecipientState};
 use crate::spool::{Spool, SpoolError};
 use crate::time::unix_now;
-use crate::tls::ClientConfigs;
 
 /// Messages sent over one connection per job; more make another job, so
 /// that several workers can share a large queue for one destination.
@@ -47,6 +48,11 @@ impl QueueWaker {
         if !self.pending.swap(true, Ordering::SeqCst) {
             let _ = self.events.send(Event::Wake);
         }
+    }
+
+    /// Runs the whole queue now, deferred messages too.
+    pub fn flush(&self) {
+        let _ = self.events.send(Event::Flush);
     }
 }
 
@@ -93,50 +99,35 @@ struct InFlight {
 }
 
 pub struct QueueRunner {
-    config: Arc<Config>,
+    settings: Arc<Live<DeliverySettings>>,
     spool: Arc<Spool>,
-    resolver: Arc<Resolver>,
-    tls: Arc<ClientConfigs>,
 }
 
 impl QueueRunner {
-    pub fn new(
-        config: Arc<Config>,
-        spool: Arc<Spool>,
-        resolver: Arc<Resolver>,
-        tls: Arc<ClientConfigs>,
-    ) -> QueueRunner {
-        QueueRunner {
-            config,
-            spool,
-            resolver,
-            tls,
-        }
+    pub fn new(settings: Arc<Live<DeliverySettings>>, spool: Arc<Spool>) -> QueueRunner {
+        QueueRunner { settings, spool }
     }
 
     /// Starts the scheduler and the workers; the queue is run at once.
     pub fn start(self) -> std::io::Result<QueueWaker> {
         let (events, receiver) = channel();
         let jobs = Arc::new(JobQueue::default());
-        for n in 0..self.config.delivery_workers {
+        // The number of workers is fixed at start-up; SIGHUP does not change it.
+        for n in 0..self.settings.get().config.delivery_workers {
             let jobs = Arc::clone(&jobs);
             let results = events.clone();
-            let remote = RemoteDelivery {
-                config: Arc::clone(&self.config),
-                spool: Arc::clone(&self.spool),
-                resolver: Arc::clone(&self.resolver),
-                tls: Arc::clone(&self.tls),
-            };
+            let settings = Arc::clone(&self.settings);
+            let spool = Arc::clone(&self.spool);
             thread::Builder::new()
                 .name(format!("delivery {n}"))
-                .spawn(move || worker(&jobs, &remote, results))?;
+                .spawn(move || worker(&jobs, &settings, &spool, results))?;
         }
         let waker = QueueWaker {
             pending: Arc::new(AtomicBool::new(false)),
             events,
         };
         let scheduler = Scheduler {
-            config: self.config,
+            settings: self.settings,
             spool: self.spool,
             jobs,
             in_flight: HashMap::new(),
@@ -150,9 +141,22 @@ impl QueueRunner {
     }
 }
 
-fn worker(jobs: &JobQueue, remote: &RemoteDelivery, results: Sender<Event>) {
+fn worker(
+    jobs: &JobQueue,
+    settings: &Live<DeliverySettings>,
+    spool: &Arc<Spool>,
+    results: Sender<Event>,
+) {
     loop {
         let job = jobs.pop();
+        let current = settings.get();
+        let remote = RemoteDelivery {
+            config: Arc::clone(&current.config),
+            spool: Arc::clone(spool),
+            resolver: Arc::clone(&current.resolver),
+            tls: Arc::clone(&current.tls),
+            smarthost_password: current.smarthost_password.clone(),
+        };
         let destination = job.destination.clone();
         let mut reporter = Reporter::new(results.clone());
         reporter.took(&job);
@@ -171,7 +175,7 @@ fn worker(jobs: &JobQueue, remote: &RemoteDelivery, results: Sender<Event>) {
 }
 
 struct Scheduler {
-    config: Arc<Config>,
+    settings: Arc<Live<DeliverySettings>>,
     spool: Arc<Spool>,
     jobs: Arc<JobQueue>,
     in_flight: HashMap<String, InFlight>,
@@ -181,6 +185,11 @@ struct Scheduler {
 }
 
 impl Scheduler {
+    /// The current config (SIGHUP may replace it between two uses).
+    fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.settings.get().config)
+    }
+
     fn run(mut self, events: Receiver<Event>) {
         let mut scan_due = true;
         loop {
@@ -195,6 +204,11 @@ impl Scheduler {
             let wait = self.next_wake();
             match events.recv_timeout(wait) {
                 Ok(Event::Wake) => scan_due = true,
+                Ok(Event::Flush) => {
+                    log::info!("flushing the queue");
+                    self.retry_at.clear();
+                    scan_due = true;
+                }
                 Ok(Event::Done(result)) => self.apply(result),
                 Err(RecvTimeoutError::Timeout) => scan_due = true,
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -209,8 +223,8 @@ impl Scheduler {
             .values()
             .map(|at| at.saturating_duration_since(now))
             .min()
-            .unwrap_or(self.config.queue_interval)
-            .min(self.config.queue_interval)
+            .unwrap_or(self.config().queue_interval)
+            .min(self.config().queue_interval)
             .max(Duration::from_millis(10))
     }
 
@@ -290,9 +304,10 @@ impl Scheduler {
             if r.state != RecipientState::Queued {
                 continue;
             }
-            let destination = if self.config.is_local_domain(&r.address.domain) {
+            let config = self.config();
+            let destination = if config.is_local_domain(&r.address.domain) {
                 Destination::Local
-            } else if self.config.smarthost.is_some() {
+            } else if config.smarthost.is_some() {
                 Destination::Smarthost
             } else {
                 Destination::Domain(r.address.domain.to_ascii_lowercase())
@@ -317,6 +332,7 @@ impl Scheduler {
 
     /// Applies one message's outcomes and writes them down at once.
     fn apply(&mut self, result: ItemResult) {
+        let config = self.config();
         let Some(flight) = self.in_flight.get_mut(&result.id) else {
             log::error!("{}: result for a message not in flight", result.id);
             return;
@@ -339,7 +355,7 @@ impl Scheduler {
                     r.last_error = Some(text);
                 }
                 Outcome::Deferred(text) => {
-                    r.next_attempt = now + backoff(&self.config, r.attempts).as_secs();
+                    r.next_attempt = now + backoff(&config, r.attempts).as_secs();
                     r.last_error = Some(text);
                 }
             }
@@ -356,7 +372,7 @@ impl Scheduler {
             return;
         }
         self.save(&flight.envelope);
-        let delay = backoff(&self.config, max_attempts(&flight.envelope));
+        let delay = backoff(&config, max_attempts(&flight.envelope));
         self.retry_at.insert(result.id, Instant::now() + delay);
     }
 
@@ -378,7 +394,7 @@ impl Scheduler {
                 log::error!("{id}: cannot queue a bounce: {e}");
                 self.save(&envelope);
                 self.retry_at
-                    .insert(id, Instant::now() + self.config.retry_min);
+                    .insert(id, Instant::now() + self.config().retry_min);
                 return;
             }
         }
@@ -399,7 +415,8 @@ impl Scheduler {
 
     fn queue_bounce(&self, envelope: &QueueEnvelope) -> Result<(), SpoolError> {
         let mut original = self.spool.open_message(&envelope.id)?;
-        let text = build_bounce(&self.config.hostname, envelope, &mut original, unix_now());
+        let config = self.config();
+        let text = build_bounce(&config.hostname, envelope, &mut original, unix_now());
         let mut incoming = self.spool.begin()?;
         incoming.write(&text)?;
         let sender = envelope.sender.clone().expect("not a null sender");
@@ -407,7 +424,7 @@ impl Scheduler {
             id: incoming.id.clone(),
             arrival: unix_now(),
             client: "local".to_string(),
-            helo: self.config.hostname.clone(),
+            helo: config.hostname.clone(),
             sender: None,
             body: if text.is_ascii() { "7BIT" } else { "8BITMIME" }.to_string(),
             size: incoming.size(),
@@ -424,7 +441,7 @@ impl Scheduler {
     }
 
     fn expired(&self, envelope: &QueueEnvelope) -> bool {
-        is_expired(&self.config, envelope, unix_now())
+        is_expired(&self.config(), envelope, unix_now())
     }
 }
 

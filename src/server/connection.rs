@@ -3,9 +3,11 @@
 //! DATA octets through the decoder into the spool. All protocol decisions are
 //! the session's ([`crate::smtp::session`]); this module only does the I/O.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, TcpStream};
-use std::sync::Arc;
+use std::net::{IpAddr, Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustls::{ServerConfig, ServerConnection};
@@ -13,6 +15,7 @@ use rustls::{ServerConfig, ServerConnection};
 use crate::auth::Users;
 use crate::config::{Config, Listener};
 use crate::deliver::runner::QueueWaker;
+use crate::live::Live;
 use crate::smtp::command::Body;
 use crate::smtp::data::DataDecoder;
 use crate::smtp::reply::{self, Reply};
@@ -29,15 +32,73 @@ const READ_BUFFER: usize = 16 * 1024;
 /// The start of a message kept to read its Message-ID for the log.
 const HEADER_CAPTURE: usize = 16 * 1024;
 
-/// What every session shares.
+/// What every session shares. The `Live` parts may be replaced by SIGHUP;
+/// a session keeps what it started with.
 pub struct ServerContext {
-    pub config: Arc<Config>,
+    pub config: Live<Config>,
     pub spool: Arc<Spool>,
     pub waker: QueueWaker,
     /// The server's TLS config, when `tls_cert` and `tls_key` are set.
-    pub tls: Option<Arc<ServerConfig>>,
+    pub tls: Live<Option<Arc<ServerConfig>>>,
     /// Who may authenticate, when `auth_users` is set.
-    pub users: Option<Arc<Users>>,
+    pub users: Live<Option<Arc<Users>>>,
+    /// Set on SIGTERM: a session that ends now says 421 4.3.2.
+    pub stopping: AtomicBool,
+    /// The sockets of running sessions, so that shutdown can end them.
+    sessions: Mutex<HashMap<u64, TcpStream>>,
+    next_session: AtomicU64,
+}
+
+impl ServerContext {
+    pub fn new(
+        config: Config,
+        spool: Arc<Spool>,
+        waker: QueueWaker,
+        tls: Option<Arc<ServerConfig>>,
+        users: Option<Arc<Users>>,
+    ) -> ServerContext {
+        ServerContext {
+            config: Live::new(config),
+            spool,
+            waker,
+            tls: Live::new(tls),
+            users: Live::new(users),
+            stopping: AtomicBool::new(false),
+            sessions: Mutex::new(HashMap::new()),
+            next_session: AtomicU64::new(0),
+        }
+    }
+
+    /// Records a session's socket until the returned guard is dropped.
+    pub fn register(&self, stream: TcpStream) -> Registration<'_> {
+        let id = self.next_session.fetch_add(1, Ordering::Relaxed);
+        self.lock_sessions().insert(id, stream);
+        Registration { ctx: self, id }
+    }
+
+    /// Ends every running session: their reads see the end of the stream,
+    /// and each answers 421 4.3.2 (through its own TLS, if any) and closes.
+    pub fn end_sessions(&self) {
+        for stream in self.lock_sessions().values() {
+            let _ = stream.shutdown(Shutdown::Read);
+        }
+    }
+
+    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<u64, TcpStream>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A running session's entry in [`ServerContext`]; removed when dropped.
+pub struct Registration<'a> {
+    ctx: &'a ServerContext,
+    id: u64,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.ctx.lock_sessions().remove(&self.id);
+    }
 }
 
 /// A line from the client.
@@ -177,9 +238,10 @@ pub fn serve(tcp: TcpStream, listener: &Listener, ctx: &ServerContext) {
         Ok(peer) => peer,
         Err(_) => return,
     };
-    let config = &ctx.config;
+    let config = ctx.config.get();
+    let tls = ctx.tls.get();
     let _ = tcp.set_write_timeout(Some(config.command_timeout));
-    let stream = match (&ctx.tls, listener.implicit_tls) {
+    let stream = match (tls.as_ref(), listener.implicit_tls) {
         (Some(tls_config), true) => match tls::accept(tls_config, tcp, config.command_timeout) {
             Ok((tls, version)) => {
                 log::debug!("connect from {peer} with {version}");
@@ -192,14 +254,28 @@ pub fn serve(tcp: TcpStream, listener: &Listener, ctx: &ServerContext) {
         },
         _ => MaybeTls::Plain(tcp),
     };
-    let mut session = Session::new(Arc::clone(config), peer.ip())
-        .with_listener(ctx.tls.is_some(), stream.is_tls(), listener.submission)
-        .with_users(ctx.users.clone());
+    let mut session = Session::new(Arc::clone(&config), peer.ip())
+        .with_listener(tls.is_some(), stream.is_tls(), listener.submission)
+        .with_users(ctx.users.get().as_ref().clone());
     let mut conn = Conn::new(stream);
     let session_end = Instant::now() + config.max_session_time;
     log::debug!("connect from {peer}");
-    match run_session(&mut session, &mut conn, ctx, session_end) {
+    let settings = SessionSettings {
+        config: &config,
+        tls: tls.as_ref().as_ref(),
+        session_end,
+    };
+    match run_session(&mut session, &mut conn, ctx, &settings) {
         Ok(()) => log::debug!("disconnect from {peer}"),
+        Err(_) if ctx.stopping.load(Ordering::SeqCst) => {
+            // RFC 5321 3.8: a server that must stop says 421 first.
+            conn.send(&Reply::new(
+                421,
+                "4.3.2",
+                format!("{} Service shutting down", config.hostname),
+            ));
+            let _ = conn.flush();
+        }
         Err(e) if is_timeout(&e) => {
             let reply = if Instant::now() >= session_end {
                 log::info!("session time limit from {peer}");
@@ -223,6 +299,13 @@ fn is_timeout(error: &io::Error) -> bool {
     )
 }
 
+/// What a session runs with, fixed when it starts.
+struct SessionSettings<'a> {
+    config: &'a Config,
+    tls: Option<&'a Arc<ServerConfig>>,
+    session_end: Instant,
+}
+
 /// The earlier of `now + limit` and the end of the session.
 fn deadline(limit: Duration, session_end: Instant) -> Instant {
     (Instant::now() + limit).min(session_end)
@@ -232,8 +315,10 @@ fn run_session(
     session: &mut Session,
     conn: &mut Conn<ServerStream>,
     ctx: &ServerContext,
-    session_end: Instant,
+    settings: &SessionSettings<'_>,
 ) -> io::Result<()> {
+    let config = settings.config;
+    let session_end = settings.session_end;
     conn.send(&session.greeting());
     loop {
         // Replies wait in the buffer while the client has pipelined more
@@ -241,7 +326,7 @@ fn run_session(
         if !conn.has_line() {
             conn.flush()?;
         }
-        conn.deadline = Some(deadline(ctx.config.command_timeout, session_end));
+        conn.deadline = Some(deadline(config.command_timeout, session_end));
         let mut step = match conn.read_line(MAX_COMMAND_LINE)? {
             Line::Text(line) => session.handle_line(line),
             Line::TooLong => session.line_too_long(),
@@ -250,8 +335,8 @@ fn run_session(
             Action::ReceiveData => {
                 conn.send(&step.reply);
                 conn.flush()?;
-                conn.deadline = Some(deadline(ctx.config.data_timeout, session_end));
-                let reply = receive_message(session, conn, ctx)?;
+                conn.deadline = Some(deadline(config.data_timeout, session_end));
+                let reply = receive_message(session, conn, ctx, config)?;
                 step = session.data_reply(reply);
             }
             Action::StartTls => {
@@ -271,11 +356,10 @@ fn run_session(
                 }
                 conn.send(&step.reply);
                 conn.flush()?;
-                let tls_config = ctx
+                let tls_config = settings
                     .tls
-                    .as_ref()
                     .expect("STARTTLS is offered with a certificate");
-                match conn.upgrade(tls_config, ctx.config.command_timeout) {
+                match conn.upgrade(tls_config, config.command_timeout) {
                     Ok(version) => {
                         log::debug!("STARTTLS with {}: {version}", session.client_ip());
                         session.tls_started();
@@ -303,6 +387,7 @@ fn receive_message(
     session: &mut Session,
     input: &mut Conn<ServerStream>,
     ctx: &ServerContext,
+    config: &Config,
 ) -> io::Result<Reply> {
     let arrival = unix_now();
     // The message being stored, or the reply that says why it cannot be.
@@ -314,7 +399,7 @@ fn receive_message(
         let header = session.received_header(&message.id, &rfc5322_date(arrival));
         store(&mut incoming, header.as_bytes());
     }
-    let mut decoder = DataDecoder::new(ctx.config.max_message_size, ctx.config.max_header_size);
+    let mut decoder = DataDecoder::new(config.max_message_size, config.max_header_size);
     let mut decoded = Vec::with_capacity(READ_BUFFER + 2);
     let mut head = Vec::new();
     loop {

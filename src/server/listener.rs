@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::{IpAddr, TcpListener, TcpStream};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use super::connection::{serve, ServerContext};
 use super::pool::Pool;
 use crate::config::Listener;
-use crate::smtp::reply;
+use crate::smtp::reply::{self, Reply};
 
 /// A session thread with no client for this long ends.
 const IDLE_THREAD_LIFETIME: Duration = Duration::from_secs(60);
@@ -82,10 +83,14 @@ impl Drop for ClientSlot {
     }
 }
 
-/// Starts an accept thread for each listener; sessions share one pool.
-pub fn start(listeners: Vec<BoundListener>, ctx: ServerContext) -> std::io::Result<()> {
-    let ctx = Arc::new(ctx);
-    let pool = Arc::new(Pool::new(ctx.config.max_connections, IDLE_THREAD_LIFETIME));
+/// Starts an accept thread for each listener; sessions share one pool, which
+/// is returned so that shutdown can wait for it to empty. `max_connections`
+/// is fixed here: SIGHUP does not change it.
+pub fn start(listeners: Vec<BoundListener>, ctx: Arc<ServerContext>) -> std::io::Result<Arc<Pool>> {
+    let pool = Arc::new(Pool::new(
+        ctx.config.get().max_connections,
+        IDLE_THREAD_LIFETIME,
+    ));
     let counts = Arc::new(ClientCounts::default());
     for listener in listeners {
         let ctx = Arc::clone(&ctx);
@@ -95,7 +100,7 @@ pub fn start(listeners: Vec<BoundListener>, ctx: ServerContext) -> std::io::Resu
             .name(format!("listen {}", listener.config.addr))
             .spawn(move || accept_loop(listener, &ctx, &pool, &counts))?;
     }
-    Ok(())
+    Ok(pool)
 }
 
 fn accept_loop(
@@ -114,19 +119,31 @@ fn accept_loop(
                 continue;
             }
         };
+        let config = ctx.config.get();
+        if ctx.stopping.load(Ordering::SeqCst) {
+            refuse(
+                &stream,
+                &Reply::new(
+                    421,
+                    "4.3.2",
+                    format!("{} Service shutting down", config.hostname),
+                ),
+            );
+            continue;
+        }
         // Clients that may relay (the box itself, the LAN) are not limited
         // per address, as Postfix exempts $mynetworks.
         let ip = peer.ip().to_canonical();
-        let slot = if ctx.config.may_relay(ip) {
+        let slot = if config.may_relay(ip) {
             None
         } else {
-            match ClientCounts::try_take(counts, ip, ctx.config.max_connections_per_ip) {
+            match ClientCounts::try_take(counts, ip, config.max_connections_per_ip) {
                 Some(slot) => Some(slot),
                 None => {
                     log::warn!("too many connections from {ip}, refused");
                     refuse(
                         &stream,
-                        &reply::too_many_connections_from_ip(&ctx.config.hostname),
+                        &reply::too_many_connections_from_ip(&config.hostname),
                     );
                     continue;
                 }
@@ -144,15 +161,24 @@ fn accept_loop(
             }
         };
         let listener_config = listener.config.clone();
+        let hostname = config.hostname.clone();
+        let registered = match stream.try_clone() {
+            Ok(clone) => clone,
+            Err(e) => {
+                log::error!("cannot use a client socket: {e}");
+                continue;
+            }
+        };
         let job = Box::new(move || {
             let _slot = slot;
-            guard_session(guard_stream.as_ref(), &session_ctx.config.hostname, || {
+            let _registration = session_ctx.register(registered);
+            guard_session(guard_stream.as_ref(), &hostname, || {
                 serve(job_stream, &listener_config, &session_ctx)
             })
         });
         if pool.try_run(job).is_err() {
             log::warn!("too many connections, refused {peer}");
-            refuse(&stream, &reply::too_many_connections(&ctx.config.hostname));
+            refuse(&stream, &reply::too_many_connections(&config.hostname));
         }
     }
 }
@@ -178,7 +204,7 @@ fn guard_session(stream: Option<&TcpStream>, hostname: &str, session: impl FnOnc
 }
 
 /// RFC 5321 3.8: a server that cannot serve a client now says 421 and closes.
-fn refuse(stream: &TcpStream, reply: &crate::smtp::reply::Reply) {
+fn refuse(stream: &TcpStream, reply: &Reply) {
     let _ = stream.set_write_timeout(Some(REFUSAL_WRITE_TIMEOUT));
     let mut writer = stream;
     let _ = writer.write_all(reply.to_wire().as_bytes());

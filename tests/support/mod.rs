@@ -48,7 +48,7 @@ pub struct Server {
 impl Server {
     /// Starts tinymta with the test defaults plus `extra_config` lines.
     pub fn start(extra_config: &str) -> Server {
-        let dir = tempfile::tempdir().expect("temporary directory");
+        let dir = test_dir();
         let mut server = Server {
             dir,
             port: 0,
@@ -63,7 +63,7 @@ impl Server {
     /// Starts tinymta listening on another loopback address (`127.0.0.4`),
     /// as an upstream server for another tinymta.
     pub fn start_at(ip: &str, extra_config: &str) -> Server {
-        let dir = tempfile::tempdir().expect("temporary directory");
+        let dir = test_dir();
         let mut server = Server {
             dir,
             port: 0,
@@ -115,6 +115,9 @@ impl Server {
             ("mx_port", free_port().to_string()),
             ("retry_min", "1h".to_string()),
             ("retry_max", "1h".to_string()),
+            // Started as root (as in CI), tinymta becomes nobody; it must
+            // reach its directories inside the test's (see test_dir).
+            ("user", "nobody".to_string()),
         ];
         let given: Vec<&str> = self
             .extra_config
@@ -314,6 +317,22 @@ impl Drop for Server {
             eprintln!("--- tinymta log ---\n{}", self.log());
         }
     }
+}
+
+/// A temporary directory that a server running as nobody can enter.
+pub fn test_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// Whether the tests run as root (then tinymta drops its privileges).
+pub fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 pub fn list_dir(dir: &Path) -> Vec<String> {

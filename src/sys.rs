@@ -1,0 +1,156 @@
+//! The only `unsafe` in tinymta: signals and privileges, through libc.
+//! Everything here is a thin, checked wrapper with a safe interface.
+
+use std::ffi::{CStr, CString};
+use std::io;
+
+/// The signals tinymta acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM or SIGINT: stop.
+    Terminate,
+    /// SIGHUP: reopen the log, re-read the config.
+    Reload,
+    /// SIGUSR1: run the queue now.
+    RunQueue,
+}
+
+const HANDLED: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1];
+
+fn handled_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set it is given; sigaddset only
+    // adds valid signal numbers to an initialised set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in HANDLED {
+            libc::sigaddset(&mut set, signal);
+        }
+        set
+    }
+}
+
+/// Blocks the handled signals in this thread and in every thread started
+/// after it, so that only [`wait_for_signal`] receives them. Call it first
+/// thing in `main`, before any thread exists.
+pub fn block_signals() -> io::Result<()> {
+    let set = handled_set();
+    // SAFETY: `set` is initialised; a null old-set pointer is allowed.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
+/// Waits for the next handled signal (they must be blocked).
+pub fn wait_for_signal() -> Signal {
+    let set = handled_set();
+    loop {
+        let mut signal: libc::c_int = 0;
+        // SAFETY: `set` is initialised and `signal` is a valid out-pointer.
+        let rc = unsafe { libc::sigwait(&set, &mut signal) };
+        if rc != 0 {
+            continue;
+        }
+        match signal {
+            libc::SIGTERM | libc::SIGINT => return Signal::Terminate,
+            libc::SIGHUP => return Signal::Reload,
+            libc::SIGUSR1 => return Signal::RunQueue,
+            _ => continue,
+        }
+    }
+}
+
+/// Sends a signal to a process (for `tinymta flush` and tests).
+pub fn send_signal(pid: u32, signal: Signal) -> io::Result<()> {
+    let number = match signal {
+        Signal::Terminate => libc::SIGTERM,
+        Signal::Reload => libc::SIGHUP,
+        Signal::RunQueue => libc::SIGUSR1,
+    };
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: kill takes plain integers.
+    if unsafe { libc::kill(pid, number) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// This process's effective user id.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Whether this process runs with root's effective user id.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A user account from the password database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Looks a user up by name; `None` if there is no such user.
+pub fn find_user(name: &str) -> io::Result<Option<Account>> {
+    let c_name = CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: all pointers point at live, correctly sized storage; the
+    // result pointer is either null or points at `pwd`.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwnam_r(
+            c_name.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        );
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        if result.is_null() {
+            return Ok(None);
+        }
+        Ok(Some(Account {
+            name: CStr::from_ptr(pwd.pw_name).to_string_lossy().into_owned(),
+            uid: pwd.pw_uid,
+            gid: pwd.pw_gid,
+        }))
+    }
+}
+
+/// Becomes `account` for good: supplementary groups dropped, then the group,
+/// then the user; and then checks that root cannot be had back.
+pub fn drop_privileges(account: &Account) -> Result<(), String> {
+    let gid = account.gid as libc::gid_t;
+    let uid = account.uid as libc::uid_t;
+    // SAFETY: plain system calls with integer arguments and a pointer to one gid.
+    unsafe {
+        if libc::setgroups(1, &gid) != 0 {
+            return Err(format!("setgroups: {}", io::Error::last_os_error()));
+        }
+        if libc::setresgid(gid, gid, gid) != 0 {
+            return Err(format!("setgid({gid}): {}", io::Error::last_os_error()));
+        }
+        if libc::setresuid(uid, uid, uid) != 0 {
+            return Err(format!("setuid({uid}): {}", io::Error::last_os_error()));
+        }
+        if uid != 0 && (libc::setuid(0) == 0 || libc::seteuid(0) == 0) {
+            return Err("root privileges could be regained after dropping them".to_string());
+        }
+        if libc::getuid() != uid || libc::geteuid() != uid || libc::getegid() != gid {
+            return Err("the user or group ids did not change".to_string());
+        }
+    }
+    Ok(())
+}
