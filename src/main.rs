@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tinymta::config::{Config, DEFAULT_CONFIG_PATH};
+use tinymta::config::{Config, LogTarget, DEFAULT_CONFIG_PATH};
 use tinymta::deliver::runner::QueueRunner;
 use tinymta::deliver::DeliverySettings;
 use tinymta::dns::resolver::Resolver;
@@ -96,11 +96,15 @@ fn main() -> ExitCode {
         }
         return ExitCode::FAILURE;
     }
+    // Said on stderr; a log file gets it too (stderr logging would repeat it).
+    let log_to_file = matches!(config.log, LogTarget::File(_));
     match run_daemon(config, config_path) {
         Ok(never) => match never {},
         Err(e) => {
             eprintln!("tinymta: {e}");
-            ::log::error!("{e}");
+            if log_to_file {
+                ::log::error!("{e}");
+            }
             ExitCode::FAILURE
         }
     }
