@@ -202,3 +202,78 @@ fn the_header_section_has_a_size_limit() {
     server.wait_for_mail("root", 1);
     let _ = std::io::stdout().flush();
 }
+
+/// VmRSS and VmHWM of a process, in KiB.
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Lets this test process hold a few thousand sockets.
+fn raise_fd_limit(wanted: u64) {
+    // SAFETY: getrlimit/setrlimit with a valid struct.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        if limit.rlim_cur < wanted {
+            limit.rlim_cur = wanted.min(limit.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+#[test]
+fn a_flood_of_1000_connections_leaves_memory_bounded() {
+    raise_fd_limit(4096);
+    let server = Server::start("max_connections = 16\ncommand_timeout = 30s");
+    let (idle_rss, _) = memory_kib(server.pid());
+    let mut flood = Vec::new();
+    for _ in 0..1000 {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+        flood.push(Client::from_stream(stream));
+    }
+    let (flood_rss, _) = memory_kib(server.pid());
+    // Each got an answer at once: a session, or 421 and the door.
+    let mut sessions = 0;
+    let mut refused = 0;
+    for client in &mut flood {
+        let reply = client.reply();
+        if reply == "220 mx.test ESMTP\r\n" {
+            sessions += 1;
+        } else {
+            assert_eq!(
+                reply,
+                "421 4.3.2 mx.test Error: too many connections, try again later\r\n"
+            );
+            refused += 1;
+        }
+    }
+    assert_eq!(sessions + refused, 1000);
+    assert!(sessions <= 16, "{sessions} sessions");
+    drop(flood);
+    // Once the flood is gone, new clients are served.
+    let deadline = Instant::now() + support::WAIT;
+    loop {
+        let mut c = server.connect();
+        if c.reply() == "220 mx.test ESMTP\r\n" {
+            assert_eq!(c.command("NOOP"), "250 2.0.0 Ok\r\n");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not served after the flood");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (after_rss, peak_rss) = memory_kib(server.pid());
+    eprintln!(
+        "flood of 1000: {sessions} sessions, {refused} refused; RSS idle {idle_rss} KiB, \
+         during {flood_rss} KiB, after {after_rss} KiB, peak {peak_rss} KiB"
+    );
+    // Bounded: a pool of 16 sessions, not 1000 of anything.
+    assert!(peak_rss < 32 * 1024, "peak RSS {peak_rss} KiB");
+}
