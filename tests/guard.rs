@@ -144,7 +144,9 @@ fn a_client_sending_one_byte_at_a_time_is_cut_off() {
     }
     assert_eq!(reply, "421 4.4.2 mx.test Error: timeout exceeded\r\n");
     assert!(started.elapsed() < Duration::from_secs(10));
-    // The same inside DATA: the message must be complete within data_timeout.
+    // The same inside DATA: the message must be complete within data_timeout
+    // (commands have all the time they need here).
+    let server = Server::start("command_timeout = 60s\ndata_timeout = 2s");
     let mut c = server.greeted();
     c.begin_data("a@mx.test", &["root@mx.test"]);
     let mut reply = String::new();

@@ -29,6 +29,9 @@ use crate::tls::{self, MaybeTls};
 const MAX_COMMAND_LINE: usize = 512;
 /// Octets read from the client at a time.
 const READ_BUFFER: usize = 16 * 1024;
+/// How long, and how much, a closing session reads and drops (see `linger`).
+const LINGER_TIME: Duration = Duration::from_secs(1);
+const LINGER_MAX_OCTETS: usize = 64 * 1024;
 /// The start of a message kept to read its Message-ID for the log.
 const HEADER_CAPTURE: usize = 16 * 1024;
 
@@ -265,31 +268,60 @@ pub fn serve(tcp: TcpStream, listener: &Listener, ctx: &ServerContext) {
         tls: tls.as_ref().as_ref(),
         session_end,
     };
-    match run_session(&mut session, &mut conn, ctx, &settings) {
-        Ok(()) => log::debug!("disconnect from {peer}"),
-        Err(_) if ctx.stopping.load(Ordering::SeqCst) => {
-            // RFC 5321 3.8: a server that must stop says 421 first.
-            conn.send(&Reply::new(
-                421,
-                "4.3.2",
-                format!("{} Service shutting down", config.hostname),
-            ));
-            let _ = conn.flush();
+    let farewell = match run_session(&mut session, &mut conn, ctx, &settings) {
+        Ok(()) => {
+            log::debug!("disconnect from {peer}");
+            None
         }
+        // RFC 5321 3.8: a server that must stop says 421 first.
+        Err(_) if ctx.stopping.load(Ordering::SeqCst) => Some(Reply::new(
+            421,
+            "4.3.2",
+            format!("{} Service shutting down", config.hostname),
+        )),
         Err(e) if is_timeout(&e) => {
-            let reply = if Instant::now() >= session_end {
+            // Which limit ran out: the session's own, when it was the
+            // deadline of the read (a socket timeout may fire a hair early,
+            // so the clock alone cannot tell).
+            if conn.deadline == Some(session_end) || Instant::now() >= session_end {
                 log::info!("session time limit from {peer}");
-                reply::session_too_long(&config.hostname)
+                Some(reply::session_too_long(&config.hostname))
             } else {
                 log::info!("timeout from {peer}");
-                reply::timeout(&config.hostname)
-            };
-            conn.send(&reply);
-            let _ = conn.flush();
+                Some(reply::timeout(&config.hostname))
+            }
         }
-        Err(e) => log::debug!("connection from {peer} ended: {e}"),
+        Err(e) => {
+            log::debug!("connection from {peer} ended: {e}");
+            None
+        }
+    };
+    if let Some(reply) = &farewell {
+        conn.send(reply);
+        let _ = conn.flush();
     }
     conn.stream.close();
+    if farewell.is_some() {
+        linger(conn.stream.tcp());
+    }
+}
+
+/// Closing a socket with unread input makes the kernel send a reset, which
+/// may destroy our last reply before the client reads it. So after a 421
+/// the write side is shut and what the client still sends is read and
+/// dropped, for a moment and a bounded amount, before the close.
+fn linger(tcp: &TcpStream) {
+    let _ = tcp.shutdown(Shutdown::Write);
+    let _ = tcp.set_read_timeout(Some(LINGER_TIME));
+    let mut scratch = [0u8; 4096];
+    let mut drained = 0;
+    let mut reader = tcp;
+    while drained < LINGER_MAX_OCTETS {
+        match reader.read(&mut scratch) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
 }
 
 fn is_timeout(error: &io::Error) -> bool {
