@@ -10,6 +10,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use crate::aliases::Aliases;
 use crate::net::Cidr;
 
 /// Where tinymta looks for its config when `-c` is not given.
@@ -127,6 +130,19 @@ pub struct Config {
     pub retry_max: Duration,
     /// A message not delivered after this long is bounced.
     pub queue_lifetime: Duration,
+    /// The aliases file (aliases(5) format), and its table once loaded.
+    pub aliases: Option<PathBuf>,
+    pub alias_table: Option<Arc<Aliases>>,
+    /// The domain added to unqualified addresses (`root`) of local mail.
+    pub qualify_domain: String,
+    /// Local senders' domain, in the envelope and From:, becomes this one.
+    pub masquerade_domain: Option<String>,
+    /// The envelope sender of all mail submitted on the box.
+    pub force_sender: Option<String>,
+    /// The daemon writes its pid here (for `tinymta flush` and init scripts).
+    pub pid_file: Option<PathBuf>,
+    /// Where `log = syslog` sends its datagrams.
+    pub syslog_socket: PathBuf,
     /// Started as root, tinymta binds its listeners and then becomes this user.
     pub user: String,
     /// On SIGTERM, how long sessions may go on before they are closed.
@@ -188,6 +204,13 @@ impl Default for Config {
             retry_min: Duration::from_secs(60),
             retry_max: Duration::from_secs(3600),
             queue_lifetime: Duration::from_secs(5 * 86400),
+            aliases: None,
+            alias_table: None,
+            qualify_domain: String::new(),
+            masquerade_domain: None,
+            force_sender: None,
+            pid_file: None,
+            syslog_socket: PathBuf::from("/dev/log"),
             user: "tinymta".to_string(),
             shutdown_grace: Duration::from_secs(5),
             auth_users: None,
@@ -260,6 +283,11 @@ impl Config {
         if let Some(users) = &config.auth_users {
             crate::auth::Users::load(users).map_err(|e| config.error_at("auth_users", &e))?;
         }
+        let mut config = config;
+        if let Some(path) = &config.aliases {
+            let table = Aliases::load(path).map_err(|e| config.error_at("aliases", &e))?;
+            config.alias_table = Some(Arc::new(table));
+        }
         Ok(config)
     }
 
@@ -304,6 +332,9 @@ impl Config {
             config
                 .apply(name, value, first_time)
                 .map_err(|message| error(key, message))?;
+        }
+        if config.qualify_domain.is_empty() {
+            config.qualify_domain = config.hostname.clone();
         }
         // RFC 5321 4.5.1: the server's own name is always one of its domains.
         if !seen.contains(&"local_domains") {
@@ -424,6 +455,16 @@ impl Config {
             "retry_max" => self.retry_max = parse_duration(value)?,
             "queue_lifetime" => self.queue_lifetime = parse_duration(value)?,
             "auth_users" => self.auth_users = Some(PathBuf::from(value)),
+            "aliases" => self.aliases = Some(PathBuf::from(value)),
+            "qualify_domain" => self.qualify_domain = parse_hostname(value)?,
+            "masquerade_domain" => self.masquerade_domain = Some(parse_hostname(value)?),
+            "force_sender" => {
+                crate::smtp::address::parse_mailbox(value)
+                    .map_err(|e| format!("not an address: {e}"))?;
+                self.force_sender = Some(value.to_string());
+            }
+            "pid_file" => self.pid_file = Some(PathBuf::from(value)),
+            "syslog_socket" => self.syslog_socket = PathBuf::from(value),
             "user" => self.user = value.to_string(),
             "shutdown_grace" => self.shutdown_grace = parse_duration(value)?,
             "tls_cert" => self.tls_cert = Some(PathBuf::from(value)),
@@ -527,6 +568,12 @@ const KEYS: &[&str] = &[
     "tls_cert",
     "tls_key",
     "auth_users",
+    "aliases",
+    "qualify_domain",
+    "masquerade_domain",
+    "force_sender",
+    "pid_file",
+    "syslog_socket",
     "user",
     "shutdown_grace",
     "log",

@@ -4,6 +4,7 @@
 //! network side around it, [`spool`] the durable queue, [`deliver`] the
 //! delivery from the queue.
 
+pub mod aliases;
 pub mod auth;
 pub mod config;
 pub mod deliver;
@@ -11,6 +12,7 @@ pub mod dns;
 pub mod live;
 pub mod log;
 pub mod net;
+pub mod sendmail;
 pub mod server;
 pub mod smtp;
 pub mod spool;

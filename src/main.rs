@@ -30,8 +30,25 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("passwd") {
-        return passwd(&args[2..]);
+    // Called as sendmail or mailq (a symlink), or with a subcommand.
+    let program = args
+        .first()
+        .map(|a| {
+            Path::new(a)
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .unwrap_or_default();
+    match (program.as_str(), args.get(1).map(String::as_str)) {
+        ("sendmail", _) => return sendmail(&args[1..]),
+        ("mailq", _) => return sendmail(&["-bp".to_string()]),
+        (_, Some("sendmail")) => return sendmail(&args[2..]),
+        (_, Some("mailq")) => return sendmail(&with_config(&args[2..], "-bp")),
+        (_, Some("flush")) => return sendmail(&with_config(&args[2..], "-q")),
+        (_, Some("passwd")) => return passwd(&args[2..]),
+        _ => {}
     }
     let mut options = getopts::Options::new();
     options
@@ -49,7 +66,10 @@ fn main() -> ExitCode {
         .optflag("V", "", "print the version")
         .optflag("h", "", "print this help");
     let usage = options.usage(
-        "Usage: tinymta [-c FILE] [-t] [-V] [-h]\n       tinymta passwd NAME   (password on standard input)",
+        "Usage: tinymta [-c FILE] [-t] [-V] [-h]\n\
+         \x20      tinymta sendmail [sendmail options] [recipients]   (also as a `sendmail` link)\n\
+         \x20      tinymta mailq [-C FILE]     tinymta flush [-C FILE]\n\
+         \x20      tinymta passwd NAME   (password on standard input)",
     );
     let matches = match options.parse(&args[1..]) {
         Ok(matches) => matches,
@@ -110,6 +130,80 @@ fn main() -> ExitCode {
     }
 }
 
+/// `tinymta mailq [-C FILE]` as `sendmail -bp [-C FILE]`, and so on.
+fn with_config(args: &[String], mode: &str) -> Vec<String> {
+    let mut out = vec![mode.to_string()];
+    out.extend(args.iter().cloned());
+    out
+}
+
+/// The sendmail entry point: queue a message, list the queue, run it.
+fn sendmail(args: &[String]) -> ExitCode {
+    use tinymta::sendmail::{exit, list_queue, parse_args, submit, Mode, Submitter};
+    let options = match parse_args(args) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("sendmail: {e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let path = options
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    let config = match Config::load(&path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("sendmail: {e}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    let result = match options.mode {
+        Mode::Deliver => {
+            let (login, uid) = sys::real_user();
+            let submitter = Submitter { login, uid };
+            let stdin = std::io::stdin();
+            submit(&config, &options, &submitter, &mut stdin.lock()).map(|_| ())
+        }
+        Mode::ListQueue => list_queue(&config).map(|text| print!("{text}")),
+        Mode::RunQueue => return flush(&config),
+        Mode::Smtp => {
+            eprintln!("sendmail: -bs is not supported yet; use SMTP on a listener");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => {
+            eprintln!("sendmail: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+/// `tinymta flush`, `sendmail -q`: asks the running daemon (its pid is in
+/// `pid_file`) to run the queue now.
+fn flush(config: &Config) -> ExitCode {
+    let Some(pid_file) = &config.pid_file else {
+        eprintln!("tinymta flush: no pid_file in the config, so the daemon cannot be found");
+        return ExitCode::from(tinymta::sendmail::exit::CONFIG);
+    };
+    let pid = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok());
+    let Some(pid) = pid else {
+        eprintln!("tinymta flush: no daemon pid in {}", pid_file.display());
+        return ExitCode::from(tinymta::sendmail::exit::TEMPFAIL);
+    };
+    match sys::send_signal(pid, Signal::RunQueue) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tinymta flush: cannot signal the daemon (pid {pid}): {e}");
+            ExitCode::from(tinymta::sendmail::exit::TEMPFAIL)
+        }
+    }
+}
+
 /// `tinymta passwd NAME`: reads a password from standard input (its first
 /// line) and prints the line for the `auth_users` file.
 fn passwd(args: &[String]) -> ExitCode {
@@ -159,6 +253,10 @@ fn run_daemon(config: Config, config_path: PathBuf) -> Result<std::convert::Infa
     let users = load_users(&config)?;
     let server_tls = load_server_tls(&config)?;
     warn_about_risky_settings(&config);
+    if let Some(pid_file) = &config.pid_file {
+        std::fs::write(pid_file, format!("{}\n", std::process::id()))
+            .map_err(|e| format!("pid_file {}: {e}", pid_file.display()))?;
+    }
     if let Some(account) = &account {
         sys::drop_privileges(account)?;
     }
@@ -336,6 +434,12 @@ fn prepare_directories(config: &Config, account: &sys::Account) -> Result<(), St
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             std::os::unix::fs::chown(dir, Some(account.uid), Some(account.gid))
                 .map_err(|e| format!("cannot give {} to {}: {e}", dir.display(), account.name))?;
+            // The queue holds everyone's mail: for the mail user alone.
+            if dir.starts_with(&config.spool_dir) {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                    .map_err(|e| format!("cannot protect {}: {e}", dir.display()))?;
+            }
         }
     }
     let problems = ownership_problems(config, account.uid);

@@ -85,6 +85,26 @@ pub fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// The real user running this process: its login name and uid (the name
+/// is the uid in digits when the password database does not know it).
+pub fn real_user() -> (String, u32) {
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: all pointers point at live, correctly sized storage.
+    let name = unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
+        if rc == 0 && !result.is_null() {
+            Some(CStr::from_ptr(pwd.pw_name).to_string_lossy().into_owned())
+        } else {
+            None
+        }
+    };
+    (name.unwrap_or_else(|| uid.to_string()), uid)
+}
+
 /// Whether this process runs with root's effective user id.
 pub fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.

@@ -31,6 +31,9 @@ use crate::spool::queue::{QueueEnvelope, Recipient, RecipientState};
 use crate::spool::{Spool, SpoolError};
 use crate::time::unix_now;
 
+/// How often new/ is looked at for mail queued by other processes.
+const SPOOL_WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Messages sent over one connection per job; more make another job, so
 /// that several workers can share a large queue for one destination.
 const MAX_MESSAGES_PER_JOB: usize = 100;
@@ -192,7 +195,15 @@ impl Scheduler {
 
     fn run(mut self, events: Receiver<Event>) {
         let mut scan_due = true;
+        let mut seen_change = None;
         loop {
+            // Mail queued by `sendmail` (another process) shows as a change
+            // of new/; a look at its mtime each second finds it.
+            let change = self.spool.last_change();
+            if change != seen_change {
+                seen_change = change;
+                scan_due = true;
+            }
             if scan_due {
                 self.waker.pending.store(false, Ordering::SeqCst);
                 let scan = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.scan()));
@@ -216,7 +227,8 @@ impl Scheduler {
         }
     }
 
-    /// Until the next retry, at most `queue_interval`.
+    /// Until the next retry, at most `queue_interval`, and at most a
+    /// second so that new/ is watched.
     fn next_wake(&self) -> Duration {
         let now = Instant::now();
         self.retry_at
@@ -225,6 +237,7 @@ impl Scheduler {
             .min()
             .unwrap_or(self.config().queue_interval)
             .min(self.config().queue_interval)
+            .min(SPOOL_WATCH_INTERVAL)
             .max(Duration::from_millis(10))
     }
 

@@ -7,9 +7,10 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::address::{Mailbox, Path};
+use super::address::{parse_mailbox, Mailbox, Path};
 use super::command::{parse_command, Body, Command};
 use super::reply::{self, Reply};
+use crate::aliases::{Aliases, Target};
 use crate::auth::{base64_decode, Users};
 use crate::config::Config;
 use crate::deliver::local::mailbox_name;
@@ -335,6 +336,14 @@ impl Session {
             if mailbox_name(&recipient).is_none() {
                 return reply::bad_mailbox_name();
             }
+            if let Some(aliases) = &self.config.alias_table {
+                for target in expand_alias(aliases, &recipient, &self.config) {
+                    if !envelope.recipients.contains(&target) {
+                        envelope.recipients.push(target);
+                    }
+                }
+                return reply::ok_recipient();
+            }
         } else if !may_relay {
             return reply::relay_denied();
         }
@@ -487,6 +496,36 @@ impl Session {
         header.push_str(&format!(";\r\n\t{date}\r\n"));
         header
     }
+}
+
+/// The mailboxes a local recipient stands for, through the aliases. Local
+/// names keep the recipient's domain.
+pub fn expand_alias(aliases: &Aliases, recipient: &Mailbox, config: &Config) -> Vec<Mailbox> {
+    let name = recipient.local_unquoted().to_ascii_lowercase();
+    let mut out = Vec::new();
+    for target in aliases.expand(&name, &|domain| config.is_local_domain(domain)) {
+        let mailbox = match target {
+            Target::Local(local) => Mailbox {
+                local,
+                domain: recipient.domain.clone(),
+            },
+            Target::Address(address) => match parse_mailbox(&address) {
+                Ok(mailbox) => mailbox,
+                Err(e) => {
+                    log::warn!("alias target {address:?} of {name}: {e}");
+                    continue;
+                }
+            },
+        };
+        if mailbox_name(&mailbox).is_none() && config.is_local_domain(&mailbox.domain) {
+            log::warn!("alias target {mailbox} of {name} is no usable mailbox name");
+            continue;
+        }
+        if !out.contains(&mailbox) {
+            out.push(mailbox);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -763,6 +802,31 @@ mod tests {
                 (plain.as_str(), "538 5.7.11"),
             ],
         );
+    }
+
+    #[test]
+    fn local_recipients_go_through_the_aliases() {
+        let mut config = Config::parse(
+            "hostname = box.lan\nlocal_domains = box.lan\n",
+            FsPath::new("t.conf"),
+        )
+        .unwrap();
+        config.alias_table = Some(Arc::new(
+            Aliases::parse("root: ops@example.org, admin\nadmin: admin\n").unwrap(),
+        ));
+        let mut s = Session::new(Arc::new(config), "127.0.0.1".parse().unwrap());
+        dialogue(
+            &mut s,
+            &[
+                ("EHLO c", "250"),
+                ("MAIL FROM:<cron@box.lan>", "250 2.1.0"),
+                ("RCPT TO:<root@box.lan>", "250 2.1.5"),
+                ("RCPT TO:<admin@box.lan>", "250 2.1.5"),
+            ],
+        );
+        let envelope = s.take_envelope().unwrap();
+        let got: Vec<String> = envelope.recipients.iter().map(|r| r.to_string()).collect();
+        assert_eq!(got, ["ops@example.org", "admin@box.lan"]);
     }
 
     #[test]

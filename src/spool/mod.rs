@@ -148,6 +148,11 @@ impl Spool {
         }
     }
 
+    /// When `new/` last changed: a new entry renamed in, or one removed.
+    pub fn last_change(&self) -> Option<std::time::SystemTime> {
+        fs::metadata(&self.new).and_then(|m| m.modified()).ok()
+    }
+
     /// The ids of all queue entries, oldest name first.
     pub fn list(&self) -> Result<Vec<String>, SpoolError> {
         let mut ids = Vec::new();

@@ -1,0 +1,568 @@
+//! The sendmail-compatible entry point: what cron, smartd and scripts call
+//! as /usr/sbin/sendmail. It reads one message from standard input and
+//! queues it into the spool with the same durable write as the server, so it
+//! works while the daemon is stopped; the daemon notices the new entry.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use crate::config::Config;
+use crate::smtp::address::{parse_mailbox, Mailbox};
+use crate::smtp::session::expand_alias;
+use crate::spool::queue::{QueueEnvelope, Recipient};
+use crate::spool::{Spool, SpoolError};
+use crate::time::{rfc5322_date, unix_now};
+
+/// sysexits(3) codes, as sendmail uses them.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const USAGE: u8 = 64;
+    pub const DATAERR: u8 = 65;
+    pub const NOUSER: u8 = 67;
+    pub const SOFTWARE: u8 = 70;
+    pub const TEMPFAIL: u8 = 75;
+    pub const CONFIG: u8 = 78;
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Read a message and queue it (`-bm`, the default).
+    Deliver,
+    /// List the queue (`-bp`, `mailq`).
+    ListQueue,
+    /// Run the queue now (`-q`).
+    RunQueue,
+    /// Speak SMTP on standard input and output (`-bs`).
+    Smtp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub mode: Mode,
+    pub recipients: Vec<String>,
+    /// `-t`: recipients from To:, Cc: and Bcc: (Bcc: is then removed).
+    pub from_headers: bool,
+    /// `-i`, `-oi`: a line with a single dot does not end the message.
+    pub ignore_dots: bool,
+    /// `-f ADDR`, `-r ADDR`: the envelope sender.
+    pub sender: Option<String>,
+    /// `-F NAME`: the full name for a From: header we add.
+    pub full_name: Option<String>,
+    /// `-C FILE`: another config file.
+    pub config: Option<PathBuf>,
+}
+
+/// Parses sendmail's command line (without the program name).
+pub fn parse_args(args: &[String]) -> Result<Options, String> {
+    let mut options = Options {
+        mode: Mode::Deliver,
+        recipients: Vec::new(),
+        from_headers: false,
+        ignore_dots: false,
+        sender: None,
+        full_name: None,
+        config: None,
+    };
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        i += 1;
+        if arg == "--" {
+            options.recipients.extend(args[i..].iter().cloned());
+            break;
+        }
+        if !arg.starts_with('-') || arg == "-" {
+            options.recipients.push(arg.clone());
+            continue;
+        }
+        let flag = &arg[1..2];
+        let attached = &arg[2..];
+        // A flag's value, attached (`-fme`) or as the next word (`-f me`).
+        let value = |i: &mut usize| -> Result<String, String> {
+            if !attached.is_empty() {
+                return Ok(attached.to_string());
+            }
+            let next = args
+                .get(*i)
+                .ok_or(format!("option -{flag} needs a value"))?;
+            *i += 1;
+            Ok(next.clone())
+        };
+        match flag {
+            "t" if attached.is_empty() => options.from_headers = true,
+            "i" if attached.is_empty() => options.ignore_dots = true,
+            "f" | "r" => options.sender = Some(value(&mut i)?),
+            "F" => options.full_name = Some(value(&mut i)?),
+            "C" => options.config = Some(PathBuf::from(value(&mut i)?)),
+            "b" => {
+                options.mode = match attached {
+                    "m" => Mode::Deliver,
+                    "p" => Mode::ListQueue,
+                    "s" => Mode::Smtp,
+                    // newaliases: tinymta reads the aliases file itself.
+                    "i" | "I" => Mode::Deliver,
+                    _ => return Err(format!("unsupported mode -b{attached}")),
+                }
+            }
+            // -q, -q15m, -qR...: run the queue.
+            "q" => options.mode = Mode::RunQueue,
+            "o" if attached == "i" => options.ignore_dots = true,
+            // Delivery, error and other -o options of sendmail: no meaning here.
+            "o" => {}
+            // Flags of the same family that take a value: accepted, ignored.
+            "B" | "N" | "R" | "V" | "L" | "X" | "h" | "O" => {
+                value(&mut i)?;
+            }
+            // Verbose, me too, no aliasing, initial submission, errors mode.
+            "v" | "m" | "n" | "U" | "e" | "G" => {}
+            _ => return Err(format!("unknown option {arg}")),
+        }
+    }
+    Ok(options)
+}
+
+/// A failure to queue, with the sysexits code to leave with.
+#[derive(Debug)]
+pub struct SubmitError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl SubmitError {
+    fn new(code: u8, message: impl Into<String>) -> SubmitError {
+        SubmitError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<SpoolError> for SubmitError {
+    fn from(e: SpoolError) -> SubmitError {
+        SubmitError::new(exit::TEMPFAIL, e.to_string())
+    }
+}
+
+/// Who runs this: for the envelope sender and the Received: line.
+pub struct Submitter {
+    pub login: String,
+    pub uid: u32,
+}
+
+/// Reads a message from `input` and queues it; returns its queue id.
+pub fn submit(
+    config: &Config,
+    options: &Options,
+    submitter: &Submitter,
+    input: &mut dyn BufRead,
+) -> Result<String, SubmitError> {
+    let sender = envelope_sender(config, options, submitter)?;
+    let (headers, header_bytes) = read_header_section(input, options.ignore_dots, config)?;
+    let mut recipients: Vec<Mailbox> = Vec::new();
+    let mut add = |address: &str| -> Result<(), SubmitError> {
+        let mailbox = qualify(address, config).map_err(|e| {
+            SubmitError::new(exit::NOUSER, format!("bad recipient {address:?}: {e}"))
+        })?;
+        let expanded = match &config.alias_table {
+            Some(aliases) if config.is_local_domain(&mailbox.domain) => {
+                expand_alias(aliases, &mailbox, config)
+            }
+            _ => vec![mailbox],
+        };
+        for mailbox in expanded {
+            if !recipients.contains(&mailbox) {
+                recipients.push(mailbox);
+            }
+        }
+        Ok(())
+    };
+    for arg in &options.recipients {
+        for address in arg.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+            add(address)?;
+        }
+    }
+    if options.from_headers {
+        for address in header_recipients(&header_bytes) {
+            add(&address)?;
+        }
+    }
+    if recipients.is_empty() {
+        return Err(SubmitError::new(exit::USAGE, "no recipients given"));
+    }
+    let spool = Spool::open(&config.spool_dir)?;
+    let mut message = spool.begin()?;
+    let now = unix_now();
+    let date = rfc5322_date(now);
+    // RFC 5321 4.4: a trace line for local submission, as Postfix writes it.
+    message.write(
+        format!(
+            "Received: by {} (tinymta, from userid {})\r\n\tid {}; {date}\r\n",
+            config.hostname, submitter.uid, message.id
+        )
+        .as_bytes(),
+    )?;
+    let has = |name: &str| headers.iter().any(|h| h.name.eq_ignore_ascii_case(name));
+    let (has_from, has_date, has_id) = (has("From"), has("Date"), has("Message-ID"));
+    for header in &headers {
+        // -t: Bcc: recipients get the message, but nobody sees the line.
+        if options.from_headers && header.name.eq_ignore_ascii_case("Bcc") {
+            continue;
+        }
+        let text = if header.name.eq_ignore_ascii_case("From") {
+            masquerade_text(&header.text, config)
+        } else {
+            header.text.clone()
+        };
+        message.write(text.as_bytes())?;
+    }
+    // RFC 5322 3.6 wants From: and Date:; RFC 6409 8 lets a submission
+    // agent add them and Message-ID:.
+    if !has_from {
+        let from = match (&options.full_name, sender.as_ref()) {
+            (Some(name), Some(sender)) => format!("From: {} <{sender}>\r\n", quote_phrase(name)),
+            (None, Some(sender)) => format!("From: {sender}\r\n"),
+            (_, None) => format!("From: MAILER-DAEMON@{}\r\n", config.hostname),
+        };
+        message.write(from.as_bytes())?;
+    }
+    if !has_date {
+        message.write(format!("Date: {date}\r\n").as_bytes())?;
+    }
+    if !has_id {
+        message
+            .write(format!("Message-ID: <{}@{}>\r\n", message.id, config.hostname).as_bytes())?;
+    }
+    message.write(b"\r\n")?;
+    copy_body(input, options.ignore_dots, &mut |line| message.write(line))?;
+    let id = message.id.clone();
+    let envelope = QueueEnvelope {
+        id: id.clone(),
+        arrival: now,
+        client: "local".to_string(),
+        helo: submitter.login.clone(),
+        sender,
+        body: String::new(),
+        size: message.size(),
+        recipients: recipients.into_iter().map(Recipient::new).collect(),
+    };
+    message.commit(&envelope)?;
+    log::info!(
+        "{id}: accepted from=<{}> client=local uid={} nrcpt={} size={}",
+        envelope.sender_text(),
+        submitter.uid,
+        envelope.recipients.len(),
+        envelope.size
+    );
+    Ok(id)
+}
+
+/// The envelope sender: `force_sender`, else `-f`, else the user at
+/// `qualify_domain`; local domains masqueraded. `None` is `<>`.
+fn envelope_sender(
+    config: &Config,
+    options: &Options,
+    submitter: &Submitter,
+) -> Result<Option<Mailbox>, SubmitError> {
+    let text = match (&config.force_sender, &options.sender) {
+        (Some(forced), _) => forced.clone(),
+        (None, Some(given)) => given
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .to_string(),
+        (None, None) => submitter.login.clone(),
+    };
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let mut mailbox = qualify(&text, config)
+        .map_err(|e| SubmitError::new(exit::DATAERR, format!("bad sender {text:?}: {e}")))?;
+    if let Some(domain) = &config.masquerade_domain {
+        if config.is_local_domain(&mailbox.domain) || mailbox.domain == config.qualify_domain {
+            mailbox.domain = domain.clone();
+        }
+    }
+    Ok(Some(mailbox))
+}
+
+/// `root` -> `root@qualify_domain`; a full address as it is.
+fn qualify(address: &str, config: &Config) -> Result<Mailbox, String> {
+    let address = address.trim().trim_start_matches('<').trim_end_matches('>');
+    if address.contains('@') {
+        parse_mailbox(address)
+    } else {
+        parse_mailbox(&format!("{address}@{}", config.qualify_domain))
+    }
+}
+
+/// The From: header with local domains masqueraded.
+fn masquerade_text(text: &str, config: &Config) -> String {
+    let Some(domain) = &config.masquerade_domain else {
+        return text.to_string();
+    };
+    let mut out = text.to_string();
+    let mut locals: Vec<&String> = config.local_domains.iter().collect();
+    locals.push(&config.qualify_domain);
+    for local in locals {
+        for end in ['>', ' ', ',', '\r'] {
+            let from = format!("@{local}{end}");
+            let to = format!("@{domain}{end}");
+            out = replace_ignore_case(&out, &from, &to);
+        }
+    }
+    out
+}
+
+fn replace_ignore_case(text: &str, from: &str, to: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let needle = from.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = 0;
+    while let Some(pos) = lower[rest..].find(&needle) {
+        out.push_str(&text[rest..rest + pos]);
+        out.push_str(to);
+        rest += pos + needle.len();
+    }
+    out.push_str(&text[rest..]);
+    out
+}
+
+/// RFC 5322 3.2.5: a display name with specials is quoted.
+fn quote_phrase(name: &str) -> String {
+    if name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == ' ' || "!#$%&'*+-/=?^_`{|}~".contains(c))
+    {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+/// One header field with its continuation lines, CRLF line ends.
+#[derive(Debug, Clone)]
+struct Header {
+    name: String,
+    text: String,
+}
+
+/// Reads the header section (up to the empty line, or the first line that
+/// is no header field, which then starts the body). Returns the fields and
+/// their raw text for parsing.
+fn read_header_section(
+    input: &mut dyn BufRead,
+    ignore_dots: bool,
+    config: &Config,
+) -> Result<(Vec<Header>, Vec<u8>), SubmitError> {
+    let mut headers: Vec<Header> = Vec::new();
+    let mut raw = Vec::new();
+    loop {
+        let buf = input
+            .fill_buf()
+            .map_err(|e| SubmitError::new(exit::SOFTWARE, e.to_string()))?;
+        if buf.is_empty() {
+            return Ok((headers, raw));
+        }
+        // Peek at the next line without taking it, in case it is body.
+        let end = buf
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(buf.len(), |p| p + 1);
+        let line = String::from_utf8_lossy(&buf[..end]).into_owned();
+        let content = line.trim_end_matches(['\r', '\n']);
+        let is_continuation = content.starts_with([' ', '\t']) && !headers.is_empty();
+        let is_field = content.split_once(':').is_some_and(|(name, _)| {
+            !name.is_empty() && name.bytes().all(|b| (33..=126).contains(&b))
+        });
+        if content.is_empty() {
+            input.consume(end);
+            return Ok((headers, raw));
+        }
+        if !ignore_dots && content == "." {
+            // The end of the whole message, before any body.
+            return Ok((headers, raw));
+        }
+        if !is_continuation && !is_field {
+            return Ok((headers, raw));
+        }
+        input.consume(end);
+        raw.extend_from_slice(content.as_bytes());
+        raw.extend_from_slice(b"\r\n");
+        if raw.len() as u64 > config.max_header_size {
+            return Err(SubmitError::new(exit::DATAERR, "header section too large"));
+        }
+        if is_continuation {
+            let last = headers.last_mut().expect("a field to continue");
+            last.text.push_str(content);
+            last.text.push_str("\r\n");
+        } else {
+            let name = content
+                .split_once(':')
+                .map(|(n, _)| n.to_string())
+                .unwrap_or_default();
+            headers.push(Header {
+                name,
+                text: format!("{content}\r\n"),
+            });
+        }
+    }
+}
+
+/// The rest of the input, line by line with CRLF line ends; a lone dot ends
+/// it unless `ignore_dots`. A bare CR is kept out (RFC 5321 2.3.8).
+fn copy_body(
+    input: &mut dyn BufRead,
+    ignore_dots: bool,
+    write: &mut dyn FnMut(&[u8]) -> Result<(), SpoolError>,
+) -> Result<(), SubmitError> {
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = input
+            .read_until(b'\n', &mut line)
+            .map_err(|e| SubmitError::new(exit::SOFTWARE, e.to_string()))?;
+        if n == 0 {
+            return Ok(());
+        }
+        while matches!(line.last(), Some(b'\n' | b'\r')) {
+            line.pop();
+        }
+        if !ignore_dots && line == b"." {
+            return Ok(());
+        }
+        for b in line.iter_mut() {
+            if *b == b'\r' {
+                *b = b' ';
+            }
+        }
+        line.extend_from_slice(b"\r\n");
+        write(&line)?;
+    }
+}
+
+/// Addresses in To:, Cc: and Bcc:, read with mail-parser. A panic there
+/// (crafted headers have made it panic before) costs this submission only.
+fn header_recipients(raw_headers: &[u8]) -> Vec<String> {
+    let parsed = std::panic::catch_unwind(|| {
+        let mut found = Vec::new();
+        if let Some(message) = mail_parser::MessageParser::new().parse_headers(raw_headers) {
+            for list in [message.to(), message.cc(), message.bcc()]
+                .into_iter()
+                .flatten()
+            {
+                for address in list.iter() {
+                    if let Some(email) = address.address() {
+                        found.push(email.to_string());
+                    }
+                }
+            }
+        }
+        found
+    });
+    parsed.unwrap_or_default()
+}
+
+/// `mailq`, `sendmail -bp`: one entry per message with its id, size, age and
+/// sender, then each recipient with its state, attempts and last error.
+pub fn list_queue(config: &Config) -> Result<String, SubmitError> {
+    let spool = Spool::open(&config.spool_dir)?;
+    let ids = spool.list()?;
+    let now = unix_now();
+    let mut out = String::new();
+    if ids.is_empty() {
+        out.push_str("Mail queue is empty\n");
+        return Ok(out);
+    }
+    out.push_str("Queue ID            Size    Age     Sender / recipients\n");
+    let mut count = 0;
+    for id in &ids {
+        let envelope = match spool.read_envelope(id) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                out.push_str(&format!("{id:<19} (unreadable: {e})\n"));
+                continue;
+            }
+        };
+        count += 1;
+        out.push_str(&format!(
+            "{:<19} {:<7} {:<7} <{}>\n",
+            envelope.id,
+            envelope.size,
+            age(now.saturating_sub(envelope.arrival)),
+            envelope.sender_text()
+        ));
+        for r in &envelope.recipients {
+            let state = match r.state {
+                crate::spool::queue::RecipientState::Queued => "queued",
+                crate::spool::queue::RecipientState::Delivered => "delivered",
+                crate::spool::queue::RecipientState::Failed => "failed",
+            };
+            out.push_str(&format!(
+                "                                    <{}> {state}, {} attempt{}",
+                r.address,
+                r.attempts,
+                if r.attempts == 1 { "" } else { "s" }
+            ));
+            if let Some(error) = &r.last_error {
+                out.push_str(&format!(": {error}"));
+            }
+            out.push('\n');
+        }
+    }
+    out.push_str(&format!(
+        "-- {count} message{} in the queue\n",
+        if count == 1 { "" } else { "s" }
+    ));
+    Ok(out)
+}
+
+/// `90` -> `1m`, `7200` -> `2h`: the age of a message at a glance.
+fn age(secs: u64) -> String {
+    match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m", secs / 60),
+        3600..=86399 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Result<Options, String> {
+        let words: Vec<String> = line.split_whitespace().map(String::from).collect();
+        parse_args(&words)
+    }
+
+    #[test]
+    fn alert_tool_command_lines() {
+        let o = args("-oi -t").unwrap();
+        assert!(o.ignore_dots && o.from_headers && o.recipients.is_empty());
+        let o = args("-i -f cron@box -F Cron root ops@example.org").unwrap();
+        assert_eq!(o.sender.as_deref(), Some("cron@box"));
+        assert_eq!(o.full_name.as_deref(), Some("Cron"));
+        assert_eq!(o.recipients, ["root", "ops@example.org"]);
+        let o = args("-fsmartd@box -odi -oem -v -- -weird").unwrap();
+        assert_eq!(o.sender.as_deref(), Some("smartd@box"));
+        assert_eq!(o.recipients, ["-weird"]);
+        assert_eq!(args("-bp").unwrap().mode, Mode::ListQueue);
+        assert_eq!(args("-q").unwrap().mode, Mode::RunQueue);
+        assert_eq!(args("-q15m").unwrap().mode, Mode::RunQueue);
+        assert_eq!(args("-bs").unwrap().mode, Mode::Smtp);
+        assert_eq!(
+            args("-B 8BITMIME -N never root").unwrap().recipients,
+            ["root"]
+        );
+        assert_eq!(args("-x root").unwrap_err(), "unknown option -x");
+        assert_eq!(args("-bd").unwrap_err(), "unsupported mode -bd");
+        assert_eq!(args("-f").unwrap_err(), "option -f needs a value");
+    }
+
+    #[test]
+    fn phrases_are_quoted_when_needed() {
+        assert_eq!(quote_phrase("Cron Daemon"), "Cron Daemon");
+        assert_eq!(quote_phrase("Doe, John"), "\"Doe, John\"");
+    }
+}

@@ -1,0 +1,282 @@
+//! The sendmail entry point, aliases, mailq and flush, as alert tools and
+//! admins use them.
+
+mod support;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use support::peers::{free_port_on, SmtpSink};
+use support::{Dnsmasq, Server};
+
+/// Runs `program args` with `input` on stdin: (exit code, stdout, stderr).
+fn run(program: &Path, args: &[&str], input: &[u8]) -> (Option<i32>, String, String) {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `tinymta sendmail -C <server's config> args...`
+fn sendmail(server: &Server, args: &[&str], input: &[u8]) -> (Option<i32>, String, String) {
+    let config = server.config_path();
+    let mut all = vec!["sendmail", "-C", config.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run(&support::binary(), &all, input)
+}
+
+fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
+    message
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+}
+
+#[test]
+fn queued_while_the_daemon_is_stopped_with_the_missing_headers_added() {
+    let mut server = Server::start("qualify_domain = box.lan\nlocal_domains = mx.test, box.lan");
+    server.kill();
+    let (code, out, err) = sendmail(
+        &server,
+        &["-oi", "root"],
+        b"Subject: disk 91% full\n\n/dev/sda1 is nearly full\n.\nthe dot above stays\n",
+    );
+    assert_eq!((code, out.as_str(), err.as_str()), (Some(0), "", ""));
+    assert_eq!(server.queue_files().len(), 2, "one entry queued");
+    server.restart();
+    let mail = server.wait_for_mail("root", 1);
+    let text = String::from_utf8_lossy(&mail[0]).into_owned();
+    assert!(text.starts_with("Return-Path: <root@box.lan>\nDelivered-To: root@box.lan\nReceived: by mx.test (tinymta, from userid "), "{text}");
+    assert_eq!(header(&text, "From"), Some("root@box.lan"));
+    assert!(
+        header(&text, "Date").is_some_and(|d| d.ends_with(" +0000")),
+        "{text}"
+    );
+    assert!(
+        header(&text, "Message-ID").is_some_and(|m| m.ends_with("@mx.test>")),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("\n\n/dev/sda1 is nearly full\n.\nthe dot above stays\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn recipients_from_the_headers_and_bcc_removed() {
+    let server = Server::start("");
+    let (code, _, err) = sendmail(
+        &server,
+        &["-t", "-f", "cron@mx.test", "-F", "Cron Daemon", "extra"],
+        b"To: Alice <alice@mx.test>\nCc: bob@mx.test, \"Carol C.\" <carol@mx.test>\nBcc: hidden@mx.test\n\
+          Subject: nightly\n\nall good\n.\n",
+    );
+    assert_eq!((code, err.as_str()), (Some(0), ""));
+    for user in ["alice", "bob", "carol", "hidden", "extra"] {
+        let mail = server.wait_for_mail(user, 1);
+        let text = String::from_utf8_lossy(&mail[0]).into_owned();
+        assert!(text.starts_with("Return-Path: <cron@mx.test>\n"), "{text}");
+        assert_eq!(
+            header(&text, "Bcc"),
+            None,
+            "Bcc: is not shown to {user}:\n{text}"
+        );
+        if user != "hidden" {
+            assert!(!text.contains("hidden@"), "{text}");
+        }
+        assert_eq!(header(&text, "From"), Some("Cron Daemon <cron@mx.test>"));
+        // The lone dot ended the message (no -i).
+        assert!(text.ends_with("\n\nall good\n"), "{text}");
+    }
+}
+
+#[test]
+fn a_running_daemon_delivers_what_sendmail_queued() {
+    let server = Server::start("");
+    // Called through a symlink named sendmail, as /usr/sbin/sendmail is.
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("sendmail");
+    std::os::unix::fs::symlink(support::binary(), &link).unwrap();
+    let config = server.config_path();
+    let (code, _, err) = run(
+        &link,
+        &["-C", config.to_str().unwrap(), "ops@mx.test"],
+        b"Subject: hello\n\nfrom a script\n",
+    );
+    assert_eq!((code, err.as_str()), (Some(0), ""));
+    let mail = server.wait_for_mail("ops", 1);
+    assert!(String::from_utf8_lossy(&mail[0]).ends_with("from a script\n"));
+    server.wait_for_empty_queue();
+}
+
+#[test]
+fn masquerading_and_a_forced_sender() {
+    let server = Server::start(
+        "qualify_domain = router.lan\nlocal_domains = mx.test, router.lan\nmasquerade_domain = example.org",
+    );
+    let (code, _, _) = sendmail(
+        &server,
+        &["-f", "watchdog", "ops@mx.test"],
+        b"From: watchdog@router.lan (Watchdog)\nSubject: reboot\n\nrebooted\n",
+    );
+    assert_eq!(code, Some(0));
+    let text = String::from_utf8_lossy(&server.wait_for_mail("ops", 1)[0]).into_owned();
+    assert!(
+        text.starts_with("Return-Path: <watchdog@example.org>\n"),
+        "{text}"
+    );
+    assert_eq!(
+        header(&text, "From"),
+        Some("watchdog@example.org (Watchdog)")
+    );
+    let forced = Server::start("force_sender = alerts@example.org");
+    let (code, _, _) = sendmail(
+        &forced,
+        &["-f", "someone@else.test", "ops@mx.test"],
+        b"Subject: x\n\ny\n",
+    );
+    assert_eq!(code, Some(0));
+    let text = String::from_utf8_lossy(&forced.wait_for_mail("ops", 1)[0]).into_owned();
+    assert!(
+        text.starts_with("Return-Path: <alerts@example.org>\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn aliases_reach_a_real_mailbox_through_loops_and_the_catch_all() {
+    let port = free_port_on("127.0.0.17");
+    let dns = Dnsmasq::start(&["--host-record=alerts.test,127.0.0.17"]);
+    let sink = SmtpSink::start(format!("127.0.0.17:{port}").parse().unwrap(), &[]);
+    let dir = support::test_dir();
+    let aliases = dir.path().join("aliases");
+    std::fs::write(
+        &aliases,
+        "# who reads what\nroot: admin,\n  ops@alerts.test\nadmin: admin, root\npostmaster: root\n*: catchall\n",
+    )
+    .unwrap();
+    let server = Server::start(&format!(
+        "{}\nmx_port = {port}\naliases = {}",
+        dns.config_line(),
+        aliases.display()
+    ));
+    let (code, _, err) = sendmail(&server, &["root"], b"Subject: smartd\n\nsda failing\n");
+    assert_eq!((code, err.as_str()), (Some(0), ""));
+    let got = sink.wait_for(1);
+    assert_eq!(got[0].rcpt_to, ["<ops@alerts.test>"]);
+    server.wait_for_mail("admin", 1);
+    // SMTP mail to a local name goes through the same table.
+    server.greeted().send_message(
+        "a@far.test",
+        &["nosuchuser@mx.test"],
+        b"Subject: who\r\n\r\nx\r\n.\r\n",
+    );
+    server.wait_for_mail("catchall", 1);
+    server.wait_for_empty_queue();
+    assert_eq!(server.mail_count("root"), 0);
+    // A broken aliases file is a config error with its line.
+    std::fs::write(&aliases, "root: ops@alerts.test\nthis is not an alias\n").unwrap();
+    let (code, _, err) =
+        support::run_tinymta(&["-t", "-c", server.config_path().to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains(&format!(
+            "aliases: {}:2: expected `name: target, ...`",
+            aliases.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn mailq_shows_a_deferred_message_and_flush_sends_it() {
+    let port = free_port_on("127.0.0.18");
+    let dns = Dnsmasq::start(&["--host-record=later.test,127.0.0.18"]);
+    let dir = support::test_dir();
+    let pid_file = dir.path().join("tinymta.pid");
+    let server = Server::start(&format!(
+        "{}\nmx_port = {port}\npid_file = {}",
+        dns.config_line(),
+        pid_file.display()
+    ));
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap(),
+        format!("{}\n", server.pid())
+    );
+    let (code, _, _) = sendmail(
+        &server,
+        &["-f", "cron@mx.test", "ops@later.test"],
+        b"Subject: later\n\nx\n",
+    );
+    assert_eq!(code, Some(0));
+    let id = server.queue_files()[0].trim_end_matches(".env").to_string();
+    server.wait_for_envelope_containing(&id, "recipient: queued attempts=1");
+    let config = server.config_path();
+    let (code, out, _) = run(
+        &support::binary(),
+        &["mailq", "-C", config.to_str().unwrap()],
+        b"",
+    );
+    assert_eq!(code, Some(0));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        "Queue ID            Size    Age     Sender / recipients"
+    );
+    assert!(lines[1].starts_with(&format!("{id:<19} ")), "{out}");
+    assert!(lines[1].ends_with(" <cron@mx.test>"), "{out}");
+    assert!(
+        lines[2].trim_start().starts_with(&format!(
+            "<ops@later.test> queued, 1 attempt: 4.4.1 connect to later.test[127.0.0.18]:{port}: "
+        )),
+        "{out}"
+    );
+    assert_eq!(lines[3], "-- 1 message in the queue");
+    // The upstream comes back; flush instead of waiting an hour.
+    let sink = SmtpSink::start(format!("127.0.0.18:{port}").parse().unwrap(), &[]);
+    let (code, _, err) = run(
+        &support::binary(),
+        &["flush", "-C", config.to_str().unwrap()],
+        b"",
+    );
+    assert_eq!((code, err.as_str()), (Some(0), ""));
+    sink.wait_for(1);
+    server.wait_for_empty_queue();
+    let (_, out, _) = sendmail(&server, &["-bp"], b"");
+    assert_eq!(out, "Mail queue is empty\n");
+}
+
+#[test]
+fn bad_command_lines_get_sendmail_exit_codes() {
+    let server = Server::start("");
+    let (code, _, err) = sendmail(&server, &["-Z", "root"], b"x\n");
+    assert_eq!(
+        (code, err.as_str()),
+        (Some(64), "sendmail: unknown option -Z\n")
+    );
+    let (code, _, err) = sendmail(&server, &[], b"Subject: x\n\ny\n");
+    assert_eq!(
+        (code, err.as_str()),
+        (Some(64), "sendmail: no recipients given\n")
+    );
+    let (code, _, err) = sendmail(&server, &["bad address@"], b"Subject: x\n\ny\n");
+    assert_eq!(code, Some(67), "{err}");
+    let (code, _, err) = run(
+        &support::binary(),
+        &["sendmail", "-C", "/nonexistent.conf", "root"],
+        b"",
+    );
+    assert_eq!(code, Some(78), "{err}");
+    assert!(server.queue_files().is_empty());
+}
