@@ -71,6 +71,8 @@ impl std::fmt::Display for HostPort {
 pub enum LogTarget {
     Stderr,
     File(PathBuf),
+    /// Datagrams to `syslog_socket`, facility mail.
+    Syslog,
 }
 
 #[derive(Debug, Clone)]
@@ -472,11 +474,13 @@ impl Config {
             "log" => {
                 self.log = if value == "stderr" {
                     LogTarget::Stderr
+                } else if value == "syslog" {
+                    LogTarget::Syslog
                 } else if value.starts_with('/') || value.starts_with('.') {
                     LogTarget::File(PathBuf::from(value))
                 } else {
                     return Err(format!(
-                        "expected `stderr` or a file path (starting with / or .), found {value:?}"
+                        "expected `stderr`, `syslog` or a file path (starting with / or .), found {value:?}"
                     ));
                 }
             }

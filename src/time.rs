@@ -31,6 +31,23 @@ pub fn rfc5322_date(unix_secs: u64) -> String {
     )
 }
 
+/// `Nov 22 16:36:47`: the RFC 3164 timestamp, in UTC.
+pub fn syslog_timestamp(unix_secs: u64) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (_, month, day) = civil_from_days((unix_secs / 86400) as i64);
+    let secs = unix_secs % 86400;
+    format!(
+        "{} {:>2} {:02}:{:02}:{:02}",
+        MONTHS[(month - 1) as usize],
+        day,
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
 /// Days since 1970-01-01 -> (year, month 1-12, day 1-31), proleptic Gregorian
 /// (the era-based method of H. Hinnant's "chrono-Compatible Low-Level Date Algorithms").
 fn civil_from_days(days: i64) -> (i64, u32, u32) {

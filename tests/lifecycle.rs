@@ -227,3 +227,56 @@ fn sigusr1_runs_deferred_mail_now() {
     server.wait_for_empty_queue();
     assert!(server.log().contains("flushing the queue"));
 }
+
+#[test]
+fn syslog_records_reach_the_socket_with_facility_mail() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::net::UnixDatagram;
+    let dir = support::test_dir();
+    let path = dir.path().join("log.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    // Like /dev/log: anyone may write (the server may run as nobody).
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+    socket.set_read_timeout(Some(support::WAIT)).unwrap();
+    let server = Server::start(&format!(
+        "log = syslog\nsyslog_socket = {}\nlog_level = info",
+        path.display()
+    ));
+    let mut records = Vec::new();
+    let read_until = |needle: &str, records: &mut Vec<String>| loop {
+        let mut buf = [0u8; 2048];
+        let n = socket.recv(&mut buf).expect("a syslog datagram");
+        let record = String::from_utf8_lossy(&buf[..n]).into_owned();
+        records.push(record.clone());
+        if record.contains(needle) {
+            return record;
+        }
+    };
+    let started = read_until("started", &mut records);
+    // <PRI> is facility mail (2) * 8 + info (6) = 22.
+    let prefix = format!(
+        " tinymta[{}]: tinymta {} started: ",
+        server.pid(),
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(started.starts_with("<22>"), "{started}");
+    assert_eq!(
+        &started[4..7],
+        &tinymta::time::syslog_timestamp(0)[..3].replace("Jan", &started[4..7])
+    );
+    assert!(started[19..].starts_with(&prefix), "{started}");
+    let id = server.greeted().send_message(
+        "a@mx.test",
+        &["root@mx.test"],
+        b"Subject: s\r\n\r\nx\r\n.\r\n",
+    );
+    let accepted = read_until(&format!("{id}: accepted"), &mut records);
+    assert!(accepted.starts_with("<22>"), "{accepted}");
+    assert!(!accepted.contains('\n'));
+    assert!(
+        !records
+            .iter()
+            .any(|r| r.contains("DEBUG") || r.starts_with("<23>")),
+        "log_level = info"
+    );
+}
