@@ -4,7 +4,7 @@ CONFIG ?= etc/tinymta.conf
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: build run test lint release install clean
+.PHONY: build run test lint release install clean static size test-qemu
 
 build:
 	$(CARGO) build
@@ -14,11 +14,13 @@ run: build
 	mkdir -p var
 	./target/debug/tinymta -c $(CONFIG)
 
-# What CI runs: formatting, lints, then every unit and integration test.
+# What CI runs: formatting, lints, every unit and integration test, then
+# the integration tests again against the aarch64 musl binary under qemu.
 test:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
+	$(MAKE) test-qemu
 
 release:
 	$(CARGO) build --release
@@ -31,3 +33,40 @@ install: release
 clean:
 	$(CARGO) clean
 	rm -rf var
+
+# Cross builds without a container engine: rustup's target and Debian's
+# cross gcc (gcc-aarch64-linux-gnu, gcc-arm-linux-gnueabihf, musl-tools).
+# The musl targets give one static binary. `cross` (cross/Cross.toml) builds
+# the same targets in containers where an engine runs.
+TARGET ?= x86_64-unknown-linux-musl
+STATIC_TARGETS = x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf armv7-unknown-linux-musleabihf
+CC_x86_64-unknown-linux-musl = musl-gcc
+CC_aarch64-unknown-linux-musl = aarch64-linux-gnu-gcc
+CC_armv7-unknown-linux-gnueabihf = arm-linux-gnueabihf-gcc
+CC_armv7-unknown-linux-musleabihf = arm-linux-gnueabihf-gcc
+CC_arm-unknown-linux-musleabihf = arm-linux-gnueabihf-gcc
+target_env = $(shell echo $(1) | tr 'a-z-' 'A-Z_')
+target_cc = $(CC_$(1))
+
+static:
+	@test -n "$(call target_cc,$(TARGET))" || { echo "no cross compiler known for $(TARGET)"; exit 1; }
+	rustup target add $(TARGET) >/dev/null
+	CARGO_TARGET_$(call target_env,$(TARGET))_LINKER=$(call target_cc,$(TARGET)) \
+	CC_$(subst -,_,$(TARGET))=$(call target_cc,$(TARGET)) \
+	$(CARGO) build --release --target $(TARGET)
+	@ls -l target/$(TARGET)/release/tinymta
+
+# Stripped size of the release binary for each target.
+size:
+	@for t in $(STATIC_TARGETS); do $(MAKE) -s static TARGET=$$t >/dev/null 2>&1 || echo "$$t: build failed"; done
+	@printf '%-34s %10s  %s\n' target bytes linkage
+	@for t in $(STATIC_TARGETS); do f=target/$$t/release/tinymta; \
+	  [ -f $$f ] && printf '%-34s %10s  %s\n' $$t $$(stat -c %s $$f) \
+	  "$$(file -b $$f | grep -o 'statically linked\|dynamically linked')"; done
+
+# The whole integration suite against the aarch64 musl binary, run by
+# qemu-aarch64-static (no binfmt needed: the tests start it through the runner).
+test-qemu:
+	$(MAKE) static TARGET=aarch64-unknown-linux-musl
+	TINYMTA_BIN=$(CURDIR)/target/aarch64-unknown-linux-musl/release/tinymta \
+	TINYMTA_RUNNER=qemu-aarch64-static $(CARGO) test --test '*'

@@ -5,14 +5,14 @@ mod support;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use support::peers::{free_port_on, SmtpSink};
 use support::{Dnsmasq, Server};
 
 /// Runs `program args` with `input` on stdin: (exit code, stdout, stderr).
 fn run(program: &Path, args: &[&str], input: &[u8]) -> (Option<i32>, String, String) {
-    let mut child = Command::new(program)
+    let mut child = support::tinymta_command_for(program)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

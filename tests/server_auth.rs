@@ -11,7 +11,7 @@ use support::{run_tinymta, Client, Server};
 
 /// A users file with box:s3cret, made by `tinymta passwd`.
 fn users_file(dir: &std::path::Path) -> std::path::PathBuf {
-    let mut child = Command::new(support::binary())
+    let mut child = support::tinymta_command()
         .args(["passwd", "box"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

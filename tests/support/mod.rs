@@ -22,9 +22,27 @@ pub fn binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_tinymta")))
 }
 
+/// A command that runs `program` (the binary, or a link to it), through
+/// `TINYMTA_RUNNER` when set: `qemu-aarch64-static` for a cross-built one.
+pub fn tinymta_command_for(program: &Path) -> Command {
+    match std::env::var_os("TINYMTA_RUNNER") {
+        Some(runner) => {
+            let mut command = Command::new(runner);
+            command.arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
+/// A command that runs the binary under test.
+pub fn tinymta_command() -> Command {
+    tinymta_command_for(&binary())
+}
+
 /// Runs the binary once with `args` (not as a server) and returns (exit code, stdout, stderr).
 pub fn run_tinymta<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (Option<i32>, String, String) {
-    let out = Command::new(binary())
+    let out = tinymta_command()
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -151,7 +169,7 @@ impl Server {
     /// Starts the server on `self.port`; false if it exited at once.
     fn launch(&mut self) -> bool {
         self.write_config();
-        let child = Command::new(binary())
+        let child = tinymta_command()
             .arg("-c")
             .arg(self.config_path())
             .stdin(Stdio::null())
