@@ -151,6 +151,12 @@ fn sendmail(args: &[String]) -> ExitCode {
         .config
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    // Set-group-id, a config file is read with the mail group's rights; one
+    // the real user could not read might leak through the error messages.
+    if options.config.is_some() && sys::running_setgid() && !sys::real_user_can_read(&path) {
+        eprintln!("sendmail: -C {}: not readable by you", path.display());
+        return ExitCode::from(exit::USAGE);
+    }
     let config = match Config::load(&path) {
         Ok(config) => config,
         Err(e) => {
@@ -434,12 +440,11 @@ fn prepare_directories(config: &Config, account: &sys::Account) -> Result<(), St
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             std::os::unix::fs::chown(dir, Some(account.uid), Some(account.gid))
                 .map_err(|e| format!("cannot give {} to {}: {e}", dir.display(), account.name))?;
-            // The queue holds everyone's mail: for the mail user alone.
-            if dir.starts_with(&config.spool_dir) {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                    .map_err(|e| format!("cannot protect {}: {e}", dir.display()))?;
-            }
+            // The queue and the mailboxes hold everyone's mail: for the mail
+            // user alone (README: how to let ordinary users queue mail).
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| format!("cannot protect {}: {e}", dir.display()))?;
         }
     }
     let problems = ownership_problems(config, account.uid);

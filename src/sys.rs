@@ -105,6 +105,23 @@ pub fn real_user() -> (String, u32) {
     (name.unwrap_or_else(|| uid.to_string()), uid)
 }
 
+/// Whether this process runs set-group-id (real and effective groups differ).
+pub fn running_setgid() -> bool {
+    // SAFETY: getgid and getegid cannot fail.
+    unsafe { libc::getgid() != libc::getegid() }
+}
+
+/// Whether the real user and group (not the set-group-id one) may read
+/// `path`: access(2) checks with the real ids.
+pub fn real_user_can_read(path: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a valid NUL-terminated path.
+    unsafe { libc::access(c_path.as_ptr(), libc::R_OK) == 0 }
+}
+
 /// Whether this process runs with root's effective user id.
 pub fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.

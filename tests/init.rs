@@ -1,0 +1,129 @@
+//! The busybox init script, driven with the real busybox applets
+//! (`busybox sh`, `busybox start-stop-daemon`).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use support::Server;
+
+struct Script {
+    pid_file: PathBuf,
+    config: PathBuf,
+}
+
+impl Script {
+    fn run(&self, action: &str) -> (Option<i32>, String) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/etc/init.d/S50tinymta");
+        let out = Command::new("busybox")
+            .args(["sh", script, action])
+            .env("DAEMON", support::binary())
+            .env("CONFIG", &self.config)
+            .env("PIDFILE", &self.pid_file)
+            .env("SSD", "busybox start-stop-daemon")
+            .output()
+            .expect("busybox (apt-get install busybox)");
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(&self.pid_file)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Script {
+    /// Whatever happened in the test, the daemon does not outlive it.
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            let _ = tinymta::sys::send_signal(pid, tinymta::sys::Signal::Terminate);
+        }
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+#[test]
+fn start_reload_restart_and_stop_with_busybox() {
+    if std::env::var_os("TINYMTA_RUNNER").is_some() {
+        eprintln!("the init script starts the binary itself, not through a runner; skipped");
+        return;
+    }
+    // A config and directories from the harness; the harness's own server goes.
+    let mut server = Server::start("");
+    server.kill();
+    let script = Script {
+        pid_file: server.dir.path().join("tinymta.pid"),
+        config: server.config_path(),
+    };
+    assert_eq!(
+        script.run("start"),
+        (Some(0), "Starting tinymta: OK\n".to_string())
+    );
+    let pid = script.pid().expect("a pid file");
+    assert!(alive(pid));
+    let mut c = server.connect();
+    assert_eq!(c.reply(), "220 mx.test ESMTP\r\n");
+    drop(c);
+    assert_eq!(
+        script.run("start"),
+        (Some(0), "Starting tinymta: already running\n".to_string())
+    );
+    assert_eq!(
+        script.run("reload"),
+        (Some(0), "Reloading tinymta: OK\n".to_string())
+    );
+    server.wait_for_log("reloaded ");
+    assert_eq!(
+        script.run("restart"),
+        (
+            Some(0),
+            "Stopping tinymta: OK\nStarting tinymta: OK\n".to_string()
+        )
+    );
+    let new_pid = script.pid().expect("a pid file");
+    assert_ne!(pid, new_pid);
+    assert!(!alive(pid));
+    let mut c = server.connect();
+    assert_eq!(c.reply(), "220 mx.test ESMTP\r\n");
+    drop(c);
+    assert_eq!(
+        script.run("stop"),
+        (Some(0), "Stopping tinymta: OK\n".to_string())
+    );
+    assert!(!alive(new_pid));
+    assert!(!script.pid_file.exists());
+    assert!(server.log().contains("stopped"));
+    assert_eq!(
+        script.run("stop"),
+        (Some(0), "Stopping tinymta: not running\n".to_string())
+    );
+    // A broken config is said at start, not hidden in the background.
+    std::fs::write(&script.config, "bogus = 1\n").unwrap();
+    let (code, out) = script.run("start");
+    assert_eq!(code, Some(1));
+    assert!(
+        out.starts_with("Starting tinymta: FAIL (config)\n"),
+        "{out}"
+    );
+    assert!(out.contains(":1: bogus: unknown key\n"), "{out}");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(script.pid().is_none());
+}
