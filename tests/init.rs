@@ -53,6 +53,23 @@ impl Drop for Script {
     }
 }
 
+/// The daemon started in the background answers once it has bound its port.
+fn wait_for_greeting(server: &Server) {
+    let deadline = std::time::Instant::now() + support::WAIT;
+    loop {
+        if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", server.port)) {
+            let mut c = support::Client::from_stream(stream);
+            assert_eq!(c.reply(), "220 mx.test ESMTP\r\n");
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon never answered"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -79,9 +96,7 @@ fn start_reload_restart_and_stop_with_busybox() {
     );
     let pid = script.pid().expect("a pid file");
     assert!(alive(pid));
-    let mut c = server.connect();
-    assert_eq!(c.reply(), "220 mx.test ESMTP\r\n");
-    drop(c);
+    wait_for_greeting(&server);
     assert_eq!(
         script.run("start"),
         (Some(0), "Starting tinymta: already running\n".to_string())
@@ -101,9 +116,7 @@ fn start_reload_restart_and_stop_with_busybox() {
     let new_pid = script.pid().expect("a pid file");
     assert_ne!(pid, new_pid);
     assert!(!alive(pid));
-    let mut c = server.connect();
-    assert_eq!(c.reply(), "220 mx.test ESMTP\r\n");
-    drop(c);
+    wait_for_greeting(&server);
     assert_eq!(
         script.run("stop"),
         (Some(0), "Stopping tinymta: OK\n".to_string())
