@@ -48,6 +48,7 @@ fn main() -> ExitCode {
         (_, Some("mailq")) => return sendmail(&with_config(&args[2..], "-bp")),
         (_, Some("flush")) => return sendmail(&with_config(&args[2..], "-q")),
         (_, Some("passwd")) => return passwd(&args[2..]),
+        (_, Some("test-send")) => return test_send(&args[2..]),
         _ => {}
     }
     let mut options = getopts::Options::new();
@@ -208,6 +209,185 @@ fn flush(config: &Config) -> ExitCode {
             ExitCode::from(tinymta::sendmail::exit::TEMPFAIL)
         }
     }
+}
+
+/// `tinymta test-send [-C FILE] ADDR`: sends a short test message to ADDR
+/// the way the daemon would, and prints each step: the DNS answers, each
+/// connection, TLS and its certificate check, AUTH, the replies. The message
+/// goes through a private temporary spool, not the live queue.
+fn test_send(args: &[String]) -> ExitCode {
+    use tinymta::deliver::client::Outcome;
+    use tinymta::deliver::{Destination, Job, JobItem, Reporter, RunnerEvent};
+    use tinymta::sendmail::exit;
+    let (config_path, address) = match args {
+        [address] => (PathBuf::from(DEFAULT_CONFIG_PATH), address),
+        [flag, path, address] if flag == "-C" => (PathBuf::from(path), address),
+        _ => {
+            eprintln!("Usage: tinymta test-send [-C FILE] ADDRESS");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let config = match Config::load(&config_path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("test-send: {e}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    let recipient = match tinymta::smtp::address::parse_mailbox(address) {
+        Ok(mailbox) => mailbox,
+        Err(e) => {
+            eprintln!("test-send: bad address {address:?}: {e}");
+            return ExitCode::from(exit::NOUSER);
+        }
+    };
+    // Every step tinymta logs, on standard output.
+    let _ = ::log::set_boxed_logger(Box::new(StepPrinter));
+    ::log::set_max_level(::log::LevelFilter::Trace);
+    let settings = match delivery_settings(&config, None) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("test-send: {e}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    let destination = if config.is_local_domain(&recipient.domain) {
+        println!(
+            "{recipient} is local: delivered into {}",
+            config.mailbox_dir.display()
+        );
+        Destination::Local
+    } else if let Some(smarthost) = &config.smarthost {
+        println!("route: smarthost {smarthost}");
+        match settings.resolver.resolve_host(&smarthost.host) {
+            Ok(addresses) => println!("DNS: {} has {addresses:?}", smarthost.host),
+            Err(e) => println!("DNS: {}: {e}", smarthost.host),
+        }
+        Destination::Smarthost
+    } else {
+        println!("route: the MX hosts of {}", recipient.domain);
+        match settings.resolver.resolve_mx(&recipient.domain) {
+            Ok(hosts) => {
+                for host in hosts {
+                    println!(
+                        "DNS: MX {} {} has {:?}",
+                        host.preference, host.name, host.addresses
+                    );
+                }
+            }
+            Err(e) => println!("DNS: {e}"),
+        }
+        Destination::Domain(recipient.domain.clone())
+    };
+    let scratch = std::env::temp_dir().join(format!("tinymta-test-send-{}", std::process::id()));
+    let outcome = (|| -> Result<Vec<Outcome>, String> {
+        let spool = Arc::new(Spool::open(&scratch).map_err(|e| e.to_string())?);
+        let sender = config
+            .force_sender
+            .clone()
+            .unwrap_or_else(|| format!("postmaster@{}", config.qualify_domain));
+        let now = tinymta::time::unix_now();
+        let mut message = spool.begin().map_err(|e| e.to_string())?;
+        let text = format!(
+            "From: <{sender}>\r\nTo: <{recipient}>\r\nSubject: tinymta test message from {}\r\n\
+             Date: {}\r\nMessage-ID: <{}@{}>\r\n\r\nThis is a test message sent by `tinymta test-send`.\r\n",
+            config.hostname,
+            tinymta::time::rfc5322_date(now),
+            message.id,
+            config.hostname
+        );
+        message.write(text.as_bytes()).map_err(|e| e.to_string())?;
+        let id = message.id.clone();
+        let sender_box =
+            tinymta::smtp::address::parse_mailbox(&sender).map_err(|e| e.to_string())?;
+        let envelope = tinymta::spool::queue::QueueEnvelope {
+            id: id.clone(),
+            arrival: now,
+            client: "local".to_string(),
+            helo: config.hostname.clone(),
+            sender: Some(sender_box),
+            body: "7BIT".to_string(),
+            size: message.size(),
+            recipients: vec![tinymta::spool::queue::Recipient::new(recipient.clone())],
+        };
+        message.commit(&envelope).map_err(|e| e.to_string())?;
+        let item = JobItem {
+            id,
+            sender,
+            eight_bit: false,
+            size: envelope.size,
+            arrival: now,
+            recipients: vec![(0, recipient.clone())],
+        };
+        let job = Job {
+            destination: destination.clone(),
+            items: vec![item],
+        };
+        let (results, received) = std::sync::mpsc::channel();
+        {
+            let mut reporter = Reporter::new(results);
+            reporter.took(&job);
+            if destination == Destination::Local {
+                tinymta::deliver::local::deliver_job(&config, &spool, job, &mut reporter);
+            } else {
+                let remote = tinymta::deliver::remote::RemoteDelivery {
+                    config: Arc::clone(&settings.config),
+                    spool: Arc::clone(&spool),
+                    resolver: Arc::clone(&settings.resolver),
+                    tls: Arc::clone(&settings.tls),
+                    smarthost_password: settings.smarthost_password.clone(),
+                };
+                remote.deliver(job, &mut reporter, &mut || None);
+            }
+        }
+        let mut outcomes = Vec::new();
+        while let Ok(RunnerEvent::Done(result)) = received.try_recv() {
+            outcomes.extend(result.outcomes.into_iter().map(|(_, o)| o));
+        }
+        Ok(outcomes)
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    match outcome {
+        Ok(outcomes) => match outcomes.first() {
+            Some(Outcome::Delivered(text)) => {
+                println!("result: delivered ({text})");
+                ExitCode::SUCCESS
+            }
+            Some(Outcome::Deferred(text)) => {
+                println!("result: temporary failure: {text}");
+                ExitCode::from(exit::TEMPFAIL)
+            }
+            Some(Outcome::Failed(text)) => {
+                println!("result: permanent failure: {text}");
+                ExitCode::from(exit::NOUSER)
+            }
+            None => {
+                println!("result: no outcome");
+                ExitCode::from(exit::SOFTWARE)
+            }
+        },
+        Err(e) => {
+            eprintln!("test-send: {e}");
+            ExitCode::from(exit::TEMPFAIL)
+        }
+    }
+}
+
+/// test-send's logger: tinymta's own records, as steps on standard output.
+struct StepPrinter;
+
+impl ::log::Log for StepPrinter {
+    fn enabled(&self, metadata: &::log::Metadata<'_>) -> bool {
+        metadata.target().starts_with("tinymta")
+    }
+
+    fn log(&self, record: &::log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            println!("  {}", record.args());
+        }
+    }
+
+    fn flush(&self) {}
 }
 
 /// `tinymta passwd NAME`: reads a password from standard input (its first

@@ -376,3 +376,54 @@ fn an_ordinary_user_queues_mail_through_a_setgid_binary_and_reads_no_one_elses()
         format!("sendmail: -C {}: not readable by you\n", secret.display())
     );
 }
+
+#[test]
+fn test_send_shows_each_step_of_a_delivery() {
+    use support::peers::{TestCa, Upstream};
+    let port = free_port_on("127.0.0.19");
+    let ca = TestCa::new(&["smarthost.test"]);
+    let mut options = ca.server_options();
+    options.extend(["--auth".to_string(), "box:s3cret".to_string()]);
+    let upstream = Upstream::start(format!("127.0.0.19:{port}").parse().unwrap(), &options);
+    let dir = support::test_dir();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.19 smarthost.test\n").unwrap();
+    let password = dir.path().join("password");
+    std::fs::write(&password, "s3cret\n").unwrap();
+    let server = Server::start(&format!(
+        "smarthost = smarthost.test:{port}\nhosts_file = {}\ntls_ca_file = {}\n\
+         smarthost_user = box\nsmarthost_password_file = {}",
+        hosts.display(),
+        ca.ca().display(),
+        password.display()
+    ));
+    let config = server.config_path();
+    let (code, out, err) = run(
+        &support::binary(),
+        &["test-send", "-C", config.to_str().unwrap(), "ops@far.test"],
+        b"",
+    );
+    assert_eq!((code, err.as_str()), (Some(0), ""), "{out}");
+    let expected_in_order = [
+        format!("route: smarthost smarthost.test:{port}"),
+        "DNS: smarthost.test has [127.0.0.19]".to_string(),
+        format!("  smarthost.test[127.0.0.19]:{port} <- STARTTLS"),
+        format!("  smarthost.test[127.0.0.19]:{port} <- AUTH PLAIN <secret>"),
+        format!("  smarthost.test[127.0.0.19]:{port} -> 235 2.7.0 Authentication successful"),
+        format!("  connected to smarthost.test[127.0.0.19]:{port} (TLS: TLSv1.3, certificate verified for smarthost.test)"),
+        format!("  smarthost.test[127.0.0.19]:{port} <- RCPT TO:<ops@far.test>"),
+        "result: delivered (250 2.0.0 stored)".to_string(),
+    ];
+    let mut rest = out.as_str();
+    for line in &expected_in_order {
+        let at = rest
+            .find(line.as_str())
+            .unwrap_or_else(|| panic!("missing or out of order: {line:?}\n{out}"));
+        rest = &rest[at + line.len()..];
+    }
+    assert!(!out.contains("s3cret"), "{out}");
+    let got = upstream.wait_for(1);
+    assert_eq!(got[0].auth, "box");
+    // The live queue was not used.
+    assert!(server.queue_files().is_empty());
+}

@@ -69,7 +69,7 @@ impl RemoteDelivery {
                     log::debug!(
                         "connected to {} (TLS: {})",
                         client.relay,
-                        client.tls_version.as_deref().unwrap_or("no")
+                        self.tls_description(&client, target, &destination)
                     );
                     client
                 }
@@ -116,6 +116,25 @@ impl RemoteDelivery {
             }
         }
         self.settle_all(pending, reporter, "-", &Outcome::Deferred(last_error));
+    }
+
+    /// `TLSv1.3, certificate verified for relay.example.net`, for the logs.
+    fn tls_description(
+        &self,
+        client: &SmtpClient,
+        target: &Target,
+        destination: &Destination,
+    ) -> String {
+        let Some(version) = &client.tls_version else {
+            return "no".to_string();
+        };
+        let checked = self.config.tls_verify
+            && (*destination == Destination::Smarthost || self.config.mx_tls == MxTls::Require);
+        if checked {
+            format!("{version}, certificate verified for {}", target.name)
+        } else {
+            format!("{version}, certificate not checked")
+        }
     }
 
     /// The servers for a destination, best first.
