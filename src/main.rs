@@ -175,8 +175,27 @@ fn sendmail(args: &[String]) -> ExitCode {
         Mode::ListQueue => list_queue(&config).map(|text| print!("{text}")),
         Mode::RunQueue => return flush(&config),
         Mode::Smtp => {
-            eprintln!("sendmail: -bs is not supported yet; use SMTP on a listener");
-            return ExitCode::from(exit::USAGE);
+            let spool = match Spool::open(&config.spool_dir) {
+                Ok(spool) => Arc::new(spool),
+                Err(e) => {
+                    eprintln!("sendmail: {e}");
+                    return ExitCode::from(exit::TEMPFAIL);
+                }
+            };
+            let users = config
+                .auth_users
+                .as_ref()
+                .and_then(|path| tinymta::auth::Users::load(path).ok())
+                .map(Arc::new);
+            let ctx = ServerContext::new(
+                config,
+                spool,
+                tinymta::deliver::runner::QueueWaker::detached(),
+                None,
+                users,
+            );
+            tinymta::server::connection::serve_stdio(&ctx);
+            return ExitCode::from(exit::OK);
         }
     };
     match result {

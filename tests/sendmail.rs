@@ -427,3 +427,39 @@ fn test_send_shows_each_step_of_a_delivery() {
     // The live queue was not used.
     assert!(server.queue_files().is_empty());
 }
+
+#[test]
+fn sendmail_bs_speaks_smtp_on_standard_input_and_output() {
+    let server = Server::start("relay_networks = 10.0.0.0/8");
+    let (code, out, err) = sendmail(
+        &server,
+        &["-bs"],
+        b"EHLO script.test\r\nMAIL FROM:<cron@mx.test>\r\nRCPT TO:<root@mx.test>\r\n\
+          RCPT TO:<ops@far.test>\r\nDATA\r\nSubject: via -bs\r\n\r\n..dot\r\n.\r\nQUIT\r\n",
+    );
+    assert_eq!((code, err.as_str()), (Some(0), ""));
+    let lines: Vec<&str> = out.split("\r\n").collect();
+    assert_eq!(lines[0], "220 mx.test ESMTP");
+    assert_eq!(lines[1], "250-mx.test");
+    let rest: Vec<&str> = lines
+        .iter()
+        .skip(1)
+        .skip_while(|l| l.starts_with("250-"))
+        .copied()
+        .collect();
+    assert_eq!(rest[0], "250 ENHANCEDSTATUSCODES");
+    assert_eq!(
+        &rest[1..5],
+        [
+            "250 2.1.0 Ok",
+            "250 2.1.5 Ok",
+            "250 2.1.5 Ok",
+            "354 End data with <CR><LF>.<CR><LF>"
+        ]
+    );
+    assert!(rest[5].starts_with("250 2.0.0 Ok: queued as "), "{out}");
+    assert_eq!(rest[6], "221 2.0.0 Bye");
+    // The running daemon picks it up; far.test may be relayed from the box.
+    let mail = server.wait_for_mail("root", 1);
+    assert!(String::from_utf8_lossy(&mail[0]).ends_with("Subject: via -bs\n\n.dot\n"));
+}

@@ -53,6 +53,16 @@ impl QueueWaker {
         }
     }
 
+    /// A waker with no runner behind it (`sendmail -bs`): the daemon finds
+    /// new mail by watching the spool instead.
+    pub fn detached() -> QueueWaker {
+        let (events, _) = channel();
+        QueueWaker {
+            pending: Arc::new(AtomicBool::new(false)),
+            events,
+        }
+    }
+
     /// Runs the whole queue now, deferred messages too.
     pub fn flush(&self) {
         let _ = self.events.send(Event::Flush);

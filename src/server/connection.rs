@@ -224,15 +224,96 @@ impl<S: TimedRead + Write> Conn<S> {
     }
 }
 
-impl Conn<ServerStream> {
-    /// The STARTTLS handshake (RFC 3207). Nothing may wait in the buffer:
-    /// the caller has checked that the client pipelined nothing after it.
-    fn upgrade(&mut self, config: &Arc<ServerConfig>, timeout: Duration) -> Result<String, String> {
-        let tcp = self.stream.tcp().try_clone().map_err(|e| e.to_string())?;
+/// What a session talks over: a socket (which can start TLS), or standard
+/// input and output for `sendmail -bs`.
+pub trait ClientStream: TimedRead + Write {
+    /// The STARTTLS handshake (RFC 3207); the TLS version on success.
+    fn start_tls(
+        &mut self,
+        config: &Arc<ServerConfig>,
+        timeout: Duration,
+    ) -> Result<String, String>;
+}
+
+impl ClientStream for ServerStream {
+    fn start_tls(
+        &mut self,
+        config: &Arc<ServerConfig>,
+        timeout: Duration,
+    ) -> Result<String, String> {
+        let tcp = self.tcp().try_clone().map_err(|e| e.to_string())?;
         let (tls, version) = tls::accept(config, tcp, timeout).map_err(|e| e.to_string())?;
-        self.stream = MaybeTls::Tls(tls);
+        *self = MaybeTls::Tls(tls);
         Ok(version)
     }
+}
+
+impl<S: ClientStream> Conn<S> {
+    /// The STARTTLS handshake. Nothing may wait in the buffer: the caller
+    /// has checked that the client pipelined nothing after STARTTLS.
+    fn upgrade(&mut self, config: &Arc<ServerConfig>, timeout: Duration) -> Result<String, String> {
+        self.stream.start_tls(config, timeout)
+    }
+}
+
+/// Standard input and output, for `sendmail -bs`: no timeouts, no TLS.
+pub struct Stdio {
+    stdin: io::Stdin,
+    stdout: io::Stdout,
+}
+
+impl Read for Stdio {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stdin.read(buf)
+    }
+}
+
+impl Write for Stdio {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stdout.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stdout.flush()
+    }
+}
+
+impl TimedRead for Stdio {
+    fn set_read_timeout(&self, _timeout: Duration) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ClientStream for Stdio {
+    fn start_tls(
+        &mut self,
+        _config: &Arc<ServerConfig>,
+        _timeout: Duration,
+    ) -> Result<String, String> {
+        Err("no TLS on standard input".to_string())
+    }
+}
+
+/// `sendmail -bs`: one SMTP session on standard input and output, as a
+/// local submission (it may relay, like a loopback client).
+pub fn serve_stdio(ctx: &ServerContext) {
+    let config = ctx.config.get();
+    let mut session = Session::new(Arc::clone(&config), IpAddr::from([127, 0, 0, 1]))
+        .with_users(ctx.users.get().as_ref().clone())
+        .local_submission();
+    let mut conn = Conn::new(Stdio {
+        stdin: io::stdin(),
+        stdout: io::stdout(),
+    });
+    let settings = SessionSettings {
+        config: &config,
+        tls: None,
+        session_end: Instant::now() + config.max_session_time,
+    };
+    if let Err(e) = run_session(&mut session, &mut conn, ctx, &settings) {
+        log::debug!("sendmail -bs session ended: {e}");
+    }
+    let _ = conn.flush();
 }
 
 /// Serves one client until it quits, times out or goes away.
@@ -343,9 +424,9 @@ fn deadline(limit: Duration, session_end: Instant) -> Instant {
     (Instant::now() + limit).min(session_end)
 }
 
-fn run_session(
+fn run_session<S: ClientStream>(
     session: &mut Session,
-    conn: &mut Conn<ServerStream>,
+    conn: &mut Conn<S>,
     ctx: &ServerContext,
     settings: &SessionSettings<'_>,
 ) -> io::Result<()> {
@@ -415,9 +496,9 @@ fn run_session(
 /// Reads a message after the 354 up to its final dot, stores it, and returns
 /// the reply for the client. An I/O error from the client ends the session;
 /// the partial message is then removed (`IncomingMessage`'s Drop).
-fn receive_message(
+fn receive_message<S: ClientStream>(
     session: &mut Session,
-    input: &mut Conn<ServerStream>,
+    input: &mut Conn<S>,
     ctx: &ServerContext,
     config: &Config,
 ) -> io::Result<Reply> {
@@ -583,6 +664,12 @@ mod tests {
     impl TimedRead for Bytes {
         fn set_read_timeout(&self, _timeout: Duration) -> io::Result<()> {
             Ok(())
+        }
+    }
+
+    impl ClientStream for Bytes {
+        fn start_tls(&mut self, _: &Arc<ServerConfig>, _: Duration) -> Result<String, String> {
+            Err("no TLS here".to_string())
         }
     }
 

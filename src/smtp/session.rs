@@ -90,6 +90,8 @@ pub struct Session {
     submission: bool,
     /// Who may authenticate; `None` when AUTH is not configured.
     users: Option<Arc<Users>>,
+    /// `sendmail -bs`: mail submitted on the box itself, which may relay.
+    local_submission: bool,
     auth_pending: Option<AuthPending>,
     /// The user this session authenticated as.
     authenticated: Option<String>,
@@ -109,6 +111,7 @@ impl Session {
             tls_active: false,
             submission: false,
             users: None,
+            local_submission: false,
             auth_pending: None,
             authenticated: None,
             auth_failures: 0,
@@ -132,9 +135,18 @@ impl Session {
             && (self.tls_active || (!self.submission && self.client_ip.is_loopback()))
     }
 
-    /// Clients in relay_networks, and authenticated ones, may relay.
+    /// A session on standard input and output of `sendmail -bs`.
+    pub fn local_submission(mut self) -> Session {
+        self.local_submission = true;
+        self
+    }
+
+    /// Clients in relay_networks, authenticated ones, and local submission
+    /// may relay.
     fn may_relay(&self) -> bool {
-        self.authenticated.is_some() || self.config.may_relay(self.client_ip)
+        self.local_submission
+            || self.authenticated.is_some()
+            || self.config.may_relay(self.client_ip)
     }
 
     /// What the listener offers: STARTTLS (a certificate is configured), TLS
