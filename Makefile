@@ -39,20 +39,26 @@ clean:
 # The musl targets give one static binary. `cross` (cross/Cross.toml) builds
 # the same targets in containers where an engine runs.
 TARGET ?= x86_64-unknown-linux-musl
-STATIC_TARGETS = x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf armv7-unknown-linux-musleabihf
+STATIC_TARGETS = x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf
 CC_x86_64-unknown-linux-musl = musl-gcc
 CC_aarch64-unknown-linux-musl = aarch64-linux-gnu-gcc
 CC_armv7-unknown-linux-gnueabihf = arm-linux-gnueabihf-gcc
 CC_armv7-unknown-linux-musleabihf = arm-linux-gnueabihf-gcc
 CC_arm-unknown-linux-musleabihf = arm-linux-gnueabihf-gcc
+# The linker for the cross targets; x86_64 musl links with rustc's own
+# self-contained musl (musl-gcc as the linker would make a dynamic PIE).
+LD_aarch64-unknown-linux-musl = aarch64-linux-gnu-gcc
+LD_armv7-unknown-linux-gnueabihf = arm-linux-gnueabihf-gcc
+LD_armv7-unknown-linux-musleabihf = arm-linux-gnueabihf-gcc
+LD_arm-unknown-linux-musleabihf = arm-linux-gnueabihf-gcc
 target_env = $(shell echo $(1) | tr 'a-z-' 'A-Z_')
 target_cc = $(CC_$(1))
+target_ld = $(if $(LD_$(1)),CARGO_TARGET_$(call target_env,$(1))_LINKER=$(LD_$(1)))
 
 static:
 	@test -n "$(call target_cc,$(TARGET))" || { echo "no cross compiler known for $(TARGET)"; exit 1; }
 	rustup target add $(TARGET) >/dev/null
-	CARGO_TARGET_$(call target_env,$(TARGET))_LINKER=$(call target_cc,$(TARGET)) \
-	CC_$(subst -,_,$(TARGET))=$(call target_cc,$(TARGET)) \
+	$(call target_ld,$(TARGET)) CC_$(subst -,_,$(TARGET))=$(call target_cc,$(TARGET)) \
 	$(CARGO) build --release --target $(TARGET)
 	@ls -l target/$(TARGET)/release/tinymta
 
@@ -61,8 +67,8 @@ size:
 	@for t in $(STATIC_TARGETS); do $(MAKE) -s static TARGET=$$t >/dev/null 2>&1 || echo "$$t: build failed"; done
 	@printf '%-34s %10s  %s\n' target bytes linkage
 	@for t in $(STATIC_TARGETS); do f=target/$$t/release/tinymta; \
-	  [ -f $$f ] && printf '%-34s %10s  %s\n' $$t $$(stat -c %s $$f) \
-	  "$$(file -b $$f | grep -o 'statically linked\|dynamically linked')"; done
+	  if [ -f $$f ]; then printf '%-34s %10s  %s\n' $$t $$(stat -c %s $$f) \
+	  "$$(file -b $$f | grep -o 'static-pie linked\|statically linked\|dynamically linked')"; fi; done
 
 # The whole integration suite against the aarch64 musl binary, run by
 # qemu-aarch64-static (no binfmt needed: the tests start it through the runner).

@@ -187,7 +187,9 @@ impl Server {
             }
             if let Ok(stream) = TcpStream::connect((self.ip.as_str(), self.port)) {
                 let mut client = Client::from_stream(stream);
-                if client.reply().starts_with("220 ") {
+                // A read that fails (the server may be going down as it
+                // starts) is no answer yet; the loop sees whether it exited.
+                if client.try_read_reply().is_ok_and(|r| r.starts_with("220 ")) {
                     client.send("QUIT");
                     // Let the probe's session end before the test begins.
                     let _ = client.closed();
@@ -459,6 +461,21 @@ impl Client {
         match got {
             Ok(n) if n > 0 => Some(line),
             _ => None,
+        }
+    }
+
+    /// One whole reply, or the error that stopped reading it.
+    pub fn try_read_reply(&mut self) -> std::io::Result<String> {
+        let mut reply = String::new();
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line)? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            reply.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return Ok(reply);
+            }
         }
     }
 
