@@ -1,0 +1,110 @@
+//! Faults that must not lose or corrupt mail: a full disk.
+
+mod support;
+
+use std::process::Command;
+
+use support::Server;
+
+/// A tmpfs mounted for the test, unmounted when dropped.
+struct Tmpfs {
+    path: std::path::PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(path: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(path).unwrap();
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(path)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        ok.then(|| Tmpfs {
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn resize(&self, size: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.path)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "remount");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+#[test]
+fn a_full_disk_says_452_keeps_what_was_acknowledged_and_recovers() {
+    let dir = support::test_dir();
+    let Some(fs) = Tmpfs::mount(&dir.path().join("small"), "600k") else {
+        eprintln!("cannot mount a tmpfs here (not root?); skipped");
+        return;
+    };
+    let spool = fs.path.join("spool");
+    // Non-local mail stays queued (no DNS), so the spool fills up.
+    let server = Server::start(&format!(
+        "spool_dir = {}\nmax_message_size = 1M",
+        spool.display()
+    ));
+    let body = format!(
+        "Subject: filler\r\n\r\n{}.\r\n",
+        format!("{}\r\n", "x".repeat(98)).repeat(1000)
+    );
+    let mut c = server.greeted();
+    let mut acknowledged = Vec::new();
+    let mut full_reply = None;
+    for _ in 0..20 {
+        c.begin_data("a@mx.test", &["ops@far.test"]);
+        c.send_raw(body.as_bytes());
+        let reply = c.reply();
+        if reply.starts_with("250 ") {
+            acknowledged.push(support::queue_id(&reply));
+        } else {
+            full_reply = Some(reply);
+            break;
+        }
+    }
+    assert_eq!(
+        full_reply.as_deref(),
+        Some("452 4.3.1 Error: insufficient system storage\r\n"),
+        "after {} messages",
+        acknowledged.len()
+    );
+    assert!(!acknowledged.is_empty());
+    // Every acknowledged message is whole; nothing else is in the queue.
+    let mut expected: Vec<String> = acknowledged
+        .iter()
+        .flat_map(|id| [format!("{id}.env"), format!("{id}.msg")])
+        .collect();
+    expected.sort();
+    assert_eq!(support::list_dir(&spool.join("new")), expected);
+    for id in &acknowledged {
+        let stored = std::fs::read(spool.join(format!("new/{id}.msg"))).unwrap();
+        let (_, text) = support::split_received(&stored);
+        assert_eq!(text.len(), body.len() - 3, "message {id} is complete");
+    }
+    assert!(support::list_dir(&spool.join("tmp")).is_empty());
+    // The session goes on, and when space comes back so does service.
+    assert_eq!(c.command("NOOP"), "250 2.0.0 Ok\r\n");
+    fs.resize("8m");
+    c.begin_data("a@mx.test", &["ops@far.test"]);
+    c.send_raw(body.as_bytes());
+    assert!(c.reply().starts_with("250 2.0.0 Ok: queued as "));
+    drop(c);
+    drop(server);
+}
