@@ -4,7 +4,7 @@ CONFIG ?= etc/tinymta.conf
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: build run test lint release install clean static size test-qemu
+.PHONY: build run test lint release install clean static size test-qemu fuzz stress
 
 build:
 	$(CARGO) build
@@ -76,3 +76,17 @@ test-qemu:
 	$(MAKE) static TARGET=aarch64-unknown-linux-musl
 	TINYMTA_BIN=$(CURDIR)/target/aarch64-unknown-linux-musl/release/tinymta \
 	TINYMTA_RUNNER=qemu-aarch64-static $(CARGO) test --test '*'
+
+# Fuzzing with cargo-fuzz (nightly): each target for FUZZ_TIME seconds.
+# Seeds are in fuzz/corpus/T; what a run finds goes to fuzz/runs/T, and
+# crashes to fuzz/artifacts/T (each becomes a regression test).
+FUZZ_TIME ?= 60
+FUZZ_TARGETS = smtp_command smtp_address smtp_session data_decoder dns_message config aliases auth
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+	cd fuzz && for t in $(FUZZ_TARGETS); do mkdir -p runs/$$t; \
+	  $(CARGO) +nightly fuzz run $$t runs/$$t corpus/$$t -- -max_total_time=$(FUZZ_TIME) || exit 1; done
+
+# Long fault tests: kill -9 under load, STRESS_ROUNDS times (default 20).
+stress:
+	$(CARGO) test --release --test stress -- --ignored --nocapture

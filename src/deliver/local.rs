@@ -12,7 +12,7 @@ use super::client::Outcome;
 use super::{log_outcome, ItemResult, Job, Reporter};
 use crate::config::Config;
 use crate::smtp::address::Mailbox;
-use crate::spool::maildir::{create_dir_durably, fsync_dir, unique_maildir_name};
+use crate::spool::maildir::{create_dir_durably, fsync_dir};
 use crate::spool::Spool;
 
 /// The Maildir folder name for a local recipient: the local part without
@@ -35,9 +35,10 @@ pub fn deliver_job(config: &Config, spool: &Spool, job: Job, reporter: &mut Repo
                 .open_message(&item.id)
                 .map_err(|e| io::Error::other(e.to_string()))
                 .and_then(|mut text| {
+                    let file_name = delivery_name(item.arrival, &item.id, *index, &config.hostname);
                     deliver_local(
                         &config.mailbox_dir,
-                        &config.hostname,
+                        &file_name,
                         &item.sender,
                         rcpt,
                         &mut text,
@@ -62,9 +63,46 @@ pub fn deliver_job(config: &Config, spool: &Spool, job: Job, reporter: &mut Repo
 
 /// Delivers the message read from `message` (the spool copy) to `recipient`.
 /// Returns the path of the new file in the recipient's `new/`.
+/// The Maildir file name of one queued message for one recipient:
+/// `time.Q<queue id>I<recipient index>.host`, unique as the Maildir spec
+/// asks, and the same each time. A delivery repeated after a crash (between
+/// the rename into new/ and the queue's record of it) therefore finds its
+/// file and adds no second copy.
+pub fn delivery_name(arrival: u64, queue_id: &str, index: usize, hostname: &str) -> DeliveryName {
+    let host = hostname.replace('/', "\\057").replace(':', "\\072");
+    DeliveryName(format!("{arrival}.Q{queue_id}I{index}.{host}"))
+}
+
+/// A Maildir file name made by [`delivery_name`], and by nothing else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryName(String);
+
+impl DeliveryName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Whether a Maildir already holds the file `name`: in new/, or in cur/
+/// with the info part a mail reader adds (`name:2,S`).
+fn already_delivered(maildir: &Path, name: &str) -> io::Result<Option<PathBuf>> {
+    let in_new = maildir.join("new").join(name);
+    if in_new.exists() {
+        return Ok(Some(in_new));
+    }
+    let prefix = format!("{name}:");
+    for entry in std::fs::read_dir(maildir.join("cur"))? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with(&prefix) || entry.file_name() == name {
+            return Ok(Some(entry.path()));
+        }
+    }
+    Ok(None)
+}
+
 pub fn deliver_local(
     mailbox_dir: &Path,
-    hostname: &str,
+    file_name: &DeliveryName,
     sender: &str,
     recipient: &Mailbox,
     message: &mut File,
@@ -75,18 +113,23 @@ pub fn deliver_local(
     for sub in ["tmp", "new", "cur"] {
         create_dir_durably(&maildir.join(sub))?;
     }
-    let file_name = unique_maildir_name(hostname);
-    let tmp_path = maildir.join("tmp").join(&file_name);
+    let file_name = file_name.as_str();
+    if let Some(path) = already_delivered(&maildir, file_name)? {
+        return Ok(path);
+    }
+    let tmp_path = maildir.join("tmp").join(file_name);
+    // A leftover of an interrupted attempt is replaced.
     let file = OpenOptions::new()
         .write(true)
-        .create_new(true)
+        .create(true)
+        .truncate(true)
         .open(&tmp_path)?;
     let written = write_message(file, sender, recipient, message);
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp_path);
         return Err(e);
     }
-    let new_path = maildir.join("new").join(&file_name);
+    let new_path = maildir.join("new").join(file_name);
     std::fs::rename(&tmp_path, &new_path)?;
     fsync_dir(&maildir.join("new"))?;
     Ok(new_path)
@@ -197,9 +240,11 @@ mod tests {
         std::fs::write(&spool_copy, b"Subject: hi\r\n\r\nbody\r\n").unwrap();
         let rcpt = parse_mailbox("Bob@Example.org").unwrap();
         let boxes = dir.path().join("mail");
+        let name = delivery_name(1795364407, "ABC", 0, "mx.example.org");
+        assert_eq!(name.as_str(), "1795364407.QABCI0.mx.example.org");
         let path = deliver_local(
             &boxes,
-            "mx.example.org",
+            &name,
             "alice@example.net",
             &rcpt,
             &mut File::open(&spool_copy).unwrap(),
@@ -213,5 +258,27 @@ mod tests {
         );
         assert!(boxes.join("bob/cur").is_dir());
         assert_eq!(std::fs::read_dir(boxes.join("bob/tmp")).unwrap().count(), 0);
+        // Delivering the same again (after a crash) adds no second copy,
+        // also once a mail reader has moved it to cur/.
+        let again = deliver_local(
+            &boxes,
+            &name,
+            "alice@example.net",
+            &rcpt,
+            &mut File::open(&spool_copy).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(again, path);
+        let read = boxes.join("bob/cur").join(format!("{}:2,S", name.as_str()));
+        std::fs::rename(&path, &read).unwrap();
+        deliver_local(
+            &boxes,
+            &name,
+            "alice@example.net",
+            &rcpt,
+            &mut File::open(&spool_copy).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(std::fs::read_dir(boxes.join("bob/new")).unwrap().count(), 0);
     }
 }

@@ -339,6 +339,25 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_line_gives_the_same_verdict_in_any_chunking() {
+        // From the fuzzer: one long line of odd octets, then the end.
+        let mut input = vec![0u8];
+        input.extend(std::iter::repeat_n(0xe4, 1500));
+        input.extend_from_slice(b"\r\n.\r\n");
+        let verdicts: Vec<_> = [1, 2, 7, input.len()]
+            .iter()
+            .map(|&chunk| {
+                let (_, rest, code) = run(&input, chunk, 100_000);
+                (rest, code)
+            })
+            .collect();
+        assert!(
+            verdicts.iter().all(|v| *v == (vec![], Some(500))),
+            "{verdicts:?}"
+        );
+    }
+
+    #[test]
     fn long_lines() {
         let mut ok = vec![b'x'; 998];
         ok.extend_from_slice(b"\r\n.\r\n");

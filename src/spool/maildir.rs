@@ -5,8 +5,6 @@
 use std::fs::{self, File};
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use ring::rand::{SecureRandom, SystemRandom};
 
@@ -44,24 +42,4 @@ pub fn random_u64() -> u64 {
         .fill(&mut bytes)
         .expect("the system random source failed");
     u64::from_le_bytes(bytes)
-}
-
-/// A file name for a Maildir's `tmp/` and `new/`, unique across threads,
-/// processes and reboots, of the form the Maildir spec describes:
-/// `time.MusecPpidQcountRrandom.host` (with `/` and `:` in the host escaped).
-pub fn unique_maildir_name(hostname: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let host = hostname.replace('/', "\\057").replace(':', "\\072");
-    format!(
-        "{}.M{}P{}Q{}R{:016x}.{}",
-        now.as_secs(),
-        now.subsec_micros(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        random_u64(),
-        host
-    )
 }
