@@ -125,42 +125,41 @@ fn too_many_errors_end_the_session() {
     assert!(c.closed());
 }
 
+/// Sends `bytes` one every 200 ms; returns the reply that ends it, if any.
+fn drip(c: &mut Client, bytes: &[u8]) -> String {
+    for byte in bytes {
+        if c.send_raw_checked(&[*byte]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        if let Some(reply) = c.try_reply() {
+            return reply;
+        }
+    }
+    String::new()
+}
+
 #[test]
 fn a_client_sending_one_byte_at_a_time_is_cut_off() {
     let server = Server::start("command_timeout = 2s\ndata_timeout = 2s");
     let mut c = server.greeted();
     let started = Instant::now();
     // A byte every 200 ms never finishes a line within the 2 s allowed.
-    let mut reply = String::new();
-    for byte in b"NOOP ".iter().chain(b"x".repeat(100).iter()) {
-        if c.send_raw_checked(&[*byte]).is_err() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        if let Some(r) = c.try_reply() {
-            reply = r;
-            break;
-        }
-    }
-    assert_eq!(reply, "421 4.4.2 mx.test Error: timeout exceeded\r\n");
+    let line = [&b"NOOP "[..], &b"x".repeat(100)].concat();
+    assert_eq!(
+        drip(&mut c, &line),
+        "421 4.4.2 mx.test Error: timeout exceeded\r\n"
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
     // The same inside DATA: the message must be complete within data_timeout
     // (commands have all the time they need here).
     let server = Server::start("command_timeout = 60s\ndata_timeout = 2s");
     let mut c = server.greeted();
     c.begin_data("a@mx.test", &["root@mx.test"]);
-    let mut reply = String::new();
-    for _ in 0..100 {
-        if c.send_raw_checked(b"y").is_err() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        if let Some(r) = c.try_reply() {
-            reply = r;
-            break;
-        }
-    }
-    assert_eq!(reply, "421 4.4.2 mx.test Error: timeout exceeded\r\n");
+    assert_eq!(
+        drip(&mut c, &b"y".repeat(100)),
+        "421 4.4.2 mx.test Error: timeout exceeded\r\n"
+    );
     assert!(server.queue_files().is_empty());
     assert!(server.tmp_files().is_empty());
 }

@@ -242,14 +242,11 @@ mod tests {
         let boxes = dir.path().join("mail");
         let name = delivery_name(1795364407, "ABC", 0, "mx.example.org");
         assert_eq!(name.as_str(), "1795364407.QABCI0.mx.example.org");
-        let path = deliver_local(
-            &boxes,
-            &name,
-            "alice@example.net",
-            &rcpt,
-            &mut File::open(&spool_copy).unwrap(),
-        )
-        .unwrap();
+        let deliver = || {
+            let mut spooled = File::open(&spool_copy).unwrap();
+            deliver_local(&boxes, &name, "alice@example.net", &rcpt, &mut spooled).unwrap()
+        };
+        let path = deliver();
         assert!(path.starts_with(boxes.join("bob/new")));
         assert_eq!(
             std::fs::read(&path).unwrap(),
@@ -260,25 +257,11 @@ mod tests {
         assert_eq!(std::fs::read_dir(boxes.join("bob/tmp")).unwrap().count(), 0);
         // Delivering the same again (after a crash) adds no second copy,
         // also once a mail reader has moved it to cur/.
-        let again = deliver_local(
-            &boxes,
-            &name,
-            "alice@example.net",
-            &rcpt,
-            &mut File::open(&spool_copy).unwrap(),
-        )
-        .unwrap();
+        let again = deliver();
         assert_eq!(again, path);
         let read = boxes.join("bob/cur").join(format!("{}:2,S", name.as_str()));
         std::fs::rename(&path, &read).unwrap();
-        deliver_local(
-            &boxes,
-            &name,
-            "alice@example.net",
-            &rcpt,
-            &mut File::open(&spool_copy).unwrap(),
-        )
-        .unwrap();
+        assert_eq!(deliver(), read);
         assert_eq!(std::fs::read_dir(boxes.join("bob/new")).unwrap().count(), 0);
     }
 }
