@@ -4,7 +4,7 @@ CONFIG ?= etc/tinymta.conf
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: build run test lint release install clean static size test-qemu fuzz stress
+.PHONY: build run test lint release install clean static size test-qemu fuzz stress bench
 
 build:
 	$(CARGO) build
@@ -90,3 +90,10 @@ fuzz:
 # Long fault tests: kill -9 under load, STRESS_ROUNDS times (default 20).
 stress:
 	$(CARGO) test --release --test stress -- --ignored --nocapture
+
+# Throughput, memory and start-up against the disk's own limit (bench/run.py
+# writes bench/results.md). BENCH_RUNS, BENCH_MESSAGES, BENCH_DISK adjust it.
+bench:
+	command -v smtp-source >/dev/null || [ -x /usr/sbin/smtp-source ] || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix; }
+	python3 bench/run.py
