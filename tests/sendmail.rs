@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -12,21 +11,9 @@ use support::{Dnsmasq, Server};
 
 /// Runs `program args` with `input` on stdin: (exit code, stdout, stderr).
 fn run(program: &Path, args: &[&str], input: &[u8]) -> (Option<i32>, String, String) {
-    let mut child = support::tinymta_command_for(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run");
-    // A child that refuses early does not read its input: that is no error here.
-    let _ = child.stdin.take().unwrap().write_all(input);
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut command = support::tinymta_command_for(program);
+    command.args(args);
+    support::run_with_input(command, input)
 }
 
 /// `tinymta sendmail -C <server's config> args...`
@@ -284,23 +271,15 @@ fn bad_command_lines_get_sendmail_exit_codes() {
 
 /// Runs `tinymta sendmail` as the ordinary user `daemon` through setpriv.
 fn sendmail_as_daemon(program: &Path, config: &Path, input: &[u8]) -> (Option<i32>, String) {
-    let mut child = Command::new("setpriv")
+    let mut command = Command::new("setpriv");
+    command
         .args(["--reuid=daemon", "--regid=daemon", "--clear-groups"])
         .arg(program)
         .args(["sendmail", "-C"])
         .arg(config)
-        .args(["-oi", "root"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("setpriv");
-    // A child that refuses early does not read its input: that is no error here.
-    let _ = child.stdin.take().unwrap().write_all(input);
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+        .args(["-oi", "root"]);
+    let (code, _, stderr) = support::run_with_input(command, input);
+    (code, stderr)
 }
 
 #[test]

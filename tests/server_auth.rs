@@ -4,7 +4,7 @@
 mod support;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use support::peers::{free_port_on, TestCa};
 use support::{run_tinymta, Client, Server};
@@ -27,20 +27,6 @@ fn users_file(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
-fn python(script: &str) -> String {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn submission_wants_tls_then_auth_then_relays() {
     let ca = TestCa::new(&["mx.test", "127.0.0.1"]);
@@ -55,7 +41,7 @@ fn submission_wants_tls_then_auth_then_relays() {
         ca.dir.path().join("key.pem").display(),
         users.display()
     ));
-    let out = python(&format!(
+    let out = support::python(&format!(
         r#"
 import smtplib, ssl
 ctx = ssl.create_default_context(cafile="{ca}")

@@ -16,26 +16,11 @@ fn tls_server(ca: &TestCa, extra: &str) -> Server {
     ))
 }
 
-/// Runs a Python script; returns its standard output, failing on an error.
-fn python(script: &str) -> String {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "python failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn starttls_with_smtplib_checks_the_certificate_and_resets_the_session() {
     let ca = TestCa::new(&["mx.test", "127.0.0.1"]);
     let server = tls_server(&ca, "");
-    let out = python(&format!(
+    let out = support::python(&format!(
         r#"
 import smtplib, ssl
 ctx = ssl.create_default_context(cafile="{ca}")
@@ -112,7 +97,7 @@ fn implicit_tls_listener() {
     let ca = TestCa::new(&["mx.test", "127.0.0.1"]);
     let tls_port = free_port_on("127.0.0.1");
     let server = tls_server(&ca, &format!("listen = 127.0.0.1:{tls_port} tls"));
-    let out = python(&format!(
+    let out = support::python(&format!(
         r#"
 import smtplib, ssl
 ctx = ssl.create_default_context(cafile="{ca}")

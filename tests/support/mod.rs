@@ -370,6 +370,40 @@ impl Drop for Server {
     }
 }
 
+/// Runs a Python script (the tests' smtplib client); its standard output,
+/// failing the test on an error.
+pub fn python(script: &str) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "python failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `command` with `input` on its stdin: (exit code, stdout, stderr).
+/// A child that refuses early and does not read its input is no error here.
+pub fn run_with_input(mut command: Command, input: &[u8]) -> (Option<i32>, String, String) {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    let _ = child.stdin.take().unwrap().write_all(input);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A temporary directory that a server running as nobody can enter.
 pub fn test_dir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
