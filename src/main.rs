@@ -43,7 +43,7 @@ fn main() -> ExitCode {
         .unwrap_or_default();
     match (program.as_str(), args.get(1).map(String::as_str)) {
         ("sendmail", _) => return sendmail(&args[1..]),
-        ("mailq", _) => return sendmail(&["-bp".to_string()]),
+        ("mailq", _) => return sendmail(&with_config(&args[1..], "-bp")),
         (_, Some("sendmail")) => return sendmail(&args[2..]),
         (_, Some("mailq")) => return sendmail(&with_config(&args[2..], "-bp")),
         (_, Some("flush")) => return sendmail(&with_config(&args[2..], "-q")),

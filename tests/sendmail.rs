@@ -231,6 +231,13 @@ fn mailq_shows_a_deferred_message_and_flush_sends_it() {
         "{out}"
     );
     assert_eq!(lines[3], "-- 1 message in the queue");
+    // The same as `mailq`, a link to the binary; -C still names the config.
+    let link_dir = tempfile::tempdir().unwrap();
+    let mailq = link_dir.path().join("mailq");
+    std::os::unix::fs::symlink(support::binary(), &mailq).unwrap();
+    let (code, linked, _) = run(&mailq, &["-C", config.to_str().unwrap()], b"");
+    assert_eq!((code, linked.lines().count()), (Some(0), 4));
+    assert_eq!(linked.lines().nth(2), lines.get(2).copied());
     // The upstream comes back; flush instead of waiting an hour.
     let sink = SmtpSink::start(format!("127.0.0.18:{port}").parse().unwrap(), &[]);
     let (code, _, err) = run(
