@@ -184,7 +184,10 @@ impl Spool {
             .join(format!("{}.env.{:016x}", envelope.id, random_u64()));
         write_synced(&tmp, envelope.to_text().as_bytes())?;
         let path = self.envelope_path(&envelope.id);
-        fs::rename(&tmp, &path).map_err(at(&path))?;
+        if let Err(e) = fs::rename(&tmp, &path) {
+            let _ = fs::remove_file(&tmp);
+            return Err(at(&path)(e));
+        }
         fsync_dir(&self.new).map_err(at(&self.new))
     }
 
@@ -270,15 +273,21 @@ impl Drop for IncomingMessage<'_> {
     }
 }
 
-/// Writes a whole file and fsyncs it.
+/// Writes a whole file and fsyncs it; on failure (a full disk) nothing of
+/// it is left behind.
 fn write_synced(path: &Path, data: &[u8]) -> Result<(), SpoolError> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)
         .map_err(at(path))?;
-    file.write_all(data).map_err(at(path))?;
-    file.sync_all().map_err(at(path))
+    let written = file.write_all(data).and_then(|()| file.sync_all());
+    if let Err(e) = written {
+        drop(file);
+        let _ = fs::remove_file(path);
+        return Err(at(path)(e));
+    }
+    Ok(())
 }
 
 /// Whether no live process holds `path` locked (a missing file is not locked).
