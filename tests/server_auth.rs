@@ -35,10 +35,9 @@ fn submission_wants_tls_then_auth_then_relays() {
     let submission = free_port_on("127.0.0.1");
     // Only 127.0.0.1/32 may relay without AUTH; far.test is not local.
     let server = Server::start(&format!(
-        "tls_cert = {}\ntls_key = {}\nauth_users = {}\nrelay_networks = 10.0.0.0/8\n\
+        "{}auth_users = {}\nrelay_networks = 10.0.0.0/8\n\
          listen = 127.0.0.1:{submission} submission",
-        ca.dir.path().join("cert.pem").display(),
-        ca.dir.path().join("key.pem").display(),
+        ca.tinymta_config(),
         users.display()
     ));
     let out = support::python(&format!(

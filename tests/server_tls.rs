@@ -9,11 +9,7 @@ use support::peers::{free_port_on, TestCa};
 use support::{run_tinymta, Server};
 
 fn tls_server(ca: &TestCa, extra: &str) -> Server {
-    Server::start(&format!(
-        "tls_cert = {}\ntls_key = {}\n{extra}",
-        ca.dir.path().join("cert.pem").display(),
-        ca.dir.path().join("key.pem").display()
-    ))
+    Server::start(&format!("{}{extra}", ca.tinymta_config()))
 }
 
 #[test]

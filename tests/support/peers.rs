@@ -346,6 +346,15 @@ impl TestCa {
         self.dir.path().join("ca.pem")
     }
 
+    /// tinymta's config lines serving this certificate.
+    pub fn tinymta_config(&self) -> String {
+        format!(
+            "tls_cert = {}\ntls_key = {}\n",
+            self.dir.path().join("cert.pem").display(),
+            self.dir.path().join("key.pem").display()
+        )
+    }
+
     /// upstream.py options for this certificate.
     pub fn server_options(&self) -> Vec<String> {
         vec![
