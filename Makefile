@@ -91,9 +91,10 @@ fuzz:
 stress:
 	$(CARGO) test --release --test stress -- --ignored --nocapture
 
-# Throughput, memory and start-up against the disk's own limit (bench/run.py
-# writes bench/results.md). BENCH_RUNS, BENCH_MESSAGES, BENCH_DISK adjust it.
+# tinymta, Postfix and OpenSMTPD under the same smtp-source load, beside the
+# disk's own fsync limit; relaying to smtp-sink; idle memory, start-up, size.
+# bench/run.py installs what it lacks (postfix, Debian's opensmtpd unpacked
+# under target/bench-peers), prints the table and writes bench/results.md.
+# Runs as root. BENCH_RUNS, BENCH_MESSAGES and BENCH_SERVERS adjust it.
 bench:
-	command -v smtp-source >/dev/null || [ -x /usr/sbin/smtp-source ] || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix; }
 	python3 bench/run.py

@@ -1,15 +1,28 @@
 #!/usr/bin/env python3
-"""make bench: tinymta measured on this machine, beside the disk's own limit.
+"""make bench: tinymta, Postfix and OpenSMTPD under the same load, on this machine.
 
-For each case the median of RUNS runs is reported. Comparisons that matter
-are ratios from the same run (machines here are shared and noisy). Writes
-the table to bench/results.md.
+Every server runs from a private directory on its own loopback port and
+delivers into a local Maildir; nothing touches the machine's own mail set-up:
+- tinymta: the release binary with a generated config;
+- Postfix: `postfix -c DIR start`, with its own main.cf, master.cf (smtpd on
+  127.0.0.1:PORT only, no chroot) and queue directory, delivering with the
+  virtual(8) agent;
+- OpenSMTPD: Debian's package unpacked under target/bench-peers (installing it
+  would replace Postfix, as both provide mail-transport-agent) and started as
+  `smtpd -d -f FILE` in a private mount namespace, where its compiled-in paths
+  (/var/spool/smtpd, /usr/libexec/opensmtpd, its users, /etc/resolv.conf)
+  are bind mounts of files under the run's own directory.
 
-Postfix and OpenSMTPD columns (same smtp-source load, private instances on
-their own loopback ports) are the next step of issue 6; they are not faked.
+Postfix's smtp-source is the client for all three, with identical parameters.
+Each case runs RUNS times and the median is reported; comparisons that matter
+are ratios from the same run (machines here are shared and noisy). The
+table goes to stdout and bench/results.md. Needs root (private namespaces,
+servers that drop privileges).
 """
 import os
+import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -19,11 +32,57 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "tinymta")
+BIN = os.environ.get("TINYMTA_BENCH_BIN", os.path.join(ROOT, "target", "release", "tinymta"))
+PEERS = os.path.join(ROOT, "target", "bench-peers")
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 MESSAGES = int(os.environ.get("BENCH_MESSAGES", "2000"))
 SIZE = 4096
+SESSIONS = (1, 10, 50)
+RELAY_SESSIONS = 10
+SAMPLE_INTERVAL = 0.05
 
+
+# --- what the bench needs, from Debian's packages --------------------------
+
+def apt_install(packages):
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    # "No configuration": the package's binaries without a system instance on
+    # port 25 (the machine's own mail set-up is left as it was).
+    subprocess.run(["debconf-set-selections"], input=b"postfix postfix/main_mailer_type select No configuration\n",
+                   check=False)
+    subprocess.run(["apt-get", "update", "-qq"], env=env, check=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + packages, env=env, check=True)
+
+
+def postfix_tools():
+    if not os.path.exists("/usr/sbin/postfix") or not os.path.exists("/usr/sbin/smtp-source"):
+        apt_install(["postfix"])
+    return "/usr/sbin/smtp-source", "/usr/sbin/smtp-sink"
+
+
+def opensmtpd_root():
+    """Debian's opensmtpd, unpacked (not installed) under target/bench-peers."""
+    root = os.path.join(PEERS, "opensmtpd")
+    smtpd = os.path.join(root, "usr", "sbin", "smtpd")
+    if not os.path.exists(smtpd):
+        os.makedirs(PEERS, exist_ok=True)
+        download = tempfile.mkdtemp(dir=PEERS)
+        os.chmod(download, 0o777)  # apt's download user writes here
+        if subprocess.run(["apt-get", "download", "opensmtpd"], cwd=download).returncode != 0:
+            subprocess.run(["apt-get", "update", "-qq"], check=True)
+            subprocess.run(["apt-get", "download", "opensmtpd"], cwd=download, check=True)
+        deb = next(f for f in os.listdir(download) if f.endswith(".deb"))
+        subprocess.run(["dpkg-deb", "-x", os.path.join(download, deb), root], check=True)
+        shutil.copy(os.path.join(download, deb), os.path.join(PEERS, "opensmtpd.deb"))
+        shutil.rmtree(download)
+    missing = subprocess.run(["ldd", smtpd], capture_output=True, text=True).stdout
+    if "not found" in missing:
+        # Its shared libraries (Depends: of the package), not the package.
+        apt_install(["libevent-2.1-7", "libdb5.3", "libpam0g", "libssl3", "zlib1g", "libcrypt1"])
+    return root
+
+
+# --- measuring ---------------------------------------------------------------
 
 def free_port():
     s = socket.socket()
@@ -33,21 +92,34 @@ def free_port():
     return port
 
 
-def smtp_source():
-    for path in ("/usr/sbin/smtp-source", shutil.which("smtp-source") or ""):
-        if path and os.path.exists(path):
-            return path
-    sys.exit("smtp-source not found: apt-get install postfix")
+def process_tree(root):
+    """The pid and all its descendants."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
 
 
 def memory_kib(pid):
-    """RSS and PSS of a process, in KiB."""
+    """RSS and PSS of one process, in KiB (0, 0 once it is gone)."""
     rss = pss = 0
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1])
     try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1])
         with open(f"/proc/{pid}/smaps_rollup") as f:
             for line in f:
                 if line.startswith("Pss:"):
@@ -57,6 +129,16 @@ def memory_kib(pid):
     return rss, pss
 
 
+def tree_memory_kib(root):
+    """Sum of RSS and of PSS over the process tree, in KiB."""
+    total = [0, 0]
+    for pid in process_tree(root):
+        rss, pss = memory_kib(pid)
+        total[0] += rss
+        total[1] += pss
+    return total[0], total[1]
+
+
 def count_files(path):
     try:
         return len(os.listdir(path))
@@ -64,10 +146,44 @@ def count_files(path):
         return 0
 
 
-class Tinymta:
+def wait_for_banner(port, started, what):
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                if s.recv(64).startswith(b"220"):
+                    return time.monotonic() - started
+        except OSError:
+            time.sleep(0.001)
+        if time.monotonic() - started > 30:
+            raise RuntimeError(f"{what} did not start")
+
+
+def file_bytes(paths):
+    return sum(os.path.getsize(p) for p in paths if os.path.isfile(p))
+
+
+# --- the three servers ---------------------------------------------------------
+# Each: start() -> seconds to the first 220, stop(), root_pid(), maildir(),
+# port; relay_to=PORT makes it forward everything for far.test there.
+
+class Server:
+    """What the three have in common: a private directory (that the users
+    they deliver as can reach), a free port, and the Maildir of u@bench.test."""
+
     def __init__(self, workdir):
         self.dir = workdir
         self.port = free_port()
+        os.chmod(workdir, 0o755)
+
+    def maildir(self):
+        return os.path.join(self.dir, "mail", "u", "new")
+
+
+class Tinymta(Server):
+    name = "tinymta"
+
+    def __init__(self, workdir, relay_to=None):
+        super().__init__(workdir)
         self.conf = os.path.join(workdir, "tinymta.conf")
         with open(self.conf, "w") as f:
             f.write(
@@ -78,29 +194,235 @@ class Tinymta:
                 f"log = {workdir}/log\nlog_level = warn\nuser = nobody\n"
                 "dns_servers = 127.0.0.1:9\n"
             )
-        os.chmod(workdir, 0o755)
+            if relay_to:
+                f.write(f"smarthost = 127.0.0.1:{relay_to}\nsmarthost_tls = none\n")
         self.proc = None
 
     def start(self):
         started = time.monotonic()
         self.proc = subprocess.Popen([BIN, "-c", self.conf], stdin=subprocess.DEVNULL)
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                    if s.recv(64).startswith(b"220"):
-                        return time.monotonic() - started
-            except OSError:
-                time.sleep(0.001)
-            if time.monotonic() - started > 10:
-                raise RuntimeError("tinymta did not start")
+        return wait_for_banner(self.port, started, "tinymta")
+
+    def root_pid(self):
+        return self.proc.pid
 
     def stop(self):
         if self.proc:
             self.proc.kill()
             self.proc.wait()
 
-    def maildir(self):
-        return os.path.join(self.dir, "mail", "u", "new")
+    @staticmethod
+    def binary_bytes():
+        return file_bytes([BIN])
+
+
+POSTFIX_SERVICES = """\
+pickup    unix  n  -  n  60     1  pickup
+cleanup   unix  n  -  n  -      0  cleanup
+qmgr      unix  n  -  n  300    1  qmgr
+rewrite   unix  -  -  n  -      -  trivial-rewrite
+bounce    unix  -  -  n  -      0  bounce
+defer     unix  -  -  n  -      0  bounce
+trace     unix  -  -  n  -      0  bounce
+verify    unix  -  -  n  -      1  verify
+flush     unix  n  -  n  1000?  0  flush
+proxymap  unix  -  -  n  -      -  proxymap
+smtp      unix  -  -  n  -      -  smtp
+relay     unix  -  -  n  -      -  smtp
+showq     unix  n  -  n  -      -  showq
+error     unix  -  -  n  -      -  error
+retry     unix  -  -  n  -      -  error
+discard   unix  -  -  n  -      -  discard
+local     unix  -  n  n  -      -  local
+virtual   unix  -  n  n  -      -  virtual
+anvil     unix  -  -  n  -      1  anvil
+scache    unix  -  -  n  -      1  scache
+postlog   unix-dgram n - n -    1  postlogd
+"""
+
+
+class Postfix(Server):
+    name = "Postfix"
+
+    def __init__(self, workdir, relay_to=None):
+        super().__init__(workdir)
+        self.conf = os.path.join(workdir, "conf")
+        for d in ("conf", "queue", "data", "mail"):
+            os.makedirs(os.path.join(workdir, d))
+        shutil.chown(os.path.join(workdir, "data"), "postfix")
+        shutil.chown(os.path.join(workdir, "mail"), "nobody")
+        relayhost = f"[127.0.0.1]:{relay_to}" if relay_to else ""
+        with open(os.path.join(self.conf, "main.cf"), "w") as f:
+            f.write(
+                "compatibility_level = 3.6\n"
+                f"queue_directory = {workdir}/queue\ndata_directory = {workdir}/data\n"
+                "mail_owner = postfix\nsetgid_group = postdrop\n"
+                "myhostname = bench.test\nmydomain = bench.test\nmyorigin = bench.test\n"
+                "mydestination =\ninet_interfaces = 127.0.0.1\ninet_protocols = ipv4\n"
+                "mynetworks = 127.0.0.0/8\nsyslog_name = postfix-bench\n"
+                f"maillog_file = {workdir}/maillog\nmaillog_file_prefixes = {workdir}\n"
+                "virtual_mailbox_domains = bench.test\n"
+                f"virtual_mailbox_base = {workdir}/mail\nvirtual_mailbox_maps = static:u/\n"
+                "virtual_uid_maps = static:65534\nvirtual_gid_maps = static:65534\n"
+                f"relayhost = {relayhost}\n"
+                # No DNS at all: the relay host is a literal address.
+                "smtp_dns_support_level = disabled\nsmtpd_peername_lookup = no\n"
+                "alias_maps =\nalias_database =\nbiff = no\n"
+            )
+        with open(os.path.join(self.conf, "master.cf"), "w") as f:
+            f.write(f"127.0.0.1:{self.port} inet n - n - - smtpd\n" + POSTFIX_SERVICES)
+
+    def postfix(self, command):
+        return subprocess.run(["/usr/sbin/postfix", "-c", self.conf, command],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def start(self):
+        started = time.monotonic()
+        if self.postfix("start").returncode != 0:
+            with open(os.path.join(self.dir, "maillog")) as f:
+                raise RuntimeError("postfix did not start:\n" + f.read())
+        return wait_for_banner(self.port, started, "Postfix")
+
+    def root_pid(self):
+        with open(os.path.join(self.dir, "queue", "pid", "master.pid")) as f:
+            return int(f.read().split()[0])
+
+    def stop(self):
+        pids = process_tree(self.root_pid())
+        self.postfix("abort")
+        kill_all(pids)
+
+    @staticmethod
+    def binary_bytes():
+        daemons = "/usr/lib/postfix/sbin"
+        return file_bytes(["/usr/sbin/postfix"] + [os.path.join(daemons, f) for f in os.listdir(daemons)]
+                          + [os.path.join("/usr/lib/postfix", f) for f in os.listdir("/usr/lib/postfix")
+                             if f.startswith("libpostfix")])
+
+
+def alive(pid):
+    """The process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def kill_all(pids):
+    """SIGKILL what is left of a process tree, and wait until it is gone."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.01)
+
+
+class Opensmtpd(Server):
+    name = "OpenSMTPD"
+    # Debian builds it for users opensmtpd/opensmtpq; any free ids will do
+    # inside the private namespace.
+    USERS = ("opensmtpd:x:64990:64990::/var/lib/opensmtpd/empty:/usr/sbin/nologin\n"
+             "opensmtpq:x:64991:64991::/var/lib/opensmtpd/empty:/usr/sbin/nologin\n")
+    GROUPS = "opensmtpd:x:64990:\nopensmtpq:x:64991:\n"
+
+    def __init__(self, workdir, relay_to=None):
+        super().__init__(workdir)
+        self.pkg = opensmtpd_root()
+        for d in ("var/spool/smtpd", "var/lib/opensmtpd/empty", "var/run", "var/mail", "etc", "mail/u"):
+            os.makedirs(os.path.join(workdir, d))
+        os.chmod(os.path.join(workdir, "var/spool/smtpd"), 0o711)
+        shutil.chown(os.path.join(workdir, "mail"), "nobody")
+        shutil.chown(os.path.join(workdir, "mail/u"), "nobody")
+        etc = os.path.join(workdir, "etc")
+        with open("/etc/passwd") as src, open(os.path.join(etc, "passwd"), "w") as f:
+            f.write(src.read() + self.USERS)
+        with open("/etc/group") as src, open(os.path.join(etc, "group"), "w") as f:
+            f.write(src.read() + self.GROUPS)
+        with open(os.path.join(etc, "resolv.conf"), "w") as f:
+            f.write("nameserver 127.0.0.1\n")  # never the machine's resolver
+        with open(os.path.join(workdir, "smtpd.conf"), "w") as f:
+            f.write(
+                'table vusers { "@bench.test" = "nobody" }\n'
+                # Its default of 100 messages a session would fail smtp-source -d.
+                "smtp limit max-mails 1000000\n"
+                f"listen on 127.0.0.1 port {self.port}\n"
+                f'action "bench" maildir "{workdir}/mail/u" virtual <vusers>\n'
+                'match from any for domain "bench.test" action "bench"\n'
+            )
+            if relay_to:
+                f.write(f'action "out" relay host smtp+notls://127.0.0.1:{relay_to}\n'
+                        'match from local for domain "far.test" action "out"\n')
+        with open(os.path.join(workdir, "ns.sh"), "w") as f:
+            f.write(
+                f"mount --bind {workdir}/var /var\n"
+                f"mount --bind {etc}/passwd /etc/passwd\n"
+                f"mount --bind {etc}/group /etc/group\n"
+                f"mount --bind {etc}/resolv.conf /etc/resolv.conf\n"
+                f"mount --bind {self.pkg}/usr/libexec /usr/libexec\n"
+                f"exec {self.pkg}/usr/sbin/smtpd -d -f {workdir}/smtpd.conf\n"
+            )
+        self.proc = None
+
+    def start(self):
+        started = time.monotonic()
+        self.log = open(os.path.join(self.dir, "log"), "w")
+        self.proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh",
+                                      os.path.join(self.dir, "ns.sh")],
+                                     stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
+        return wait_for_banner(self.port, started, "OpenSMTPD")
+
+    def root_pid(self):
+        return self.proc.pid
+
+    def stop(self):
+        pids = process_tree(self.proc.pid)
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        kill_all(pids)
+        self.proc.wait()
+        self.log.close()
+
+    @staticmethod
+    def binary_bytes():
+        pkg = opensmtpd_root()
+        libexec = os.path.join(pkg, "usr/libexec/opensmtpd")
+        return file_bytes([os.path.join(pkg, "usr/sbin/smtpd"), os.path.join(pkg, "usr/sbin/smtpctl")]
+                          + [os.path.join(libexec, f) for f in os.listdir(libexec)])
+
+
+class Sink:
+    """smtp-sink on loopback, counting the messages it was given."""
+
+    def __init__(self, smtp_sink):
+        self.port = free_port()
+        self.count = 0
+        self.proc = subprocess.Popen([smtp_sink, "-u", "nobody", "-c", f"127.0.0.1:{self.port}", "1000"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.reader = threading.Thread(target=self.read, daemon=True)
+        self.reader.start()
+        wait_for_banner(self.port, time.monotonic(), "smtp-sink")
+
+    def read(self):
+        tail = b""
+        while True:
+            chunk = self.proc.stdout.read1(65536)
+            if not chunk:
+                return
+            counts = re.findall(rb"mesg=(\d+)", tail + chunk)
+            if counts:
+                self.count = int(counts[-1])
+            tail = chunk[-32:]
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
 
 
 def disk_limit(workdir, writers, files):
@@ -133,34 +455,40 @@ def disk_limit(workdir, writers, files):
     return per * writers / (time.monotonic() - started)
 
 
-def run_load(sessions, reuse):
+def send_and_wait(server, sessions, reuse, rcpt, arrived):
+    """smtp-source's MESSAGES to the server; seconds until it was done, and
+    until arrived() counted them all (or 300 s passed)."""
+    args = [SMTP_SOURCE, "-s", str(sessions), "-m", str(MESSAGES), "-l", str(SIZE),
+            "-f", "bench@bench.test", "-t", rcpt] + (["-d"] if reuse else [])
+    started = time.monotonic()
+    subprocess.run(args + [f"127.0.0.1:{server.port}"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    accepted = time.monotonic() - started
+    deadline = time.monotonic() + 300
+    while arrived() < MESSAGES and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return accepted, time.monotonic() - started
+
+
+def run_load(kind, sessions, reuse):
     """One run: messages/s accepted and delivered, peak RSS/PSS, landed count."""
     with tempfile.TemporaryDirectory() as workdir:
-        server = Tinymta(workdir)
+        server = kind(workdir)
         server.start()
+        root = server.root_pid()
         peak = [0, 0]
         done = threading.Event()
 
         def sample():
             while not done.is_set():
-                rss, pss = memory_kib(server.proc.pid)
+                rss, pss = tree_memory_kib(root)
                 peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
-                time.sleep(0.02)
+                time.sleep(SAMPLE_INTERVAL)
 
         sampler = threading.Thread(target=sample)
         sampler.start()
-        args = [smtp_source(), "-s", str(sessions), "-m", str(MESSAGES), "-l", str(SIZE),
-                "-f", "bench@bench.test", "-t", "u@bench.test"]
-        if reuse:
-            args.append("-d")
-        started = time.monotonic()
-        subprocess.run(args + [f"127.0.0.1:{server.port}"], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        accepted = time.monotonic() - started
-        deadline = time.monotonic() + 120
-        while count_files(server.maildir()) < MESSAGES and time.monotonic() < deadline:
-            time.sleep(0.005)
-        delivered = time.monotonic() - started
+        accepted, delivered = send_and_wait(server, sessions, reuse, "u@bench.test",
+                                            lambda: count_files(server.maildir()))
         done.set()
         sampler.join()
         landed = count_files(server.maildir())
@@ -168,78 +496,176 @@ def run_load(sessions, reuse):
         return MESSAGES / accepted, MESSAGES / delivered, peak[0], peak[1], landed
 
 
-def idle_and_big(workdir):
-    """Start-up time, idle RSS/PSS, and the RSS rise for a 50 MB message."""
-    server = Tinymta(workdir)
-    startup = server.start()
-    time.sleep(0.5)
-    idle = memory_kib(server.proc.pid)
-    with socket.create_connection(("127.0.0.1", server.port)) as s:
-        f = s.makefile("rwb")
-        f.readline()
-        for line in (b"EHLO bench.test", b"MAIL FROM:<b@bench.test>", b"RCPT TO:<x@far.test>", b"DATA"):
-            f.write(line + b"\r\n")
-            f.flush()
-            reply = f.readline()
-            while reply[3:4] == b"-":
+def run_relay(kind, reuse):
+    """One run: messages/s accepted and forwarded to smtp-sink, and how many arrived."""
+    sink = Sink(SMTP_SINK)
+    with tempfile.TemporaryDirectory() as workdir:
+        server = kind(workdir, relay_to=sink.port)
+        server.start()
+        accepted, forwarded = send_and_wait(server, RELAY_SESSIONS, reuse, "u@far.test", lambda: sink.count)
+        time.sleep(0.2)  # a duplicate would show up as more than MESSAGES
+        arrived = sink.count
+        server.stop()
+    sink.stop()
+    return MESSAGES / accepted, MESSAGES / forwarded, arrived
+
+
+def idle(kind):
+    """Start-up time and idle RSS/PSS of the process tree after 1 s."""
+    with tempfile.TemporaryDirectory() as workdir:
+        server = kind(workdir)
+        startup = server.start()
+        time.sleep(1)
+        memory = tree_memory_kib(server.root_pid())
+        server.stop()
+    return startup, memory
+
+
+def big_message():
+    """tinymta's peak RSS rise while it accepts a 50 MB message."""
+    with tempfile.TemporaryDirectory() as workdir:
+        server = Tinymta(workdir)
+        server.start()
+        time.sleep(0.5)
+        before = memory_kib(server.proc.pid)[0]
+        with socket.create_connection(("127.0.0.1", server.port)) as s:
+            f = s.makefile("rwb")
+            f.readline()
+            for line in (b"EHLO bench.test", b"MAIL FROM:<b@bench.test>", b"RCPT TO:<u@bench.test>", b"DATA"):
+                f.write(line + b"\r\n")
+                f.flush()
                 reply = f.readline()
-        chunk = (b"y" * 98 + b"\r\n") * 10000
-        for _ in range(50 * 1024 * 1024 // len(chunk)):
-            f.write(chunk)
-        f.write(b".\r\n")
-        f.flush()
-        ok = f.readline().startswith(b"250")
-    with open(f"/proc/{server.proc.pid}/status") as st:
-        hwm = next(int(l.split()[1]) for l in st if l.startswith("VmHWM:"))
-    server.stop()
-    return startup, idle, hwm - idle[0], ok
+                while reply[3:4] == b"-":
+                    reply = f.readline()
+            chunk = (b"y" * 98 + b"\r\n") * 10000
+            for _ in range(50 * 1024 * 1024 // len(chunk)):
+                f.write(chunk)
+            f.write(b".\r\n")
+            f.flush()
+            ok = f.readline().startswith(b"250")
+        with open(f"/proc/{server.proc.pid}/status") as st:
+            hwm = next(int(line.split()[1]) for line in st if line.startswith("VmHWM:"))
+        server.stop()
+    return hwm - before, ok
+
+
+def median_of(results, i):
+    return statistics.median(r[i] for r in results)
 
 
 def main():
+    global SMTP_SOURCE, SMTP_SINK
+    if os.geteuid() != 0:
+        sys.exit("make bench runs as root: private mount namespaces, and servers that drop privileges")
+    SMTP_SOURCE, SMTP_SINK = postfix_tools()
     subprocess.run(["cargo", "build", "--release"], cwd=ROOT, check=True)
-    rows = []
-    print(f"tinymta bench: {MESSAGES} messages of {SIZE} octets, median of {RUNS} runs", flush=True)
-    for sessions in (1, 10, 50):
+    wanted = os.environ.get("BENCH_SERVERS", "tinymta,Postfix,OpenSMTPD").lower().split(",")
+    servers = [kind for kind in (Tinymta, Postfix, Opensmtpd) if kind.name.lower() in wanted]
+    print(f"bench: {MESSAGES} messages of {SIZE} octets, median of {RUNS} runs", flush=True)
+
+    load = []  # (sessions, mode, disk, {name: (acc, dlv, rss, pss, landed)})
+    for sessions in SESSIONS:
         for reuse in (False, True):
-            results = [run_load(sessions, reuse) for _ in range(RUNS)]
-            with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DISK")) as d:
+            mode = "reused" if reuse else "per message"
+            figures = {}
+            for kind in servers:
+                results = [run_load(kind, sessions, reuse) for _ in range(RUNS)]
+                figures[kind.name] = tuple(median_of(results, i) for i in range(4)) + (
+                    min(r[4] for r in results),)
+                acc, dlv, rss, pss, landed = figures[kind.name]
+                print(f"  {kind.name:>9}, {sessions:>2} sessions, {mode}: accepted {acc:.0f}/s, "
+                      f"delivered {dlv:.0f}/s, peak RSS {rss:.0f} KiB, landed {landed}", flush=True)
+                if landed != MESSAGES:
+                    sys.exit(f"{kind.name}: only {landed} of {MESSAGES} messages landed")
+            with tempfile.TemporaryDirectory() as d:
                 disk = statistics.median(disk_limit(d, sessions, MESSAGES) for _ in range(RUNS))
-            acc = statistics.median(r[0] for r in results)
-            dlv = statistics.median(r[1] for r in results)
-            rss = statistics.median(r[2] for r in results)
-            pss = statistics.median(r[3] for r in results)
-            landed = min(r[4] for r in results)
-            mode = "reused connections" if reuse else "a connection per message"
-            rows.append((sessions, mode, acc, dlv, disk, dlv / disk, rss, pss, landed))
-            print(f"  {sessions:>2} sessions, {mode}: accepted {acc:.0f}/s, delivered {dlv:.0f}/s, "
-                  f"disk limit {disk:.0f}/s ({dlv / disk:.0%}), peak RSS {rss} KiB, landed {landed}",
-                  flush=True)
-            if landed != MESSAGES:
-                sys.exit(f"only {landed} of {MESSAGES} messages landed")
-    with tempfile.TemporaryDirectory() as d:
-        startup, idle, big_rise, big_ok = idle_and_big(d)
-    size = os.path.getsize(BIN)
+            print(f"  disk limit, {sessions:>2} writers: {disk:.0f} files/s", flush=True)
+            load.append((sessions, mode, disk, figures))
+
+    relay = []  # (mode, {name: (acc, fwd, arrived)})
+    for reuse in (False, True):
+        mode = "reused" if reuse else "per message"
+        figures = {}
+        for kind in servers:
+            results = [run_relay(kind, reuse) for _ in range(RUNS)]
+            figures[kind.name] = (median_of(results, 0), median_of(results, 1), max(r[2] for r in results),
+                                  min(r[2] for r in results))
+            print(f"  {kind.name:>9} relaying, {mode}: accepted {figures[kind.name][0]:.0f}/s, "
+                  f"forwarded {figures[kind.name][1]:.0f}/s, arrived {figures[kind.name][3]}", flush=True)
+            if figures[kind.name][2] != MESSAGES or figures[kind.name][3] != MESSAGES:
+                sys.exit(f"{kind.name}: {figures[kind.name][3]}..{figures[kind.name][2]} of {MESSAGES} arrived")
+        relay.append((mode, figures))
+
+    idles = {}
+    for kind in servers:
+        runs = [idle(kind) for _ in range(RUNS)]
+        idles[kind.name] = (statistics.median(r[0] for r in runs), statistics.median(r[1][0] for r in runs),
+                            statistics.median(r[1][1] for r in runs))
+    big_rise, big_ok = big_message()
+    sizes = {kind.name: kind.binary_bytes() for kind in servers}
+
+    write_results(servers, load, relay, idles, big_rise, big_ok, sizes)
+
+
+def write_results(servers, load, relay, idles, big_rise, big_ok, sizes):
+    names = [k.name for k in servers]
     lines = [
         f"# tinymta bench, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         "",
         f"Machine: {os.cpu_count()} cores, {os.uname().machine}, kernel {os.uname().release}. "
-        f"{MESSAGES} messages of {SIZE} octets by Postfix's smtp-source, median of {RUNS} runs; "
-        "delivery into a local Maildir. The disk limit is this machine writing 4 KiB files "
-        "(write, fsync, rename, fsync the directory) with as many writers as sessions.",
+        f"{MESSAGES} messages of {SIZE} octets sent by Postfix's smtp-source (`-s N`, plus `-d` for "
+        f"reused connections), median of {RUNS} runs. Every server delivers into a local Maildir; "
+        "a run counts only when all messages landed. The disk limit is this machine writing 4 KiB "
+        "files (write, fsync, rename, fsync the directory) with as many writers as sessions. "
+        "Memory is the sum over each server's process tree, sampled every "
+        f"{SAMPLE_INTERVAL * 1000:.0f} ms.",
         "",
-        "| sessions | connections | accepted msg/s | delivered msg/s | disk limit files/s | of the limit | peak RSS KiB | peak PSS KiB | landed |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "## Accepted and delivered into a Maildir, messages/s",
+        "",
+        "| sessions | connections | disk limit | " + " | ".join(
+            f"{n} accepted | {n} delivered" for n in names) + " | tinymta of the limit | tinymta / Postfix |",
+        "|---|---|---|" + "---|---|" * len(names) + "---|---|",
     ]
-    for r in rows:
-        lines.append(f"| {r[0]} | {r[1]} | {r[2]:.0f} | {r[3]:.0f} | {r[4]:.0f} | {r[5]:.0%} | {r[6]} | {r[7]} | {r[8]} |")
+    for sessions, mode, disk, f in load:
+        t, p = f.get("tinymta", (0, 0))[1], f.get("Postfix", (0, 0))[1]
+        lines.append(f"| {sessions} | {mode} | {disk:.0f} | " + " | ".join(
+            f"{f[n][0]:.0f} | {f[n][1]:.0f}" for n in names)
+            + f" | {t / disk:.0%} | {(f'{t / p:.1f}x' if p else '-')} |")
     lines += [
         "",
-        f"- start-up to accepting connections: {startup * 1000:.1f} ms",
-        f"- idle: RSS {idle[0]} KiB, PSS {idle[1]} KiB",
-        f"- a 50 MB message ({'accepted' if big_ok else 'NOT accepted'}) raised peak RSS by {big_rise} KiB",
-        f"- release binary (glibc, {os.uname().machine}): {size} bytes; `make size` gives the static ones",
+        "## Peak memory under that load, KiB (RSS / PSS of the process tree)",
         "",
-        "Postfix and OpenSMTPD under the same load: not measured yet (next step of issue 6).",
+        "| sessions | connections | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    for sessions, mode, disk, f in load:
+        lines.append(f"| {sessions} | {mode} | " + " | ".join(
+            f"{f[n][2]:.0f} / {f[n][3]:.0f}" for n in names) + " |")
+    lines += [
+        "",
+        f"## Relaying to smtp-sink on loopback, {RELAY_SESSIONS} sessions, messages/s",
+        "",
+        "| connections | " + " | ".join(f"{n} accepted | {n} forwarded" for n in names) + " |",
+        "|---|" + "---|---|" * len(names),
+    ]
+    for mode, f in relay:
+        lines.append(f"| {mode} | " + " | ".join(f"{f[n][0]:.0f} | {f[n][1]:.0f}" for n in names) + " |")
+    lines += [
+        "",
+        "## Idle, start-up, size",
+        "",
+        "| | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+        "| idle RSS KiB (process tree) | " + " | ".join(f"{idles[n][1]:.0f}" for n in names) + " |",
+        "| idle PSS KiB (process tree) | " + " | ".join(f"{idles[n][2]:.0f}" for n in names) + " |",
+        "| start-up to first 220, ms | " + " | ".join(f"{idles[n][0] * 1000:.1f}" for n in names) + " |",
+        "| installed executables, bytes | " + " | ".join(f"{sizes[n]}" for n in names) + " |",
+        "",
+        f"- tinymta, a 50 MB message ({'accepted' if big_ok else 'NOT accepted'}): peak RSS rose by {big_rise} KiB",
+        "- tinymta's size is the glibc release binary here; `make size` gives the static musl ones. "
+        "Postfix's counts /usr/sbin/postfix, its daemons and libpostfix-*; OpenSMTPD's smtpd, smtpctl "
+        "and its libexec helpers (shared system libraries are not counted for either).",
+        "- Postfix's start-up includes `postfix start`'s own checks.",
     ]
     text = "\n".join(lines) + "\n"
     with open(os.path.join(ROOT, "bench", "results.md"), "w") as f:

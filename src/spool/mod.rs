@@ -20,7 +20,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use maildir::{create_dir_durably, fsync_dir, random_u64};
+use maildir::{create_dir_durably, fsync_dir, random_u64, DirSync};
 use queue::{EnvelopeError, QueueEnvelope};
 
 /// How much message data is gathered before a write(2) to the spool file.
@@ -66,6 +66,8 @@ fn at(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
 pub struct Spool {
     tmp: PathBuf,
     new: PathBuf,
+    /// fsyncs of `new/`, shared by sessions that commit at the same time.
+    new_sync: DirSync,
 }
 
 impl Spool {
@@ -74,6 +76,7 @@ impl Spool {
         let spool = Spool {
             tmp: spool_dir.join("tmp"),
             new: spool_dir.join("new"),
+            new_sync: DirSync::new(spool_dir.join("new")),
         };
         create_dir_durably(&spool.tmp).map_err(at(&spool.tmp))?;
         create_dir_durably(&spool.new).map_err(at(&spool.new))?;
@@ -188,16 +191,22 @@ impl Spool {
             let _ = fs::remove_file(&tmp);
             return Err(at(&path)(e));
         }
-        fsync_dir(&self.new).map_err(at(&self.new))
+        self.new_sync.sync().map_err(at(&self.new))
     }
 
     /// Removes a finished entry: the envelope first, as it is the commit point.
+    ///
+    /// The directory is not fsync'd, as Postfix's queue manager does not
+    /// fsync its removals either: a removal lost to a power cut only means
+    /// the entry is delivered again. Local deliveries are idempotent (the
+    /// Maildir name comes from the queue id), and a second remote copy is
+    /// SMTP's known duplicate window (RFC 1047); a lone `.msg` or `.env`
+    /// left over is removed at start-up.
     pub fn remove(&self, id: &str) -> Result<(), SpoolError> {
         let env = self.envelope_path(id);
         fs::remove_file(&env).map_err(at(&env))?;
         let msg = self.message_path(id);
-        fs::remove_file(&msg).map_err(at(&msg))?;
-        fsync_dir(&self.new).map_err(at(&self.new))
+        fs::remove_file(&msg).map_err(at(&msg))
     }
 
     fn envelope_path(&self, id: &str) -> PathBuf {
@@ -250,7 +259,7 @@ impl IncomingMessage<'_> {
             let _ = fs::remove_file(&msg);
             return Err(at(&env)(e));
         }
-        if let Err(e) = fsync_dir(&spool.new) {
+        if let Err(e) = spool.new_sync.sync() {
             // Not acknowledged, so it must not be delivered either.
             let _ = fs::remove_file(&env);
             let _ = fs::remove_file(&msg);
