@@ -87,7 +87,8 @@ fuzz:
 	cd fuzz && for t in $(FUZZ_TARGETS); do mkdir -p runs/$$t; \
 	  $(CARGO) +nightly fuzz run $$t runs/$$t corpus/$$t -- -max_total_time=$(FUZZ_TIME) || exit 1; done
 
-# Long fault tests: kill -9 under load, STRESS_ROUNDS times (default 20).
+# Long fault tests: kill -9 under load (STRESS_ROUNDS kills, default 20), the
+# upstream down then back, slow clients and connection floods.
 stress:
 	$(CARGO) test --release --test stress -- --ignored --nocapture
 

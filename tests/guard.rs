@@ -217,22 +217,9 @@ fn memory_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// Lets this test process hold a few thousand sockets.
-fn raise_fd_limit(wanted: u64) {
-    // SAFETY: getrlimit/setrlimit with a valid struct.
-    unsafe {
-        let mut limit: libc::rlimit = std::mem::zeroed();
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-        if limit.rlim_cur < wanted {
-            limit.rlim_cur = wanted.min(limit.rlim_max);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}
-
 #[test]
 fn a_flood_of_1000_connections_leaves_memory_bounded() {
-    raise_fd_limit(4096);
+    support::raise_fd_limit(4096);
     let server = Server::start("max_connections = 16\ncommand_timeout = 30s");
     let (idle_rss, _) = memory_kib(server.pid());
     let mut flood = Vec::new();

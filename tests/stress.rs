@@ -1,6 +1,11 @@
-//! `make stress`: kill -9 under load. Clients record every message that got
-//! a 250; after each kill tinymta is restarted; at the end every promised
-//! message is in the Maildir exactly once and whole, and none is there twice.
+//! `make stress`: the long fault tests.
+//! - kill -9 under load: clients record every message that got a 250; after
+//!   each kill tinymta is restarted; at the end every promised message is in
+//!   the Maildir exactly once and whole, and none is there twice;
+//! - the upstream down for a while (and tinymta restarted meanwhile), then
+//!   back: every message arrives there exactly once;
+//! - slow clients and waves of 1000 connections: others are answered within
+//!   the limits, nothing hangs, memory stays bounded.
 
 mod support;
 
@@ -9,10 +14,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use support::peers::{free_port_on, SmtpSink};
 use support::{Client, Server};
 
-/// Sends messages until the connection fails; records the subjects acknowledged.
-fn client_loop(port: u16, tag: String, stop: Arc<AtomicBool>, promised: Arc<Mutex<Vec<String>>>) {
+/// Sends messages to `rcpt` until the connection fails or `stop` is set;
+/// records the subjects acknowledged.
+fn client_loop(
+    port: u16,
+    tag: String,
+    rcpt: &str,
+    stop: Arc<AtomicBool>,
+    promised: Arc<Mutex<Vec<String>>>,
+) {
     let mut n = 0;
     while !stop.load(Ordering::SeqCst) {
         let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
@@ -39,7 +52,7 @@ fn client_loop(port: u16, tag: String, stop: Arc<AtomicBool>, promised: Arc<Mute
             let subject = format!("{tag}-{n}");
             n += 1;
             if !step(&mut c, "MAIL FROM:<load@mx.test>", "250")
-                || !step(&mut c, "RCPT TO:<root@mx.test>", "250")
+                || !step(&mut c, &format!("RCPT TO:<{rcpt}>"), "250")
                 || !step(&mut c, "DATA", "354")
             {
                 return;
@@ -55,6 +68,23 @@ fn client_loop(port: u16, tag: String, stop: Arc<AtomicBool>, promised: Arc<Mute
         }
         let _ = c.send_raw_checked(b"QUIT\r\n");
     }
+}
+
+/// Four client_loop threads, tagged `{tag}t0` to `{tag}t3`.
+fn start_clients(
+    port: u16,
+    tag: &str,
+    rcpt: &'static str,
+    stop: &Arc<AtomicBool>,
+    promised: &Arc<Mutex<Vec<String>>>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..4)
+        .map(|t| {
+            let (stop, promised) = (Arc::clone(stop), Arc::clone(promised));
+            let tag = format!("{tag}t{t}");
+            std::thread::spawn(move || client_loop(port, tag, rcpt, stop, promised))
+        })
+        .collect()
 }
 
 #[test]
@@ -75,15 +105,13 @@ fn kill_9_under_load_loses_nothing_and_delivers_nothing_twice() {
     eprintln!("stress seed {seed}, {rounds} rounds");
     for round in 0..rounds {
         let stop = Arc::new(AtomicBool::new(false));
-        let threads: Vec<_> = (0..4)
-            .map(|t| {
-                let (stop, promised) = (Arc::clone(&stop), Arc::clone(&promised));
-                let port = server.port;
-                std::thread::spawn(move || {
-                    client_loop(port, format!("r{round}t{t}"), stop, promised)
-                })
-            })
-            .collect();
+        let threads = start_clients(
+            server.port,
+            &format!("r{round}"),
+            "root@mx.test",
+            &stop,
+            &promised,
+        );
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
@@ -131,4 +159,176 @@ fn kill_9_under_load_loses_nothing_and_delivers_nothing_twice() {
         promised.len(),
         seen.len() - promised.len()
     );
+}
+
+/// The subject of a stored message.
+fn subject_of(text: &[u8]) -> String {
+    String::from_utf8_lossy(text)
+        .lines()
+        .find_map(|l| l.strip_prefix("Subject: "))
+        .expect("a Subject: line")
+        .to_string()
+}
+
+#[test]
+#[ignore]
+fn upstream_down_then_back_gets_every_message_once() {
+    // Nothing listens on the smarthost's port until the end.
+    let upstream: std::net::SocketAddr = format!("127.0.0.1:{}", free_port_on("127.0.0.1"))
+        .parse()
+        .unwrap();
+    let mut server = Server::start(&format!(
+        "smarthost = {upstream}\nsmarthost_tls = none\nretry_min = 1s\nretry_max = 2s\n\
+         max_connections = 32\nlog_level = info"
+    ));
+    let promised = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads = start_clients(server.port, "", "u@far.test", &stop, &promised);
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::SeqCst);
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let promised = promised.lock().unwrap().clone();
+    assert!(!promised.is_empty());
+    // Several attempts fail, the daemon is killed and restarted meanwhile,
+    // more attempts fail.
+    server.wait_for_log("Connection refused");
+    std::thread::sleep(Duration::from_secs(3));
+    server.kill();
+    server.restart();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(server.queue_files().len(), 2 * promised.len());
+    let sink = SmtpSink::start(upstream, &[]);
+    // wait_for fails on more than promised.len(): a duplicate.
+    let received = sink.wait_for(promised.len());
+    server.wait_for_empty_queue();
+    std::thread::sleep(Duration::from_secs(1));
+    let received = if sink.messages().len() == received.len() {
+        received
+    } else {
+        panic!("more arrived after the queue was empty")
+    };
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for message in &received {
+        assert_eq!(message.rcpt_to, ["<u@far.test>"]);
+        *seen.entry(subject_of(&message.text)).or_default() += 1;
+    }
+    for subject in &promised {
+        assert_eq!(seen.get(subject), Some(&1), "{subject}");
+    }
+    eprintln!(
+        "upstream down then back: {} messages queued while it was down, each arrived once",
+        promised.len()
+    );
+}
+
+/// Connects, then sends `line` one byte every `pause`; returns the reply
+/// that ended it (empty if the connection just closed).
+fn slow_client(port: u16, line: &'static [u8], pause: Duration) -> String {
+    let mut c = Client::connect(port);
+    if !c.reply().starts_with("220") {
+        return String::new();
+    }
+    for byte in line {
+        if c.send_raw_checked(&[*byte]).is_err() {
+            break;
+        }
+        std::thread::sleep(pause);
+        if let Some(reply) = c.try_reply() {
+            return reply;
+        }
+    }
+    c.try_read_reply().unwrap_or_default()
+}
+
+#[test]
+#[ignore]
+fn slow_clients_and_floods_leave_others_answered_and_memory_bounded() {
+    support::raise_fd_limit(4096);
+    let server = Server::start("max_connections = 32\ncommand_timeout = 10s");
+    let port = server.port;
+    let idle_rss = server.peak_rss_kib();
+    // 16 clients that send a byte every 3 s hold half the places until
+    // command_timeout cuts them off.
+    let slow: Vec<_> = (0..16)
+        .map(|_| {
+            std::thread::spawn(move || {
+                slow_client(port, b"NOOP slow client\r\n", Duration::from_secs(3))
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // Meanwhile a well-behaved client sends a message a connection, and
+    // three waves of 1000 connections come and go.
+    let stop = Arc::new(AtomicBool::new(false));
+    let promised = Arc::new(Mutex::new(Vec::new()));
+    let (stop2, promised2) = (Arc::clone(&stop), Arc::clone(&promised));
+    let sender = std::thread::spawn(move || {
+        let (mut served, mut refused, mut n) = (0, 0, 0);
+        while !stop2.load(Ordering::SeqCst) {
+            let started = Instant::now();
+            let mut c = Client::connect(port);
+            let greeting = c.reply();
+            // Answered at once either way: never a hang.
+            assert!(started.elapsed() < Duration::from_secs(5), "{greeting}");
+            if greeting.starts_with("421 4.3.2 ") {
+                refused += 1;
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            assert_eq!(greeting, "220 mx.test ESMTP\r\n");
+            assert!(c.command("EHLO steady.test").starts_with("250"));
+            let subject = format!("steady-{n}");
+            n += 1;
+            let body = format!("Subject: {subject}\r\n\r\nend of {subject}\r\n.\r\n");
+            // send_message asserts the 250 and returns the queue id.
+            c.send_message("load@mx.test", &["root@mx.test"], body.as_bytes());
+            promised2.lock().unwrap().push(subject);
+            served += 1;
+            let _ = c.send_raw_checked(b"QUIT\r\n");
+        }
+        (served, refused)
+    });
+    let mut flood_refused = 0;
+    for _ in 0..3 {
+        let mut flood: Vec<Client> = (0..1000).map(|_| Client::connect(port)).collect();
+        for client in &mut flood {
+            let reply = client.reply();
+            if reply != "220 mx.test ESMTP\r\n" {
+                assert_eq!(
+                    reply,
+                    "421 4.3.2 mx.test Error: too many connections, try again later\r\n"
+                );
+                flood_refused += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        drop(flood);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // The slow clients are cut off by command_timeout, not served forever.
+    for thread in slow {
+        assert_eq!(
+            thread.join().unwrap(),
+            "421 4.4.2 mx.test Error: timeout exceeded\r\n"
+        );
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (served, refused) = sender.join().unwrap();
+    assert!(served > 0);
+    let promised = promised.lock().unwrap().clone();
+    let stored = server.wait_for_mail("root", promised.len());
+    let mut subjects: Vec<String> = stored.iter().map(|m| subject_of(m)).collect();
+    subjects.sort();
+    let mut expected = promised.clone();
+    expected.sort();
+    assert_eq!(subjects, expected);
+    let peak_rss = server.peak_rss_kib();
+    eprintln!(
+        "slow clients and floods: {flood_refused} of 3000 flood connections refused at once; \
+         the steady client was served {served} times and refused {refused} times; \
+         RSS idle {idle_rss} KiB, peak {peak_rss} KiB"
+    );
+    assert!(peak_rss < 32 * 1024, "peak RSS {peak_rss} KiB");
 }

@@ -370,6 +370,19 @@ impl Drop for Server {
     }
 }
 
+/// Lets this test process hold a few thousand sockets.
+pub fn raise_fd_limit(wanted: u64) {
+    // SAFETY: getrlimit/setrlimit with a valid struct.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        if limit.rlim_cur < wanted {
+            limit.rlim_cur = wanted.min(limit.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 /// Runs a Python script (the tests' smtplib client); its standard output,
 /// failing the test on an error.
 pub fn python(script: &str) -> String {
