@@ -470,3 +470,43 @@ fn concurrent_messages_never_share_a_name() {
     assert_eq!(subjects.len(), 60);
     let _ = std::io::stdout().flush();
 }
+
+#[test]
+fn a_corrupt_queue_entry_is_set_aside_once() {
+    let mut server = Server::start("");
+    server.kill();
+    let new = server.spool().join("new");
+    fs::write(
+        new.join("6B0000000000000001.msg"),
+        "Subject: kept\r\n\r\nbody\r\n",
+    )
+    .unwrap();
+    fs::write(
+        new.join("6B0000000000000001.env"),
+        "tinymta-envelope: 1\nid: x\n",
+    )
+    .unwrap();
+    server.restart();
+    server.wait_for_log("moved to");
+    let corrupt = server.spool().join("corrupt");
+    assert_eq!(
+        support::list_dir(&corrupt),
+        ["6B0000000000000001.env", "6B0000000000000001.msg"]
+    );
+    assert_eq!(
+        fs::read(corrupt.join("6B0000000000000001.msg")).unwrap(),
+        b"Subject: kept\r\n\r\nbody\r\n"
+    );
+    assert!(server.queue_files().is_empty());
+    // The queue goes on: a new message is delivered, and the corrupt one is
+    // not tried (or logged) again.
+    let mut c = server.greeted();
+    c.send_message(
+        "a@example.org",
+        &["root@mx.test"],
+        b"Subject: after\r\n\r\nfine\r\n.\r\n",
+    );
+    server.wait_for_mail("root", 1);
+    server.wait_for_empty_queue();
+    assert_eq!(server.log().matches("bad envelope").count(), 1);
+}

@@ -270,6 +270,13 @@ impl Scheduler {
             }
             let mut envelope = match self.spool.read_envelope(&id) {
                 Ok(envelope) => envelope,
+                Err(e) if e.is_corrupt_envelope() => {
+                    match self.spool.set_aside(&id) {
+                        Ok(dir) => log::error!("{e}; moved to {}", dir.display()),
+                        Err(moving) => log::error!("{e}; cannot set it aside: {moving}"),
+                    }
+                    continue;
+                }
                 Err(e) => {
                     log::error!("{id}: {e}");
                     continue;

@@ -4,6 +4,9 @@
 //! spool_dir/tmp/<id>.msg, <id>.env   being written; removed at start-up
 //! spool_dir/new/<id>.msg             the message, as received, CRLF line ends
 //! spool_dir/new/<id>.env             its envelope (see queue.rs); the commit point
+//! spool_dir/corrupt/<id>.msg, .env    an entry whose envelope cannot be read,
+//!                                     set aside for the operator (as Postfix's
+//!                                     corrupt/ queue)
 //! ```
 //!
 //! Accepting a message: both files are written in `tmp/` and fsync'd, the
@@ -47,6 +50,15 @@ impl fmt::Display for SpoolError {
 impl std::error::Error for SpoolError {}
 
 impl SpoolError {
+    /// The envelope file is there but unreadable as one (not UTF-8, or not
+    /// the format): retrying will not help.
+    pub fn is_corrupt_envelope(&self) -> bool {
+        match self {
+            SpoolError::BadEnvelope { .. } => true,
+            SpoolError::Io { error, .. } => error.kind() == io::ErrorKind::InvalidData,
+        }
+    }
+
     /// The disk (or the user's quota) is full: a condition that passes.
     pub fn is_storage_full(&self) -> bool {
         matches!(self, SpoolError::Io { error, .. }
@@ -209,6 +221,26 @@ impl Spool {
         fs::remove_file(&msg).map_err(at(&msg))
     }
 
+    /// Moves an entry whose envelope cannot be read out of the queue into
+    /// `corrupt/`, where it is no longer tried (or logged at every scan) but
+    /// kept for the operator. Returns where it went.
+    pub fn set_aside(&self, id: &str) -> Result<PathBuf, SpoolError> {
+        let corrupt = self.new.with_file_name("corrupt");
+        create_dir_durably(&corrupt).map_err(at(&corrupt))?;
+        for path in [self.message_path(id), self.envelope_path(id)] {
+            let target = corrupt.join(path.file_name().unwrap_or_default());
+            match fs::rename(&path, &target) {
+                Ok(()) => {}
+                // A lone envelope: there is no message to keep.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(at(&path)(e)),
+            }
+        }
+        fsync_dir(&corrupt).map_err(at(&corrupt))?;
+        self.new_sync.sync().map_err(at(&self.new))?;
+        Ok(corrupt)
+    }
+
     fn envelope_path(&self, id: &str) -> PathBuf {
         self.new.join(format!("{id}.env"))
     }
@@ -353,6 +385,32 @@ mod tests {
         spool.remove(&id).unwrap();
         assert!(spool.list().unwrap().is_empty());
         assert_eq!(fs::read_dir(dir.path().join("new")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_corrupt_entry_is_set_aside_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        fs::write(dir.path().join("new/BAD.msg"), "the message").unwrap();
+        fs::write(dir.path().join("new/BAD.env"), "not an envelope").unwrap();
+        fs::write(dir.path().join("new/BIN.env"), b"\xff\xfe").unwrap();
+        let bad = spool.read_envelope("BAD").unwrap_err();
+        assert!(bad.is_corrupt_envelope(), "{bad}");
+        let binary = spool.read_envelope("BIN").unwrap_err();
+        assert!(binary.is_corrupt_envelope(), "{binary}");
+        assert!(!spool
+            .read_envelope("GONE")
+            .unwrap_err()
+            .is_corrupt_envelope());
+        let corrupt = spool.set_aside("BAD").unwrap();
+        spool.set_aside("BIN").unwrap();
+        assert!(spool.list().unwrap().is_empty());
+        assert_eq!(fs::read(corrupt.join("BAD.msg")).unwrap(), b"the message");
+        assert_eq!(
+            fs::read(corrupt.join("BAD.env")).unwrap(),
+            b"not an envelope"
+        );
+        assert!(corrupt.join("BIN.env").exists());
     }
 
     #[test]
