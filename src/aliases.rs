@@ -92,7 +92,8 @@ impl Aliases {
         let name = name.to_ascii_lowercase();
         let mut out = Vec::new();
         let mut seen = Vec::new();
-        self.expand_into(&name, is_local, 0, &mut seen, &mut out);
+        let mut expanded = HashMap::new();
+        self.expand_into(&name, is_local, 0, &mut seen, &mut expanded, &mut out);
         if out.is_empty() {
             out.push(Target::Local(name));
         }
@@ -105,6 +106,7 @@ impl Aliases {
         is_local: &dyn Fn(&str) -> bool,
         depth: usize,
         seen: &mut Vec<String>,
+        expanded: &mut HashMap<String, usize>,
         out: &mut Vec<Target>,
     ) {
         let push = |out: &mut Vec<Target>, target: Target| {
@@ -128,6 +130,13 @@ impl Aliases {
                 return;
             }
         };
+        // A name reached again by another path adds nothing new, unless it is
+        // now nearer the top (the depth limit cut it short before). Without
+        // this, `a: b, b, ...` chains make the walk exponential in the depth.
+        if expanded.get(name).is_some_and(|&at| at <= depth) {
+            return;
+        }
+        expanded.insert(name.to_string(), depth);
         seen.push(name.to_string());
         for target in targets {
             let local = match target.rsplit_once('@') {
@@ -144,7 +153,7 @@ impl Aliases {
             if local == name {
                 push(out, Target::Local(local));
             } else {
-                self.expand_into(&local, is_local, depth + 1, seen, out);
+                self.expand_into(&local, is_local, depth + 1, seen, expanded, out);
             }
         }
         seen.pop();
@@ -154,6 +163,24 @@ impl Aliases {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_reached_by_many_paths_are_expanded_once() {
+        // Twelve levels of ten names, each naming all ten of the next level:
+        // 10^10 paths, 120 names. The depth limit (10) stops at level 10.
+        let mut text = String::new();
+        for level in 0..12 {
+            for n in 0..10 {
+                let next: Vec<String> = (0..10).map(|m| format!("l{}n{m}", level + 1)).collect();
+                text.push_str(&format!("l{level}n{n}: {}\n", next.join(", ")));
+            }
+        }
+        let aliases = Aliases::parse(&text).unwrap();
+        let mut got = aliases.expand("l0n0", &|_: &str| false);
+        got.sort_by_key(|t| format!("{t:?}"));
+        let want: Vec<Target> = (0..10).map(|m| Target::Local(format!("l10n{m}"))).collect();
+        assert_eq!(got, want);
+    }
 
     fn local(domain: &str) -> bool {
         domain.eq_ignore_ascii_case("router.lan")

@@ -9,7 +9,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::client::Outcome;
-use super::{log_outcome, ItemResult, Job, Reporter};
+use super::{log_outcome, ItemResult, Job, JobItem, Reporter};
 use crate::config::Config;
 use crate::smtp::address::Mailbox;
 use crate::spool::maildir::{create_dir_durably, fsync_dir};
@@ -26,8 +26,26 @@ pub fn mailbox_name(recipient: &Mailbox) -> Option<String> {
     safe.then_some(name)
 }
 
+/// How many messages a worker delivers before it fsyncs the Maildir
+/// directories it renamed into and reports them: one directory fsync then
+/// covers up to this many deliveries, and a result waits for at most this
+/// many.
+const SYNC_BATCH: usize = 32;
+
+/// One message's local outcomes, held until their directories are fsync'd.
+struct Unreported {
+    item: JobItem,
+    /// Recipient index, outcome, and the directory the file went into.
+    outcomes: Vec<(usize, Outcome, Option<PathBuf>)>,
+}
+
 /// Delivers a job's messages to their local recipients, reporting each.
+///
+/// A message is reported delivered only after its file and the directory
+/// entry that names it are durable; the directory fsyncs are shared by the
+/// messages of a batch (see [`SYNC_BATCH`]) rather than done one a message.
 pub fn deliver_job(config: &Config, spool: &Spool, job: Job, reporter: &mut Reporter) {
+    let mut unreported = Vec::new();
     for item in job.items {
         let mut outcomes = Vec::new();
         for (index, rcpt) in &item.recipients {
@@ -36,7 +54,7 @@ pub fn deliver_job(config: &Config, spool: &Spool, job: Job, reporter: &mut Repo
                 .map_err(|e| io::Error::other(e.to_string()))
                 .and_then(|mut text| {
                     let file_name = delivery_name(item.arrival, &item.id, *index, &config.hostname);
-                    deliver_local(
+                    write_into_maildir(
                         &config.mailbox_dir,
                         &file_name,
                         &item.sender,
@@ -44,19 +62,63 @@ pub fn deliver_job(config: &Config, spool: &Spool, job: Job, reporter: &mut Repo
                         &mut text,
                     )
                 });
-            let outcome = match delivered {
-                Ok(path) => Outcome::Delivered(format!("delivered to {}", path.display())),
-                Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
-                    Outcome::Failed(format!("5.1.3 local delivery: {e}"))
+            outcomes.push(match delivered {
+                Ok(path) => {
+                    let dir = path.parent().map(Path::to_path_buf);
+                    let text = format!("delivered to {}", path.display());
+                    (*index, Outcome::Delivered(text), dir)
                 }
-                Err(e) => Outcome::Deferred(format!("4.3.0 local delivery: {e}")),
-            };
-            log_outcome(&item, rcpt, "local", None, &outcome);
-            outcomes.push((*index, outcome));
+                Err(e) if e.kind() == io::ErrorKind::InvalidInput => (
+                    *index,
+                    Outcome::Failed(format!("5.1.3 local delivery: {e}")),
+                    None,
+                ),
+                Err(e) => (
+                    *index,
+                    Outcome::Deferred(format!("4.3.0 local delivery: {e}")),
+                    None,
+                ),
+            });
+        }
+        unreported.push(Unreported { item, outcomes });
+        if unreported.len() >= SYNC_BATCH {
+            sync_and_report(&mut unreported, reporter);
+        }
+    }
+    sync_and_report(&mut unreported, reporter);
+}
+
+/// fsyncs each directory the unreported deliveries went into, once, then
+/// logs and reports them; a delivery whose directory could not be fsync'd
+/// is deferred (tried again, it finds its file and adds no second copy).
+fn sync_and_report(unreported: &mut Vec<Unreported>, reporter: &mut Reporter) {
+    let mut dirs: Vec<&PathBuf> = unreported
+        .iter()
+        .flat_map(|u| u.outcomes.iter().filter_map(|(_, _, dir)| dir.as_ref()))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    let failed: Vec<(PathBuf, io::Error)> = dirs
+        .into_iter()
+        .filter_map(|dir| fsync_dir(dir).err().map(|e| (dir.clone(), e)))
+        .collect();
+    for Unreported { item, outcomes } in unreported.drain(..) {
+        let mut results = Vec::with_capacity(outcomes.len());
+        for (index, mut outcome, dir) in outcomes {
+            if let Some((dir, e)) = failed.iter().find(|(f, _)| Some(f) == dir.as_ref()) {
+                outcome = Outcome::Deferred(format!(
+                    "4.3.0 local delivery: fsync {}: {e}",
+                    dir.display()
+                ));
+            }
+            if let Some((_, rcpt)) = item.recipients.iter().find(|(i, _)| *i == index) {
+                log_outcome(&item, rcpt, "local", None, &outcome);
+            }
+            results.push((index, outcome));
         }
         reporter.report(ItemResult {
             id: item.id,
-            outcomes,
+            outcomes: results,
         });
     }
 }
@@ -107,6 +169,20 @@ pub fn deliver_local(
     recipient: &Mailbox,
     message: &mut File,
 ) -> io::Result<PathBuf> {
+    let path = write_into_maildir(mailbox_dir, file_name, sender, recipient, message)?;
+    fsync_dir(path.parent().unwrap_or(mailbox_dir))?;
+    Ok(path)
+}
+
+/// [`deliver_local`] but for the fsync of the directory the file is in
+/// (new/, or cur/ for a copy found already read): the caller's to do.
+fn write_into_maildir(
+    mailbox_dir: &Path,
+    file_name: &DeliveryName,
+    sender: &str,
+    recipient: &Mailbox,
+    message: &mut File,
+) -> io::Result<PathBuf> {
     let name = mailbox_name(recipient)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "invalid mailbox name"))?;
     let maildir = mailbox_dir.join(&name);
@@ -131,7 +207,6 @@ pub fn deliver_local(
     }
     let new_path = maildir.join("new").join(file_name);
     std::fs::rename(&tmp_path, &new_path)?;
-    fsync_dir(&maildir.join("new"))?;
     Ok(new_path)
 }
 
