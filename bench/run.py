@@ -625,6 +625,13 @@ def main():
     write_results(servers, load, relay, idles, big_rise, big_ok, sizes)
 
 
+def markdown_table(header, rows):
+    """The lines of a Markdown table."""
+    def line(cells):
+        return "| " + " | ".join(str(c) for c in cells) + " |"
+    return [line(header), "|" + "---|" * len(header)] + [line(r) for r in rows]
+
+
 def write_results(servers, load, relay, idles, big_rise, big_ok, sizes):
     names = [k.name for k in servers]
     lines = [
@@ -641,44 +648,30 @@ def write_results(servers, load, relay, idles, big_rise, big_ok, sizes):
         "",
         "## Accepted and delivered into a Maildir, messages/s",
         "",
-        "| sessions | connections | disk limit | " + " | ".join(
-            f"{n} accepted | {n} delivered" for n in names) + " | tinymta of the limit | tinymta / Postfix |",
-        "|---|---|---|" + "---|---|" * len(names) + "---|---|",
     ]
+    rows = []
     for sessions, mode, disk, f in load:
         t, p = f.get("tinymta", (0, 0))[1], f.get("Postfix", (0, 0))[1]
-        lines.append(f"| {sessions} | {mode} | {disk:.0f} | " + " | ".join(
-            f"{f[n][0]:.0f} | {f[n][1]:.0f}" for n in names)
-            + f" | {t / disk:.0%} | {(f'{t / p:.1f}x' if p else '-')} |")
+        rows.append([sessions, mode, f"{disk:.0f}"] + [f"{f[n][i]:.0f}" for n in names for i in (0, 1)]
+                    + [f"{t / disk:.0%}", f"{t / p:.1f}x" if p else "-"])
+    lines += markdown_table(["sessions", "connections", "disk limit"]
+                            + [f"{n} {what}" for n in names for what in ("accepted", "delivered")]
+                            + ["tinymta of the limit", "tinymta / Postfix"], rows)
+    lines += ["", "## Peak memory under that load, KiB (RSS / PSS of the process tree)", ""]
+    lines += markdown_table(["sessions", "connections"] + names,
+                            [[sessions, mode] + [f"{f[n][2]:.0f} / {f[n][3]:.0f}" for n in names]
+                             for sessions, mode, _, f in load])
+    lines += ["", f"## Relaying to smtp-sink on loopback, {RELAY_SESSIONS} sessions, messages/s", ""]
+    lines += markdown_table(["connections"] + [f"{n} {what}" for n in names for what in ("accepted", "forwarded")],
+                            [[mode] + [f"{f[n][i]:.0f}" for n in names for i in (0, 1)] for mode, f in relay])
+    lines += ["", "## Idle, start-up, size", ""]
+    lines += markdown_table([""] + names, [
+        ["idle RSS KiB (process tree)"] + [f"{idles[n][1]:.0f}" for n in names],
+        ["idle PSS KiB (process tree)"] + [f"{idles[n][2]:.0f}" for n in names],
+        ["start-up to first 220, ms"] + [f"{idles[n][0] * 1000:.1f}" for n in names],
+        ["installed executables, bytes"] + [f"{sizes[n]}" for n in names],
+    ])
     lines += [
-        "",
-        "## Peak memory under that load, KiB (RSS / PSS of the process tree)",
-        "",
-        "| sessions | connections | " + " | ".join(names) + " |",
-        "|---|---|" + "---|" * len(names),
-    ]
-    for sessions, mode, disk, f in load:
-        lines.append(f"| {sessions} | {mode} | " + " | ".join(
-            f"{f[n][2]:.0f} / {f[n][3]:.0f}" for n in names) + " |")
-    lines += [
-        "",
-        f"## Relaying to smtp-sink on loopback, {RELAY_SESSIONS} sessions, messages/s",
-        "",
-        "| connections | " + " | ".join(f"{n} accepted | {n} forwarded" for n in names) + " |",
-        "|---|" + "---|---|" * len(names),
-    ]
-    for mode, f in relay:
-        lines.append(f"| {mode} | " + " | ".join(f"{f[n][0]:.0f} | {f[n][1]:.0f}" for n in names) + " |")
-    lines += [
-        "",
-        "## Idle, start-up, size",
-        "",
-        "| | " + " | ".join(names) + " |",
-        "|---|" + "---|" * len(names),
-        "| idle RSS KiB (process tree) | " + " | ".join(f"{idles[n][1]:.0f}" for n in names) + " |",
-        "| idle PSS KiB (process tree) | " + " | ".join(f"{idles[n][2]:.0f}" for n in names) + " |",
-        "| start-up to first 220, ms | " + " | ".join(f"{idles[n][0] * 1000:.1f}" for n in names) + " |",
-        "| installed executables, bytes | " + " | ".join(f"{sizes[n]}" for n in names) + " |",
         "",
         f"- tinymta, a 50 MB message ({'accepted' if big_ok else 'NOT accepted'}): peak RSS rose by {big_rise} KiB",
         f"- tinymta is the binary that ships: `make static` ({STATIC_TARGET}, static, stripped). "

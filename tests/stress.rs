@@ -204,11 +204,11 @@ fn upstream_down_then_back_gets_every_message_once() {
     let received = sink.wait_for(promised.len());
     server.wait_for_empty_queue();
     std::thread::sleep(Duration::from_secs(1));
-    let received = if sink.messages().len() == received.len() {
-        received
-    } else {
-        panic!("more arrived after the queue was empty")
-    };
+    assert_eq!(
+        sink.messages().len(),
+        received.len(),
+        "more arrived after the queue was empty"
+    );
     let mut seen: HashMap<String, usize> = HashMap::new();
     for message in &received {
         assert_eq!(message.rcpt_to, ["<u@far.test>"]);

@@ -54,7 +54,7 @@ pub fn deliver_job(config: &Config, spool: &Spool, job: Job, reporter: &mut Repo
                 .map_err(|e| io::Error::other(e.to_string()))
                 .and_then(|mut text| {
                     let file_name = delivery_name(item.arrival, &item.id, *index, &config.hostname);
-                    write_into_maildir(
+                    deliver_local(
                         &config.mailbox_dir,
                         &file_name,
                         &item.sender,
@@ -104,16 +104,15 @@ fn sync_and_report(unreported: &mut Vec<Unreported>, reporter: &mut Reporter) {
         .collect();
     for Unreported { item, outcomes } in unreported.drain(..) {
         let mut results = Vec::with_capacity(outcomes.len());
-        for (index, mut outcome, dir) in outcomes {
+        // One outcome for each recipient, in the item's order.
+        for ((index, mut outcome, dir), (_, rcpt)) in outcomes.into_iter().zip(&item.recipients) {
             if let Some((dir, e)) = failed.iter().find(|(f, _)| Some(f) == dir.as_ref()) {
                 outcome = Outcome::Deferred(format!(
                     "4.3.0 local delivery: fsync {}: {e}",
                     dir.display()
                 ));
             }
-            if let Some((_, rcpt)) = item.recipients.iter().find(|(i, _)| *i == index) {
-                log_outcome(&item, rcpt, "local", None, &outcome);
-            }
+            log_outcome(&item, rcpt, "local", None, &outcome);
             results.push((index, outcome));
         }
         reporter.report(ItemResult {
@@ -123,8 +122,6 @@ fn sync_and_report(unreported: &mut Vec<Unreported>, reporter: &mut Reporter) {
     }
 }
 
-/// Delivers the message read from `message` (the spool copy) to `recipient`.
-/// Returns the path of the new file in the recipient's `new/`.
 /// The Maildir file name of one queued message for one recipient:
 /// `time.Q<queue id>I<recipient index>.host`, unique as the Maildir spec
 /// asks, and the same each time. A delivery repeated after a crash (between
@@ -162,21 +159,11 @@ fn already_delivered(maildir: &Path, name: &str) -> io::Result<Option<PathBuf>> 
     Ok(None)
 }
 
+/// Delivers the message read from `message` (the spool copy) to `recipient`.
+/// Returns the path of the file: in the recipient's `new/`, or in `cur/`
+/// for a copy a mail reader has already seen. The file is fsync'd; the fsync
+/// of the directory it is in is the caller's (`deliver_job` does it once a batch).
 pub fn deliver_local(
-    mailbox_dir: &Path,
-    file_name: &DeliveryName,
-    sender: &str,
-    recipient: &Mailbox,
-    message: &mut File,
-) -> io::Result<PathBuf> {
-    let path = write_into_maildir(mailbox_dir, file_name, sender, recipient, message)?;
-    fsync_dir(path.parent().unwrap_or(mailbox_dir))?;
-    Ok(path)
-}
-
-/// [`deliver_local`] but for the fsync of the directory the file is in
-/// (new/, or cur/ for a copy found already read): the caller's to do.
-fn write_into_maildir(
     mailbox_dir: &Path,
     file_name: &DeliveryName,
     sender: &str,
