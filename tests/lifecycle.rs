@@ -158,7 +158,7 @@ fn sigterm_lets_a_quick_session_finish() {
     assert_eq!(server.wait_for_exit(support::WAIT), Some(0));
     let files = server.queue_files();
     assert!(
-        files.contains(&format!("{id}.env")) || server.mail_count("root") == 1,
+        files.contains(&format!("{id}.msg")) || server.mail_count("root") == 1,
         "the acknowledged message is queued or delivered: {files:?}"
     );
 }

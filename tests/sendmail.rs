@@ -41,7 +41,14 @@ fn queued_while_the_daemon_is_stopped_with_the_missing_headers_added() {
         b"Subject: disk 91% full\n\n/dev/sda1 is nearly full\n.\nthe dot above stays\n",
     );
     assert_eq!((code, out.as_str(), err.as_str()), (Some(0), "", ""));
-    assert_eq!(server.queue_files().len(), 2, "one entry queued");
+    let files = server.queue_files();
+    assert_eq!(files.len(), 1, "one entry queued: {files:?}");
+    let (_, envelope) = server.stored(files[0].strip_suffix(".msg").unwrap());
+    assert!(
+        envelope.contains("\nclient: local\n")
+            && envelope.ends_with("\nrecipient: queued attempts=0 next=0 <root@box.lan>\n"),
+        "{envelope}"
+    );
     server.restart();
     let mail = server.wait_for_mail("root", 1);
     let text = String::from_utf8_lossy(&mail[0]).into_owned();
@@ -208,7 +215,12 @@ fn mailq_shows_a_deferred_message_and_flush_sends_it() {
         b"Subject: later\n\nx\n",
     );
     assert_eq!(code, Some(0));
-    let id = server.queue_files()[0].trim_end_matches(".env").to_string();
+    let files = server.queue_files();
+    let id = files
+        .iter()
+        .find_map(|f| f.strip_suffix(".msg"))
+        .unwrap_or_else(|| panic!("no queue entry: {files:?}"))
+        .to_string();
     server.wait_for_envelope_containing(&id, "recipient: queued attempts=1");
     let config = server.config_path();
     let (code, out, _) = run(

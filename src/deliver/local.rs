@@ -50,7 +50,7 @@ pub fn deliver_job(config: &Config, spool: &Spool, job: Job, reporter: &mut Repo
         let mut outcomes = Vec::new();
         for (index, rcpt) in &item.recipients {
             let delivered = spool
-                .open_message(&item.id)
+                .open_message(&item.id, item.size)
                 .map_err(|e| io::Error::other(e.to_string()))
                 .and_then(|mut text| {
                     let file_name = delivery_name(item.arrival, &item.id, *index, &config.hostname);
@@ -168,7 +168,7 @@ pub fn deliver_local(
     file_name: &DeliveryName,
     sender: &str,
     recipient: &Mailbox,
-    message: &mut File,
+    message: &mut impl Read,
 ) -> io::Result<PathBuf> {
     let name = mailbox_name(recipient)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "invalid mailbox name"))?;
@@ -201,7 +201,7 @@ fn write_message(
     file: File,
     sender: &str,
     recipient: &Mailbox,
-    message: &mut File,
+    message: &mut impl Read,
 ) -> io::Result<()> {
     let mut out = BufWriter::with_capacity(64 * 1024, file);
     write!(

@@ -209,11 +209,14 @@ impl RemoteDelivery {
     }
 
     fn send(&self, client: &mut SmtpClient, item: &JobItem) -> Result<Vec<Outcome>, HostError> {
-        let mut text = self.spool.open_message(&item.id).map_err(|e| HostError {
-            text: e.to_string(),
-            tls_failed: false,
-            permanent: false,
-        })?;
+        let mut text = self
+            .spool
+            .open_message(&item.id, item.size)
+            .map_err(|e| HostError {
+                text: e.to_string(),
+                tls_failed: false,
+                permanent: false,
+            })?;
         let recipients: Vec<String> = item.recipients.iter().map(|(_, r)| r.to_string()).collect();
         let message = Outgoing {
             sender: &item.sender,

@@ -444,7 +444,7 @@ impl Scheduler {
     }
 
     fn queue_bounce(&self, envelope: &QueueEnvelope) -> Result<(), SpoolError> {
-        let mut original = self.spool.open_message(&envelope.id)?;
+        let mut original = self.spool.open_message(&envelope.id, envelope.size)?;
         let config = self.config();
         let text = build_bounce(&config.hostname, envelope, &mut original, unix_now());
         let mut incoming = self.spool.begin()?;

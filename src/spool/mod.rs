@@ -1,26 +1,41 @@
 //! The spool: a flat-file queue under `spool_dir`.
 //!
 //! ```text
-//! spool_dir/tmp/<id>.msg, <id>.env   being written; removed at start-up
-//! spool_dir/new/<id>.msg             the message, as received, CRLF line ends
-//! spool_dir/new/<id>.env             its envelope (see queue.rs); the commit point
-//! spool_dir/corrupt/<id>.msg, .env    an entry whose envelope cannot be read,
-//!                                     set aside for the operator (as Postfix's
-//!                                     corrupt/ queue)
+//! spool_dir/tmp/<id>.msg        being written; removed at start-up
+//! spool_dir/tmp/<id>.env.<n>    an envelope update being written
+//! spool_dir/new/<id>.msg        a queue entry (below); its rename into new/
+//!                               is the commit point
+//! spool_dir/new/<id>.env        the envelope as delivery has changed it; it
+//!                               supersedes the one inside <id>.msg
+//! spool_dir/corrupt/<id>.*      an entry whose envelope cannot be read, set
+//!                               aside for the operator (as Postfix's
+//!                               corrupt/ queue)
 //! ```
 //!
-//! Accepting a message: both files are written in `tmp/` and fsync'd, the
-//! message is renamed into `new/`, then the envelope, then `new/` is fsync'd.
-//! Only then does the client get its 250. A queue entry exists when its
-//! envelope does; a `.msg` or `.env` without its twin was never acknowledged
-//! and is removed at start-up.
+//! A queue entry is one file: the message as received (CRLF line ends, the
+//! envelope's `size` octets), then its envelope as first queued (queue.rs),
+//! then one line that says where that envelope starts:
+//!
+//! ```text
+//! Subject: hi\r\n\r\nhello\r\n
+//! tinymta-envelope: 1\n ... size: 20\n recipient: queued ...\n
+//! tinymta-envelope-at: 00000000000000000020\n
+//! ```
+//!
+//! Accepting a message costs one file written in `tmp/` and fsync'd, its
+//! rename into `new/`, and an fsync of `new/` shared with the sessions that
+//! commit at the same time (`DirSync`); only then does the client get its
+//! 250. The envelope cannot come first, as `sendmail -t` learns the
+//! recipients from the message itself. An envelope in a file of its own
+//! would cost a second file, fsync and rename for every message, and leave
+//! an instant where one file is there without the other.
 
 pub mod maildir;
 pub mod queue;
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use maildir::{create_dir_durably, fsync_dir, random_u64, DirSync};
@@ -28,6 +43,16 @@ use queue::{EnvelopeError, QueueEnvelope};
 
 /// How much message data is gathered before a write(2) to the spool file.
 const WRITE_BUFFER: usize = 64 * 1024;
+
+/// The last line of a queue file: where its envelope starts, in octets,
+/// as a fixed number of digits so that the line has a fixed length.
+const TRAILER_TAG: &[u8] = b"tinymta-envelope-at: ";
+const TRAILER_DIGITS: usize = 20;
+const TRAILER_LEN: usize = TRAILER_TAG.len() + TRAILER_DIGITS + 1;
+
+/// An envelope longer than this is taken for damage, not read into memory.
+/// (100 recipients of the longest address take about 30 KiB.)
+const MAX_ENVELOPE: u64 = 16 << 20;
 
 /// What went wrong in the spool.
 #[derive(Debug)]
@@ -50,8 +75,8 @@ impl fmt::Display for SpoolError {
 impl std::error::Error for SpoolError {}
 
 impl SpoolError {
-    /// The envelope file is there but unreadable as one (not UTF-8, or not
-    /// the format): retrying will not help.
+    /// The envelope is there but unreadable as one (not UTF-8, or not the
+    /// format): retrying will not help.
     pub fn is_corrupt_envelope(&self) -> bool {
         match self {
             SpoolError::BadEnvelope { .. } => true,
@@ -71,6 +96,16 @@ fn at(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
     move |error| SpoolError::Io {
         path: path.to_path_buf(),
         error,
+    }
+}
+
+fn bad_envelope(path: &Path, message: &str) -> SpoolError {
+    SpoolError::BadEnvelope {
+        path: path.to_path_buf(),
+        error: EnvelopeError {
+            line: 0,
+            message: message.to_string(),
+        },
     }
 }
 
@@ -95,11 +130,11 @@ impl Spool {
         Ok(spool)
     }
 
-    /// Removes files of messages that were never acknowledged: anything in
-    /// `tmp/`, and a `.msg` or `.env` in `new/` without its twin. A file some
-    /// live writer holds locked (another process queueing mail) is left alone:
-    /// a writer locks its `tmp/<id>.msg`, which stands for all of `<id>`'s files.
-    /// Returns how many files were removed.
+    /// Removes what no queue entry needs: files of messages that were never
+    /// acknowledged (anything in `tmp/`), and an `.env` in `new/` whose
+    /// `.msg` is gone (its entry was being removed). A file some live writer
+    /// holds locked (another process queueing mail) is left alone: a writer
+    /// locks its `tmp/<id>.msg`. Returns how many files were removed.
     pub fn recover(&self) -> Result<usize, SpoolError> {
         let mut count = 0;
         for entry in fs::read_dir(&self.tmp).map_err(at(&self.tmp))? {
@@ -112,22 +147,15 @@ impl Spool {
                 count += 1;
             }
         }
-        let mut removed = false;
         for entry in fs::read_dir(&self.new).map_err(at(&self.new))? {
             let path = entry.map_err(at(&self.new))?.path();
-            let twin = match path.extension().and_then(|e| e.to_str()) {
-                Some("msg") => path.with_extension("env"),
-                Some("env") => path.with_extension("msg"),
-                _ => continue,
-            };
-            if !twin.exists() && is_unlocked(&path) && fs::remove_file(&path).is_ok() {
-                log::warn!("removed {}, never acknowledged", path.display());
-                removed = true;
+            if path.extension().and_then(|e| e.to_str()) != Some("env") {
+                continue;
+            }
+            if !path.with_extension("msg").exists() && fs::remove_file(&path).is_ok() {
+                log::warn!("removed {}, its message was gone", path.display());
                 count += 1;
             }
-        }
-        if removed {
-            fsync_dir(&self.new).map_err(at(&self.new))?;
         }
         Ok(count)
     }
@@ -154,7 +182,6 @@ impl Spool {
             let _ = file.try_lock();
             return Ok(IncomingMessage {
                 spool: self,
-                tmp_env: self.tmp.join(format!("{id}.env")),
                 id,
                 tmp_msg,
                 writer: Some(BufWriter::with_capacity(WRITE_BUFFER, file)),
@@ -173,7 +200,7 @@ impl Spool {
         let mut ids = Vec::new();
         for entry in fs::read_dir(&self.new).map_err(at(&self.new))? {
             let name = entry.map_err(at(&self.new))?.file_name();
-            if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".env")) {
+            if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".msg")) {
                 ids.push(id.to_string());
             }
         }
@@ -181,15 +208,31 @@ impl Spool {
         Ok(ids)
     }
 
+    /// An entry's envelope as it is now: `<id>.env` where delivery has
+    /// written one, else the one the entry was queued with.
     pub fn read_envelope(&self, id: &str) -> Result<QueueEnvelope, SpoolError> {
         let path = self.envelope_path(id);
-        let text = fs::read_to_string(&path).map_err(at(&path))?;
-        QueueEnvelope::parse(&text).map_err(|error| SpoolError::BadEnvelope { path, error })
+        match fs::read(&path) {
+            Ok(text) => parse_envelope(&path, &text),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => first_envelope(&self.message_path(id)),
+            Err(e) => Err(at(&path)(e)),
+        }
     }
 
-    pub fn open_message(&self, id: &str) -> Result<File, SpoolError> {
+    /// The message of an entry: the first `size` octets of its file, `size`
+    /// being its envelope's.
+    pub fn open_message(&self, id: &str, size: u64) -> Result<io::Take<File>, SpoolError> {
         let path = self.message_path(id);
-        File::open(&path).map_err(at(&path))
+        let file = File::open(&path).map_err(at(&path))?;
+        let len = file.metadata().map_err(at(&path))?.len();
+        if len < size {
+            let error = io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{len} octets, shorter than the message's {size}"),
+            );
+            return Err(at(&path)(error));
+        }
+        Ok(file.take(size))
     }
 
     /// Replaces an entry's envelope atomically (recipient states changed).
@@ -206,19 +249,25 @@ impl Spool {
         self.new_sync.sync().map_err(at(&self.new))
     }
 
-    /// Removes a finished entry: the envelope first, as it is the commit point.
+    /// Removes a finished entry: its `.msg` first, as that is the entry.
     ///
     /// The directory is not fsync'd, as Postfix's queue manager does not
     /// fsync its removals either: a removal lost to a power cut only means
     /// the entry is delivered again. Local deliveries are idempotent (the
     /// Maildir name comes from the queue id), and a second remote copy is
-    /// SMTP's known duplicate window (RFC 1047); a lone `.msg` or `.env`
-    /// left over is removed at start-up.
+    /// SMTP's known duplicate window (RFC 1047). An `.env` that outlives
+    /// its `.msg` is removed at start-up.
     pub fn remove(&self, id: &str) -> Result<(), SpoolError> {
-        let env = self.envelope_path(id);
-        fs::remove_file(&env).map_err(at(&env))?;
         let msg = self.message_path(id);
-        fs::remove_file(&msg).map_err(at(&msg))
+        fs::remove_file(&msg).map_err(at(&msg))?;
+        let env = self.envelope_path(id);
+        match fs::remove_file(&env) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                log::warn!("{}: {e}; it goes at the next start", env.display());
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Moves an entry whose envelope cannot be read out of the queue into
@@ -231,7 +280,7 @@ impl Spool {
             let target = corrupt.join(path.file_name().unwrap_or_default());
             match fs::rename(&path, &target) {
                 Ok(()) => {}
-                // A lone envelope: there is no message to keep.
+                // An entry that was never updated has no `.env`.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(at(&path)(e)),
             }
@@ -250,13 +299,67 @@ impl Spool {
     }
 }
 
+/// The envelope a queue file was committed with, found through its last
+/// line.
+fn first_envelope(path: &Path) -> Result<QueueEnvelope, SpoolError> {
+    let mut file = File::open(path).map_err(at(path))?;
+    let len = file.metadata().map_err(at(path))?.len();
+    let end = len
+        .checked_sub(TRAILER_LEN as u64)
+        .ok_or_else(|| bad_envelope(path, "no envelope at the end of the file"))?;
+    let mut trailer = [0u8; TRAILER_LEN];
+    file.seek(SeekFrom::Start(end))
+        .and_then(|_| file.read_exact(&mut trailer))
+        .map_err(at(path))?;
+    let start = envelope_start(&trailer)
+        .filter(|start| *start <= end && end - start <= MAX_ENVELOPE)
+        .ok_or_else(|| bad_envelope(path, "no envelope at the end of the file"))?;
+    let mut text = vec![0; (end - start) as usize];
+    file.seek(SeekFrom::Start(start))
+        .and_then(|_| file.read_exact(&mut text))
+        .map_err(at(path))?;
+    let envelope = parse_envelope(path, &text)?;
+    if envelope.size != start {
+        return Err(bad_envelope(
+            path,
+            "size does not say where the envelope is",
+        ));
+    }
+    Ok(envelope)
+}
+
+fn parse_envelope(path: &Path, text: &[u8]) -> Result<QueueEnvelope, SpoolError> {
+    let text = std::str::from_utf8(text).map_err(|_| bad_envelope(path, "not UTF-8"))?;
+    QueueEnvelope::parse(text).map_err(|error| SpoolError::BadEnvelope {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+/// The last line of a queue file, for an envelope starting at `start`.
+fn trailer(start: u64) -> String {
+    format!(
+        "{}{start:0width$}\n",
+        String::from_utf8_lossy(TRAILER_TAG),
+        width = TRAILER_DIGITS
+    )
+}
+
+/// Where the envelope starts, from a queue file's last line.
+fn envelope_start(line: &[u8; TRAILER_LEN]) -> Option<u64> {
+    let digits = line.strip_prefix(TRAILER_TAG)?.strip_suffix(b"\n")?;
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
 /// A message being received. Dropped without [`IncomingMessage::commit`], its
-/// files are removed: nothing half-written ever enters the queue.
+/// file is removed: nothing half-written ever enters the queue.
 pub struct IncomingMessage<'a> {
     spool: &'a Spool,
     pub id: String,
     tmp_msg: PathBuf,
-    tmp_env: PathBuf,
     writer: Option<BufWriter<File>>,
     size: u64,
 }
@@ -269,35 +372,44 @@ impl IncomingMessage<'_> {
         Ok(())
     }
 
-    /// Octets written so far.
+    /// Octets of message written so far.
     pub fn size(&self) -> u64 {
         self.size
     }
 
-    /// Makes the message a durable queue entry. When this returns `Ok`, and
-    /// only then, the message may be acknowledged.
+    /// Makes the message a durable queue entry with this envelope, whose
+    /// `size` is [`IncomingMessage::size`]. When this returns `Ok`, and only
+    /// then, the message may be acknowledged.
     pub fn commit(mut self, envelope: &QueueEnvelope) -> Result<(), SpoolError> {
-        let writer = self.writer.take().expect("committed twice");
+        let mut writer = self.writer.take().expect("committed twice");
+        let mut envelope_text = if envelope.size == self.size {
+            envelope.to_text()
+        } else {
+            // The size tells readers where the message ends: only the
+            // octets counted here can say it.
+            let counted = QueueEnvelope {
+                size: self.size,
+                ..envelope.clone()
+            };
+            counted.to_text()
+        };
+        envelope_text.push_str(&trailer(self.size));
+        writer
+            .write_all(envelope_text.as_bytes())
+            .map_err(at(&self.tmp_msg))?;
         let file = writer
             .into_inner()
             .map_err(|e| at(&self.tmp_msg)(e.into_error()))?;
         file.sync_all().map_err(at(&self.tmp_msg))?;
-        write_synced(&self.tmp_env, envelope.to_text().as_bytes())?;
         let spool = self.spool;
         let msg = spool.message_path(&self.id);
         fs::rename(&self.tmp_msg, &msg).map_err(at(&msg))?;
-        let env = spool.envelope_path(&self.id);
-        if let Err(e) = fs::rename(&self.tmp_env, &env) {
-            let _ = fs::remove_file(&msg);
-            return Err(at(&env)(e));
-        }
         if let Err(e) = spool.new_sync.sync() {
             // Not acknowledged, so it must not be delivered either.
-            let _ = fs::remove_file(&env);
             let _ = fs::remove_file(&msg);
             return Err(at(&spool.new)(e));
         }
-        // The lock on the message file goes when `file` is closed here.
+        // The lock on the file goes when `file` is closed here.
         drop(file);
         self.tmp_msg.clear();
         Ok(())
@@ -309,7 +421,6 @@ impl Drop for IncomingMessage<'_> {
         if !self.tmp_msg.as_os_str().is_empty() {
             self.writer = None;
             let _ = fs::remove_file(&self.tmp_msg);
-            let _ = fs::remove_file(&self.tmp_env);
         }
     }
 }
@@ -351,7 +462,7 @@ fn new_queue_id() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::queue::Recipient;
+    use super::queue::{Recipient, RecipientState};
     use super::*;
     use crate::smtp::address::parse_mailbox;
 
@@ -368,16 +479,50 @@ mod tests {
         }
     }
 
-    #[test]
-    fn commit_makes_an_entry_and_drop_leaves_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path()).unwrap();
+    fn committed(spool: &Spool, data: &[u8]) -> String {
         let mut incoming = spool.begin().unwrap();
-        incoming.write(b"hello").unwrap();
+        incoming.write(data).unwrap();
         let id = incoming.id.clone();
         incoming.commit(&envelope(&id)).unwrap();
+        id
+    }
+
+    fn message(spool: &Spool, id: &str) -> Vec<u8> {
+        let size = spool.read_envelope(id).unwrap().size;
+        let mut text = Vec::new();
+        spool
+            .open_message(id, size)
+            .unwrap()
+            .read_to_end(&mut text)
+            .unwrap();
+        text
+    }
+
+    #[test]
+    fn an_entry_is_one_file_until_its_envelope_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let id = committed(&spool, b"hello");
         assert_eq!(spool.list().unwrap(), vec![id.clone()]);
         assert_eq!(spool.read_envelope(&id).unwrap(), envelope(&id));
+        let file = fs::read(dir.path().join(format!("new/{id}.msg"))).unwrap();
+        let expected = format!(
+            "hello{}tinymta-envelope-at: 00000000000000000005\n",
+            envelope(&id).to_text()
+        );
+        assert_eq!(String::from_utf8(file).unwrap(), expected);
+        assert_eq!(message(&spool, &id), b"hello");
+
+        let mut changed = envelope(&id);
+        changed.recipients[0].state = RecipientState::Delivered;
+        spool.update_envelope(&changed).unwrap();
+        assert_eq!(spool.read_envelope(&id).unwrap(), changed);
+        assert_eq!(message(&spool, &id), b"hello");
+        assert_eq!(
+            fs::read_to_string(dir.path().join(format!("new/{id}.env"))).unwrap(),
+            changed.to_text()
+        );
+
         let mut abandoned = spool.begin().unwrap();
         abandoned.write(b"partial").unwrap();
         drop(abandoned);
@@ -388,52 +533,98 @@ mod tests {
     }
 
     #[test]
+    fn the_stored_size_is_the_octets_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let mut incoming = spool.begin().unwrap();
+        incoming.write(b"longer than five").unwrap();
+        let id = incoming.id.clone();
+        incoming.commit(&envelope(&id)).unwrap();
+        assert_eq!(spool.read_envelope(&id).unwrap().size, 16);
+        assert_eq!(message(&spool, &id), b"longer than five");
+        // A size the file cannot hold is an error, not a short message.
+        let short = spool.open_message(&id, 10_000).unwrap_err();
+        assert!(short.is_corrupt_envelope(), "{short}");
+    }
+
+    #[test]
     fn a_corrupt_entry_is_set_aside_whole() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path()).unwrap();
-        fs::write(dir.path().join("new/BAD.msg"), "the message").unwrap();
-        fs::write(dir.path().join("new/BAD.env"), "not an envelope").unwrap();
-        fs::write(dir.path().join("new/BIN.env"), b"\xff\xfe").unwrap();
-        let bad = spool.read_envelope("BAD").unwrap_err();
-        assert!(bad.is_corrupt_envelope(), "{bad}");
-        let binary = spool.read_envelope("BIN").unwrap_err();
-        assert!(binary.is_corrupt_envelope(), "{binary}");
+        let new = dir.path().join("new");
+        let good = envelope("X").to_text();
+        let entries: [(&str, Vec<u8>); 5] = [
+            ("NOTRAILER", b"the message".to_vec()),
+            ("TINY", b"x".to_vec()),
+            (
+                "BEYOND",
+                format!("hello{good}{}", trailer(999)).into_bytes(),
+            ),
+            // The trailer is right, the size in the envelope is not.
+            ("SIZE", format!("hell{good}{}", trailer(4)).into_bytes()),
+            (
+                "BIN",
+                [&b"hello\xff\xfe"[..], trailer(5).as_bytes()].concat(),
+            ),
+        ];
+        for (id, bytes) in &entries {
+            fs::write(new.join(format!("{id}.msg")), bytes).unwrap();
+            let error = spool.read_envelope(id).unwrap_err();
+            assert!(error.is_corrupt_envelope(), "{id}: {error}");
+        }
+        // An updated envelope that is damaged.
+        let id = committed(&spool, b"hello");
+        fs::write(new.join(format!("{id}.env")), "not an envelope").unwrap();
+        assert!(spool.read_envelope(&id).unwrap_err().is_corrupt_envelope());
+        // Missing is not corrupt: it may be gone since the listing.
         assert!(!spool
             .read_envelope("GONE")
             .unwrap_err()
             .is_corrupt_envelope());
-        let corrupt = spool.set_aside("BAD").unwrap();
-        spool.set_aside("BIN").unwrap();
+
+        let corrupt = spool.set_aside(&id).unwrap();
+        for (id, _) in &entries {
+            spool.set_aside(id).unwrap();
+        }
         assert!(spool.list().unwrap().is_empty());
-        assert_eq!(fs::read(corrupt.join("BAD.msg")).unwrap(), b"the message");
+        assert_eq!(fs::read_dir(&new).unwrap().count(), 0);
         assert_eq!(
-            fs::read(corrupt.join("BAD.env")).unwrap(),
+            fs::read(corrupt.join("NOTRAILER.msg")).unwrap(),
+            b"the message"
+        );
+        assert_eq!(
+            fs::read(corrupt.join(format!("{id}.env"))).unwrap(),
             b"not an envelope"
         );
-        assert!(corrupt.join("BIN.env").exists());
+        assert!(corrupt.join(format!("{id}.msg")).exists());
     }
 
     #[test]
     fn recovery_removes_unacknowledged_files_only() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path()).unwrap();
-        let mut incoming = spool.begin().unwrap();
-        incoming.write(b"kept").unwrap();
-        let id = incoming.id.clone();
-        incoming.commit(&envelope(&id)).unwrap();
+        let id = committed(&spool, b"kept");
+        let updated = committed(&spool, b"kept too");
+        spool.update_envelope(&envelope(&updated)).unwrap();
         fs::write(dir.path().join("tmp/X.msg"), "torn").unwrap();
-        fs::write(dir.path().join("new/ORPHAN.msg"), "no envelope").unwrap();
-        fs::write(dir.path().join("new/LONELY.env"), "no message").unwrap();
+        fs::write(dir.path().join("tmp/Y.env.0123"), "torn update").unwrap();
+        fs::write(dir.path().join("new/LONELY.env"), "its message removed").unwrap();
         let spool = Spool::open(dir.path()).unwrap();
         let mut writing = spool.begin().unwrap();
         writing.write(b"in progress elsewhere").unwrap();
         assert_eq!(spool.recover().unwrap(), 3);
-        assert_eq!(spool.list().unwrap(), vec![id]);
+        let mut expected = vec![id, updated.clone()];
+        expected.sort();
+        assert_eq!(spool.list().unwrap(), expected);
+        assert!(dir.path().join(format!("new/{updated}.env")).exists());
         writing.write(b", still there").unwrap();
         let writing_id = writing.id.clone();
         writing.commit(&envelope(&writing_id)).unwrap();
+        assert_eq!(
+            message(&spool, &writing_id),
+            b"in progress elsewhere, still there"
+        );
         assert!(!dir.path().join("tmp/X.msg").exists());
-        assert!(!dir.path().join("new/ORPHAN.msg").exists());
         assert!(!dir.path().join("new/LONELY.env").exists());
     }
 

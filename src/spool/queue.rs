@@ -20,8 +20,8 @@
 //! the runner's own schedule uses the monotonic clock, which a box whose
 //! clock jumps from 1970 to today at boot cannot confuse.
 //!
-//! ```text
-//! ```
+//! The envelope an entry was queued with is stored after its message, in
+//! the same file; delivery writes changed ones to `<id>.env` (see mod.rs).
 
 use std::fmt::{self, Write as _};
 
@@ -88,7 +88,7 @@ pub struct QueueEnvelope {
     pub sender: Option<Mailbox>,
     /// `7BIT`, `8BITMIME`, or empty when the client did not say.
     pub body: String,
-    /// Octets of the message file.
+    /// Octets of the message: where it ends in the queue file.
     pub size: u64,
     pub recipients: Vec<Recipient>,
 }

@@ -302,13 +302,34 @@ impl Server {
         list_dir(&self.mailboxes().join(user).join("new")).len()
     }
 
-    /// The envelope file of a queue entry, once it contains every one of
-    /// `lines` (whole lines); the runner rewrites it as outcomes come in.
+    /// A queue entry's message and the envelope it was queued with, read
+    /// from `new/<id>.msg` (see [`split_queue_file`]).
+    pub fn stored(&self, id: &str) -> (Vec<u8>, String) {
+        let file = fs::read(self.spool().join(format!("new/{id}.msg"))).unwrap();
+        let (message, envelope) = split_queue_file(&file);
+        (message.to_vec(), envelope.to_string())
+    }
+
+    /// A queue entry's envelope as it is now: `new/<id>.env` once delivery
+    /// has rewritten it, else the one stored with the message; empty when
+    /// the entry is gone.
+    pub fn envelope(&self, id: &str) -> String {
+        let new = self.spool().join("new");
+        if let Ok(text) = fs::read_to_string(new.join(format!("{id}.env"))) {
+            return text;
+        }
+        match fs::read(new.join(format!("{id}.msg"))) {
+            Ok(file) => split_queue_file(&file).1.to_string(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// The envelope of a queue entry, once it contains every one of `lines`
+    /// (whole lines); the runner rewrites it as outcomes come in.
     pub fn wait_for_envelope(&self, id: &str, lines: &[&str]) -> String {
-        let path = self.spool().join(format!("new/{id}.env"));
         let deadline = Instant::now() + WAIT;
         loop {
-            let text = fs::read_to_string(&path).unwrap_or_default();
+            let text = self.envelope(id);
             if lines.iter().all(|l| text.lines().any(|t| t == *l)) {
                 return text;
             }
@@ -320,12 +341,11 @@ impl Server {
         }
     }
 
-    /// The envelope file of a queue entry, once its text contains `text`.
+    /// The envelope of a queue entry, once its text contains `text`.
     pub fn wait_for_envelope_containing(&self, id: &str, text: &str) -> String {
-        let path = self.spool().join(format!("new/{id}.env"));
         let deadline = Instant::now() + WAIT;
         loop {
-            let envelope = fs::read_to_string(&path).unwrap_or_default();
+            let envelope = self.envelope(id);
             if envelope.contains(text) {
                 return envelope;
             }
@@ -593,6 +613,31 @@ pub fn queue_id(reply: &str) -> String {
         .and_then(|r| r.strip_suffix("\r\n"))
         .unwrap_or_else(|| panic!("not a queued reply: {reply:?}"))
         .to_string()
+}
+
+/// A queue file as the spool documents it: the message, its envelope,
+/// then `tinymta-envelope-at: ` and 20 digits giving where the envelope
+/// starts. Checks that form exactly, and that the envelope's `size:` says
+/// the same; returns (message, envelope).
+pub fn split_queue_file(file: &[u8]) -> (&[u8], &str) {
+    let trailer_len = "tinymta-envelope-at: ".len() + 20 + 1;
+    assert!(file.len() >= trailer_len, "queue file too short");
+    let (body, trailer) = file.split_at(file.len() - trailer_len);
+    let trailer = std::str::from_utf8(trailer).unwrap();
+    let digits = trailer
+        .strip_prefix("tinymta-envelope-at: ")
+        .and_then(|t| t.strip_suffix('\n'))
+        .unwrap_or_else(|| panic!("bad trailer {trailer:?}"));
+    assert_eq!(digits.len(), 20, "{trailer:?}");
+    let start: usize = digits.parse().unwrap();
+    let (message, envelope) = body.split_at(start);
+    let envelope = std::str::from_utf8(envelope).unwrap();
+    assert!(envelope.starts_with("tinymta-envelope: 1\n"), "{envelope}");
+    assert!(
+        envelope.contains(&format!("\nsize: {start}\n")),
+        "{envelope}"
+    );
+    (message, envelope)
 }
 
 /// The `Received:` header tinymta writes, for a client at 127.0.0.1 that said
