@@ -66,8 +66,8 @@ pub struct ItemResult {
 
 /// What wakes the queue runner's scheduler.
 pub enum RunnerEvent {
-    /// New mail was queued.
-    Wake,
+    /// This process queued a message with this id.
+    Queued(String),
     /// Try everything now, deferred mail too (SIGUSR1, `tinymta flush`).
     Flush,
     /// A worker has outcomes for one message.

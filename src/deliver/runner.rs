@@ -12,7 +12,6 @@
 //! At start-up everything is due: a box that rebooted resumes its queue.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -38,29 +37,24 @@ const SPOOL_WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// that several workers can share a large queue for one destination.
 const MAX_MESSAGES_PER_JOB: usize = 100;
 
-/// Wakes the queue runner; cheap, never blocks, and many wakes while the
-/// runner is busy make one more run, not many.
+/// Tells the queue runner about new mail; cheap, never blocks.
 #[derive(Clone)]
 pub struct QueueWaker {
-    pending: Arc<AtomicBool>,
     events: Sender<Event>,
 }
 
 impl QueueWaker {
-    pub fn wake(&self) {
-        if !self.pending.swap(true, Ordering::SeqCst) {
-            let _ = self.events.send(Event::Wake);
-        }
+    /// A message was queued: the runner takes it up by its id, without
+    /// reading the whole of new/.
+    pub fn queued(&self, id: &str) {
+        let _ = self.events.send(Event::Queued(id.to_string()));
     }
 
     /// A waker with no runner behind it (`sendmail -bs`): the daemon finds
     /// new mail by watching the spool instead.
     pub fn detached() -> QueueWaker {
         let (events, _) = channel();
-        QueueWaker {
-            pending: Arc::new(AtomicBool::new(false)),
-            events,
-        }
+        QueueWaker { events }
     }
 
     /// Runs the whole queue now, deferred messages too.
@@ -135,17 +129,14 @@ impl QueueRunner {
                 .name(format!("delivery {n}"))
                 .spawn(move || worker(&jobs, &settings, &spool, results))?;
         }
-        let waker = QueueWaker {
-            pending: Arc::new(AtomicBool::new(false)),
-            events,
-        };
+        let waker = QueueWaker { events };
         let scheduler = Scheduler {
             settings: self.settings,
             spool: self.spool,
             jobs,
             in_flight: HashMap::new(),
             retry_at: HashMap::new(),
-            waker: waker.clone(),
+            queued: Vec::new(),
         };
         thread::Builder::new()
             .name("queue".to_string())
@@ -194,7 +185,8 @@ struct Scheduler {
     in_flight: HashMap<String, InFlight>,
     /// When a deferred message is due again (monotonic clock).
     retry_at: HashMap<String, Instant>,
-    waker: QueueWaker,
+    /// Ids queued since the last dispatch, by this process.
+    queued: Vec<String>,
 }
 
 impl Scheduler {
@@ -203,36 +195,75 @@ impl Scheduler {
         Arc::clone(&self.settings.get().config)
     }
 
+    /// Mail this process queues comes by its id and is dispatched at once.
+    /// The whole of new/ is read (a scan) only at start-up, on a flush,
+    /// when a retry is due, every `queue_interval`, and when new/ changed
+    /// in a way this process was not told of: mail that `sendmail` (another
+    /// process) queued shows as a change of new/'s mtime, looked at each
+    /// second. Under load the runner's own renames and removals change it
+    /// too, so that costs at most a scan a second, where a scan per new
+    /// message made the runner read a long directory for every message.
     fn run(mut self, events: Receiver<Event>) {
         let mut scan_due = true;
         let mut seen_change = None;
+        let mut looked = None::<Instant>;
+        let mut last_scan = Instant::now();
         loop {
-            // Mail queued by `sendmail` (another process) shows as a change
-            // of new/; a look at its mtime each second finds it.
-            let change = self.spool.last_change();
-            if change != seen_change {
-                seen_change = change;
-                scan_due = true;
-            }
-            if scan_due {
-                self.waker.pending.store(false, Ordering::SeqCst);
-                let scan = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.scan()));
-                if scan.is_err() {
-                    log::error!("queue scan panicked; retrying at the next run");
-                }
-                scan_due = false;
-            }
-            let wait = self.next_wake();
-            match events.recv_timeout(wait) {
-                Ok(Event::Wake) => scan_due = true,
-                Ok(Event::Flush) => {
-                    log::info!("flushing the queue");
-                    self.retry_at.clear();
+            if looked.is_none_or(|at| at.elapsed() >= SPOOL_WATCH_INTERVAL) {
+                // Looked at before the scan, so that a change during the
+                // scan shows at the next look.
+                looked = Some(Instant::now());
+                let change = self.spool.last_change();
+                if change != seen_change {
+                    seen_change = change;
                     scan_due = true;
                 }
-                Ok(Event::Done(result)) => self.apply(result),
-                Err(RecvTimeoutError::Timeout) => scan_due = true,
+            }
+            let now = Instant::now();
+            if last_scan.elapsed() >= self.config().queue_interval
+                || self.retry_at.values().any(|at| *at <= now)
+            {
+                scan_due = true;
+            }
+            let ids = if scan_due {
+                last_scan = Instant::now();
+                self.queued.clear();
+                match self.spool.list() {
+                    Ok(ids) => ids,
+                    Err(e) => {
+                        log::error!("cannot list the queue: {e}");
+                        Vec::new()
+                    }
+                }
+            } else {
+                std::mem::take(&mut self.queued)
+            };
+            scan_due = false;
+            if !ids.is_empty() {
+                let dispatch =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.dispatch(ids)));
+                if dispatch.is_err() {
+                    log::error!("queue run panicked; retrying at the next scan");
+                    scan_due = true;
+                }
+            }
+            // Wait for the first event, then take what else has come, so
+            // that messages queued together go out in the same jobs.
+            let first = match events.recv_timeout(self.next_wake()) {
+                Ok(event) => event,
+                Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => return,
+            };
+            for event in std::iter::once(first).chain(events.try_iter()) {
+                match event {
+                    Event::Queued(id) => self.queued.push(id),
+                    Event::Flush => {
+                        log::info!("flushing the queue");
+                        self.retry_at.clear();
+                        scan_due = true;
+                    }
+                    Event::Done(result) => self.apply(result),
+                }
             }
         }
     }
@@ -251,15 +282,9 @@ impl Scheduler {
             .max(Duration::from_millis(10))
     }
 
-    /// Hands every due message's queued recipients to the workers.
-    fn scan(&mut self) {
-        let ids = match self.spool.list() {
-            Ok(ids) => ids,
-            Err(e) => {
-                log::error!("cannot list the queue: {e}");
-                return;
-            }
-        };
+    /// Hands the queued recipients of these messages, those that are due,
+    /// to the workers.
+    fn dispatch(&mut self, ids: Vec<String>) {
         let now = Instant::now();
         let mut buckets: HashMap<Destination, Vec<JobItem>> = HashMap::new();
         for id in ids {
@@ -277,6 +302,8 @@ impl Scheduler {
                     }
                     continue;
                 }
+                // Finished since it was listed or announced.
+                Err(e) if e.is_not_found() => continue,
                 Err(e) => {
                     log::error!("{id}: {e}");
                     continue;
@@ -443,7 +470,7 @@ impl Scheduler {
         }
     }
 
-    fn queue_bounce(&self, envelope: &QueueEnvelope) -> Result<(), SpoolError> {
+    fn queue_bounce(&mut self, envelope: &QueueEnvelope) -> Result<(), SpoolError> {
         let mut original = self.spool.open_message(&envelope.id, envelope.size)?;
         let config = self.config();
         let text = build_bounce(&config.hostname, envelope, &mut original, unix_now());
@@ -466,7 +493,7 @@ impl Scheduler {
             "{}: sender non-delivery notification: {bounce_id}",
             envelope.id
         );
-        self.waker.wake();
+        self.queued.push(bounce_id);
         Ok(())
     }
 

@@ -622,7 +622,7 @@ fn commit(
         queued.size,
         message_id(head).unwrap_or_else(|| "none".to_string())
     );
-    ctx.waker.wake();
+    ctx.waker.queued(&id);
     reply::queued(&id)
 }
 

@@ -84,6 +84,11 @@ impl SpoolError {
         }
     }
 
+    /// The entry is not there (any more).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, SpoolError::Io { error, .. } if error.kind() == io::ErrorKind::NotFound)
+    }
+
     /// The disk (or the user's quota) is full: a condition that passes.
     pub fn is_storage_full(&self) -> bool {
         matches!(self, SpoolError::Io { error, .. }
