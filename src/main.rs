@@ -337,6 +337,7 @@ fn test_send(args: &[String]) -> ExitCode {
             size: envelope.size,
             arrival: now,
             recipients: vec![(0, recipient.clone())],
+            first_attempt: true,
         };
         let job = Job {
             destination: destination.clone(),

@@ -60,6 +60,7 @@ pub fn deliver_job(config: &Config, spool: &Spool, job: Job, reporter: &mut Repo
                         &item.sender,
                         rcpt,
                         &mut text,
+                        item.first_attempt,
                     )
                 });
             outcomes.push(match delivered {
@@ -161,14 +162,17 @@ fn already_delivered(maildir: &Path, name: &str) -> io::Result<Option<PathBuf>> 
 
 /// Delivers the message read from `message` (the spool copy) to `recipient`.
 /// Returns the path of the file: in the recipient's `new/`, or in `cur/`
-/// for a copy a mail reader has already seen. The file is fsync'd; the fsync
-/// of the directory it is in is the caller's (`deliver_job` does it once a batch).
+/// for a copy a mail reader has already seen, which is looked for unless
+/// this is the `first_attempt` (see [`JobItem`]). The file is fsync'd; the
+/// fsync of the directory it is in is the caller's (`deliver_job` does it
+/// once a batch).
 pub fn deliver_local(
     mailbox_dir: &Path,
     file_name: &DeliveryName,
     sender: &str,
     recipient: &Mailbox,
     message: &mut impl Read,
+    first_attempt: bool,
 ) -> io::Result<PathBuf> {
     let name = mailbox_name(recipient)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "invalid mailbox name"))?;
@@ -177,8 +181,10 @@ pub fn deliver_local(
         create_dir_durably(&maildir.join(sub))?;
     }
     let file_name = file_name.as_str();
-    if let Some(path) = already_delivered(&maildir, file_name)? {
-        return Ok(path);
+    if !first_attempt {
+        if let Some(path) = already_delivered(&maildir, file_name)? {
+            return Ok(path);
+        }
     }
     let tmp_path = maildir.join("tmp").join(file_name);
     // A leftover of an interrupted attempt is replaced.
@@ -306,7 +312,15 @@ mod tests {
         assert_eq!(name.as_str(), "1795364407.QABCI0.mx.example.org");
         let deliver = || {
             let mut spooled = File::open(&spool_copy).unwrap();
-            deliver_local(&boxes, &name, "alice@example.net", &rcpt, &mut spooled).unwrap()
+            deliver_local(
+                &boxes,
+                &name,
+                "alice@example.net",
+                &rcpt,
+                &mut spooled,
+                false,
+            )
+            .unwrap()
         };
         let path = deliver();
         assert!(path.starts_with(boxes.join("bob/new")));

@@ -49,6 +49,11 @@ pub struct JobItem {
     pub arrival: u64,
     /// (index in the envelope, address)
     pub recipients: Vec<(usize, Mailbox)>,
+    /// No earlier attempt can have delivered these recipients: this
+    /// process queued the message and has not tried them yet. Local
+    /// delivery then need not look for an earlier copy among the messages
+    /// of a mailbox (its `cur/` may hold thousands).
+    pub first_attempt: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -238,10 +238,12 @@ impl Scheduler {
             } else {
                 std::mem::take(&mut self.queued)
             };
+            let announced = !scan_due;
             scan_due = false;
             if !ids.is_empty() {
-                let dispatch =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.dispatch(ids)));
+                let dispatch = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.dispatch(ids, announced)
+                }));
                 if dispatch.is_err() {
                     log::error!("queue run panicked; retrying at the next scan");
                     scan_due = true;
@@ -283,8 +285,9 @@ impl Scheduler {
     }
 
     /// Hands the queued recipients of these messages, those that are due,
-    /// to the workers.
-    fn dispatch(&mut self, ids: Vec<String>) {
+    /// to the workers. `announced`: this process queued them (they came by
+    /// their ids, not from a scan).
+    fn dispatch(&mut self, ids: Vec<String>, announced: bool) {
         let now = Instant::now();
         let mut buckets: HashMap<Destination, Vec<JobItem>> = HashMap::new();
         for id in ids {
@@ -327,7 +330,7 @@ impl Scheduler {
                 continue;
             }
             self.retry_at.remove(&id);
-            let items = self.items(&envelope);
+            let items = self.items(&envelope, announced);
             for (destination, item) in &items {
                 buckets
                     .entry(destination.clone())
@@ -355,7 +358,7 @@ impl Scheduler {
     }
 
     /// A message's queued recipients, grouped by destination.
-    fn items(&self, envelope: &QueueEnvelope) -> Vec<(Destination, JobItem)> {
+    fn items(&self, envelope: &QueueEnvelope, announced: bool) -> Vec<(Destination, JobItem)> {
         let mut grouped: Vec<(Destination, JobItem)> = Vec::new();
         for (index, r) in envelope.recipients.iter().enumerate() {
             if r.state != RecipientState::Queued {
@@ -369,8 +372,12 @@ impl Scheduler {
             } else {
                 Destination::Domain(r.address.domain.to_ascii_lowercase())
             };
+            let first_attempt = announced && r.attempts == 0;
             match grouped.iter_mut().find(|(d, _)| *d == destination) {
-                Some((_, item)) => item.recipients.push((index, r.address.clone())),
+                Some((_, item)) => {
+                    item.recipients.push((index, r.address.clone()));
+                    item.first_attempt &= first_attempt;
+                }
                 None => grouped.push((
                     destination,
                     JobItem {
@@ -380,6 +387,7 @@ impl Scheduler {
                         size: envelope.size,
                         arrival: envelope.arrival,
                         recipients: vec![(index, r.address.clone())],
+                        first_attempt,
                     },
                 )),
             }
