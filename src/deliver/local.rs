@@ -5,7 +5,7 @@
 //! spool copy has CRLF and never a bare CR or LF, so the change is lossless.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::client::Outcome;
@@ -46,6 +46,7 @@ struct Unreported {
 /// messages of a batch (see [`SYNC_BATCH`]) rather than done one a message.
 pub fn deliver_job(config: &Config, spool: &Spool, job: Job, reporter: &mut Reporter) {
     let mut unreported = Vec::new();
+    let mut buffers = CopyBuffers::default();
     for item in job.items {
         let mut outcomes = Vec::new();
         for (index, rcpt) in &item.recipients {
@@ -61,6 +62,7 @@ pub fn deliver_job(config: &Config, spool: &Spool, job: Job, reporter: &mut Repo
                         rcpt,
                         &mut text,
                         item.first_attempt,
+                        &mut buffers,
                     )
                 });
             outcomes.push(match delivered {
@@ -173,6 +175,7 @@ pub fn deliver_local(
     recipient: &Mailbox,
     message: &mut impl Read,
     first_attempt: bool,
+    buffers: &mut CopyBuffers,
 ) -> io::Result<PathBuf> {
     let name = mailbox_name(recipient)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "invalid mailbox name"))?;
@@ -193,7 +196,7 @@ pub fn deliver_local(
         .create(true)
         .truncate(true)
         .open(&tmp_path)?;
-    let written = write_message(file, sender, recipient, message);
+    let written = write_message(file, sender, recipient, message, buffers);
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp_path);
         return Err(e);
@@ -203,31 +206,49 @@ pub fn deliver_local(
     Ok(new_path)
 }
 
+/// How much of a message is read, and written, at a time.
+const COPY_CHUNK: usize = 64 * 1024;
+
+/// The buffers of a job's copies, reused from message to message: with
+/// musl's malloc, fresh ones for every message cost mmaps, munmaps and
+/// page faults.
+#[derive(Default)]
+pub struct CopyBuffers {
+    read: Vec<u8>,
+    out: Vec<u8>,
+}
+
 fn write_message(
-    file: File,
+    mut file: File,
     sender: &str,
     recipient: &Mailbox,
     message: &mut impl Read,
+    buffers: &mut CopyBuffers,
 ) -> io::Result<()> {
-    let mut out = BufWriter::with_capacity(64 * 1024, file);
+    let CopyBuffers { read, out } = buffers;
+    read.resize(COPY_CHUNK, 0);
+    out.clear();
     write!(
         out,
         "Return-Path: <{sender}>\nDelivered-To: {}\n",
         recipient.to_string().to_ascii_lowercase()
     )?;
-    let mut buf = vec![0u8; 64 * 1024];
     let mut pending_cr = false;
     loop {
-        let n = message.read(&mut buf)?;
+        let n = message.read(read)?;
         if n == 0 {
             break;
         }
-        crlf_to_lf(&buf[..n], &mut pending_cr, &mut out)?;
+        crlf_to_lf(&read[..n], &mut pending_cr, out)?;
+        if out.len() >= COPY_CHUNK {
+            file.write_all(out)?;
+            out.clear();
+        }
     }
     if pending_cr {
-        out.write_all(b"\r")?;
+        out.push(b'\r');
     }
-    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.write_all(out)?;
     file.sync_all()
 }
 
@@ -302,6 +323,28 @@ mod tests {
     }
 
     #[test]
+    fn buffers_carry_nothing_from_one_message_to_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let rcpt = parse_mailbox("bob@example.org").unwrap();
+        let mut buffers = CopyBuffers::default();
+        // Longer than a chunk, with a CRLF across each chunk boundary.
+        let big = "x".repeat(COPY_CHUNK - 1) + "\r\n" + &"line\r\n".repeat(30_000);
+        for (n, text) in [big.as_str(), "short\r\n", ""].into_iter().enumerate() {
+            let path = dir.path().join(n.to_string());
+            let file = File::create(&path).unwrap();
+            write_message(file, "a@b.org", &rcpt, &mut text.as_bytes(), &mut buffers).unwrap();
+            let expected = format!(
+                "Return-Path: <a@b.org>\nDelivered-To: bob@example.org\n{}",
+                text.replace("\r\n", "\n")
+            );
+            assert!(
+                std::fs::read(&path).unwrap() == expected.as_bytes(),
+                "message {n}"
+            );
+        }
+    }
+
+    #[test]
     fn delivers_into_new() {
         let dir = tempfile::tempdir().unwrap();
         let spool_copy = dir.path().join("m");
@@ -319,6 +362,7 @@ mod tests {
                 &rcpt,
                 &mut spooled,
                 false,
+                &mut CopyBuffers::default(),
             )
             .unwrap()
         };
