@@ -30,7 +30,7 @@ pub fn mailbox_name(recipient: &Mailbox) -> Option<String> {
 /// directories it renamed into and reports them: one directory fsync then
 /// covers up to this many deliveries, and a result waits for at most this
 /// many.
-const SYNC_BATCH: usize = 32;
+pub const SYNC_BATCH: usize = 32;
 
 /// One message's local outcomes, held until their directories are fsync'd.
 struct Unreported {

@@ -37,6 +37,11 @@ const SPOOL_WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// that several workers can share a large queue for one destination.
 const MAX_MESSAGES_PER_JOB: usize = 100;
 
+/// Messages per local delivery job: there is no connection to reuse, so
+/// a backlog is cut finer and every worker takes part; a job this size
+/// shares one fsync of each Maildir directory (see local.rs).
+const MAX_LOCAL_MESSAGES_PER_JOB: usize = super::local::SYNC_BATCH;
+
 /// Tells the queue runner about new mail; cheap, never blocks.
 #[derive(Clone)]
 pub struct QueueWaker {
@@ -229,7 +234,11 @@ impl Scheduler {
                 last_scan = Instant::now();
                 self.queued.clear();
                 match self.spool.list() {
-                    Ok(ids) => ids,
+                    Ok(ids) => {
+                        // Entries removed by hand leave no schedule behind.
+                        self.retry_at.retain(|id, _| ids.binary_search(id).is_ok());
+                        ids
+                    }
                     Err(e) => {
                         log::error!("cannot list the queue: {e}");
                         Vec::new()
@@ -296,6 +305,9 @@ impl Scheduler {
             {
                 continue;
             }
+            // Due: whatever reading it brings, its old schedule is over (a
+            // past-due time left behind would make every loop a scan).
+            self.retry_at.remove(&id);
             let mut envelope = match self.spool.read_envelope(&id) {
                 Ok(envelope) => envelope,
                 Err(e) if e.is_corrupt_envelope() => {
@@ -329,7 +341,6 @@ impl Scheduler {
                 self.finish(envelope);
                 continue;
             }
-            self.retry_at.remove(&id);
             let items = self.items(&envelope, announced);
             for (destination, item) in &items {
                 buckets
@@ -348,7 +359,11 @@ impl Scheduler {
         let mut destinations: Vec<_> = buckets.into_iter().collect();
         destinations.sort_by(|a, b| a.0.cmp(&b.0));
         for (destination, items) in destinations {
-            for chunk in items.chunks(MAX_MESSAGES_PER_JOB) {
+            let per_job = match destination {
+                Destination::Local => MAX_LOCAL_MESSAGES_PER_JOB,
+                _ => MAX_MESSAGES_PER_JOB,
+            };
+            for chunk in items.chunks(per_job) {
                 self.jobs.push(Job {
                     destination: destination.clone(),
                     items: chunk.to_vec(),
