@@ -14,6 +14,10 @@ use super::pool::Pool;
 use crate::config::Listener;
 use crate::smtp::reply::{self, Reply};
 
+/// How long a client that finds every place taken waits for one: sessions
+/// that said their 221 may still be closing (see [`Pool::run_within`]).
+const FULL_POOL_GRACE: Duration = Duration::from_millis(100);
+
 /// A session thread with no client for this long ends.
 const IDLE_THREAD_LIFETIME: Duration = Duration::from_secs(60);
 /// How long the listener waits to tell a client the pool is full.
@@ -176,7 +180,7 @@ fn accept_loop(
                 serve(job_stream, &listener_config, &session_ctx)
             })
         });
-        if pool.try_run(job).is_err() {
+        if pool.run_within(job, FULL_POOL_GRACE).is_err() {
             log::warn!("too many connections, refused {peer}");
             refuse(&stream, &reply::too_many_connections(&config.hostname));
         }

@@ -1,13 +1,13 @@
 //! A bounded pool of session threads. At most `max` jobs are in the pool at
-//! once; a job offered beyond that is handed back at once (the listener then
-//! answers 421), never queued to wait. Threads are started on demand, reused
-//! for later jobs, and end after being idle for a while, so an idle server
-//! holds no session threads.
+//! once; a job offered beyond that is handed back (the listener then answers
+//! 421), never queued to wait. Threads are started on demand, reused for
+//! later jobs, and end after being idle for a while, so an idle server holds
+//! no session threads.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -21,6 +21,8 @@ pub struct Pool {
 struct Shared {
     state: Mutex<State>,
     job_ready: Condvar,
+    /// A job ended: there may be room.
+    room: Condvar,
     max: usize,
     idle_timeout: Duration,
 }
@@ -32,6 +34,9 @@ struct State {
     /// Threads waiting for a job.
     idle: usize,
     jobs: VecDeque<Job>,
+    /// Since when the pool has been full without a break, while someone
+    /// waits for room.
+    full_since: Option<Instant>,
 }
 
 impl Pool {
@@ -40,6 +45,7 @@ impl Pool {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
                 job_ready: Condvar::new(),
+                room: Condvar::new(),
                 max,
                 idle_timeout,
             }),
@@ -53,6 +59,7 @@ impl Pool {
         if state.busy >= self.shared.max {
             return Err(job);
         }
+        state.full_since = None;
         if state.jobs.len() < state.idle {
             state.busy += 1;
             state.jobs.push_back(job);
@@ -83,6 +90,39 @@ impl Pool {
         }
     }
 
+    /// Like [`Pool::try_run`], but a job that finds the pool full waits up
+    /// to `grace` for room: a client that got its 221 may connect again
+    /// before the thread that served it has finished closing, and a busy
+    /// machine can take a while to run that thread. When the pool has been
+    /// full for `grace` already (all places held, as in a flood), jobs are
+    /// handed back at once.
+    pub fn run_within(&self, job: Job, grace: Duration) -> Result<(), Job> {
+        let mut job = job;
+        loop {
+            job = match self.try_run(job) {
+                Ok(()) => return Ok(()),
+                Err(job) => job,
+            };
+            let mut state = self.shared.lock();
+            if state.busy < self.shared.max {
+                // Not full: no thread could be started, which waiting
+                // does not mend.
+                return Err(job);
+            }
+            let now = Instant::now();
+            let deadline = *state.full_since.get_or_insert(now) + grace;
+            if now >= deadline {
+                return Err(job);
+            }
+            let (guard, _) = self
+                .shared
+                .room
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            drop(guard);
+        }
+    }
+
     /// Jobs waiting or running now.
     pub fn busy(&self) -> usize {
         self.shared.lock().busy
@@ -105,6 +145,7 @@ fn worker(shared: Arc<Shared>, mut job: Option<Job>) {
             // The job guards itself; this only keeps the count right if it does not.
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
             shared.lock().busy -= 1;
+            shared.room.notify_all();
         }
         let mut state = shared.lock();
         state.idle += 1;
@@ -166,5 +207,45 @@ mod tests {
             .try_run(Box::new(move || done.send(7).unwrap()))
             .is_ok());
         assert_eq!(done_rx.recv().unwrap(), 7);
+    }
+
+    #[test]
+    fn a_full_pool_gives_a_moment_for_room_but_not_to_a_flood() {
+        let pool = Pool::new(1, Duration::from_millis(200));
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        assert!(pool
+            .try_run(Box::new(move || release_rx.recv().unwrap()))
+            .is_ok());
+        // The place frees up within the grace time: the job runs.
+        let releaser = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(50));
+            release_tx.send(()).unwrap();
+        });
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let (hold_tx, hold_rx) = mpsc::channel::<()>();
+        assert!(pool
+            .run_within(
+                Box::new(move || {
+                    done_tx.send(()).unwrap();
+                    hold_rx.recv().unwrap();
+                }),
+                Duration::from_secs(10)
+            )
+            .is_ok());
+        done_rx.recv().unwrap();
+        releaser.join().unwrap();
+        // Held: the next waits out its grace, and once the pool has been
+        // full that long, the one after it is handed back at once.
+        let started = std::time::Instant::now();
+        assert!(pool
+            .run_within(Box::new(|| {}), Duration::from_millis(100))
+            .is_err());
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        let started = std::time::Instant::now();
+        assert!(pool
+            .run_within(Box::new(|| {}), Duration::from_millis(100))
+            .is_err());
+        assert!(started.elapsed() < Duration::from_millis(100));
+        hold_tx.send(()).unwrap();
     }
 }
