@@ -463,8 +463,10 @@ def send_and_wait(server, sessions, reuse, rcpt, arrived):
     args = [SMTP_SOURCE, "-s", str(sessions), "-m", str(MESSAGES), "-l", str(SIZE),
             "-f", "bench@bench.test", "-t", rcpt] + (["-d"] if reuse else [])
     started = time.monotonic()
-    subprocess.run(args + [f"127.0.0.1:{server.port}"], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = subprocess.run(args + [f"127.0.0.1:{server.port}"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    if run.returncode != 0:
+        sys.exit(f"{server.name}: smtp-source failed: {run.stderr.strip()}")
     accepted = time.monotonic() - started
     deadline = time.monotonic() + 300
     while arrived() < MESSAGES and time.monotonic() < deadline:
