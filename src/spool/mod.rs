@@ -227,11 +227,22 @@ impl Spool {
     /// written one, else the one the entry was queued with.
     pub fn read_envelope(&self, id: &str) -> Result<QueueEnvelope, SpoolError> {
         let path = self.envelope_path(id);
-        match fs::read(&path) {
-            Ok(text) => parse_envelope(&path, &text),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => first_envelope(&self.message_path(id)),
-            Err(e) => Err(at(&path)(e)),
+        let (envelope, path) = match fs::read(&path) {
+            Ok(text) => (parse_envelope(&path, &text)?, path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let path = self.message_path(id);
+                (first_envelope(&path)?, path)
+            }
+            Err(e) => return Err(at(&path)(e)),
+        };
+        // Its id names the files the runner writes: it must be this entry's.
+        if envelope.id != id {
+            return Err(bad_envelope(
+                &path,
+                &format!("the id {} is not this entry's", envelope.id),
+            ));
         }
+        Ok(envelope)
     }
 
     /// The message of an entry: the first `size` octets of its file, `size`
@@ -611,6 +622,12 @@ mod tests {
             let error = spool.read_envelope(id).unwrap_err();
             assert!(error.is_corrupt_envelope(), "{id}: {error}");
         }
+        // An envelope of another entry.
+        let other = committed(&spool, b"hello");
+        fs::write(new.join(format!("{other}.env")), envelope("X").to_text()).unwrap();
+        let error = spool.read_envelope(&other).unwrap_err();
+        assert!(error.is_corrupt_envelope(), "{error}");
+        spool.set_aside(&other).unwrap();
         // An updated envelope that is damaged.
         let id = committed(&spool, b"hello");
         fs::write(new.join(format!("{id}.env")), "not an envelope").unwrap();
