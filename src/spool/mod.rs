@@ -55,7 +55,7 @@ thread_local! {
 
 /// The last line of a queue file: where its envelope starts, in octets,
 /// as a fixed number of digits so that the line has a fixed length.
-const TRAILER_TAG: &[u8] = b"tinymta-envelope-at: ";
+const TRAILER_TAG: &str = "tinymta-envelope-at: ";
 const TRAILER_DIGITS: usize = 20;
 const TRAILER_LEN: usize = TRAILER_TAG.len() + TRAILER_DIGITS + 1;
 
@@ -364,16 +364,14 @@ fn parse_envelope(path: &Path, text: &[u8]) -> Result<QueueEnvelope, SpoolError>
 
 /// The last line of a queue file, for an envelope starting at `start`.
 fn trailer(start: u64) -> String {
-    format!(
-        "{}{start:0width$}\n",
-        String::from_utf8_lossy(TRAILER_TAG),
-        width = TRAILER_DIGITS
-    )
+    format!("{TRAILER_TAG}{start:0width$}\n", width = TRAILER_DIGITS)
 }
 
 /// Where the envelope starts, from a queue file's last line.
 fn envelope_start(line: &[u8; TRAILER_LEN]) -> Option<u64> {
-    let digits = line.strip_prefix(TRAILER_TAG)?.strip_suffix(b"\n")?;
+    let digits = line
+        .strip_prefix(TRAILER_TAG.as_bytes())?
+        .strip_suffix(b"\n")?;
     if !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -586,10 +584,8 @@ mod tests {
     fn the_stored_size_is_the_octets_written() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path()).unwrap();
-        let mut incoming = spool.begin().unwrap();
-        incoming.write(b"longer than five").unwrap();
-        let id = incoming.id.clone();
-        incoming.commit(&envelope(&id)).unwrap();
+        // `committed` says size 5 in the envelope it gives.
+        let id = committed(&spool, b"longer than five");
         assert_eq!(spool.read_envelope(&id).unwrap().size, 16);
         assert_eq!(message(&spool, &id), b"longer than five");
         // A size the file cannot hold is an error, not a short message.
