@@ -14,9 +14,11 @@ run: build
 	mkdir -p var
 	./target/debug/tinymta -c $(CONFIG)
 
-# What CI runs: formatting, lints, every unit and integration test, then
+# What CI runs: the test peers this machine lacks (tests/peers/install says
+# what it installs), formatting, lints, every unit and integration test, then
 # the integration tests again against the aarch64 musl binary under qemu.
 test:
+	tests/peers/install
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
