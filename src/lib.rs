@@ -12,6 +12,7 @@ pub mod dns;
 pub mod live;
 pub mod log;
 pub mod net;
+pub mod random;
 pub mod sendmail;
 pub mod server;
 pub mod smtp;

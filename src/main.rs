@@ -636,7 +636,7 @@ fn prepare_directories(config: &Config, account: &sys::Account) -> Result<(), St
     ];
     for dir in &dirs {
         if !dir.exists() {
-            tinymta::spool::maildir::create_dir_durably(dir)
+            tinymta::spool::durable::create_dir_durably(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             std::os::unix::fs::chown(dir, Some(account.uid), Some(account.gid))
                 .map_err(|e| format!("cannot give {} to {}: {e}", dir.display(), account.name))?;

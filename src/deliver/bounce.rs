@@ -5,7 +5,7 @@
 
 use std::io::Read;
 
-use crate::spool::maildir::random_u64;
+use crate::random::random_u64;
 use crate::spool::queue::{status_code, QueueEnvelope, Recipient, RecipientState};
 use crate::time::rfc5322_date;
 

@@ -19,7 +19,7 @@ use super::wire::{
     TYPE_AAAA, TYPE_CNAME, TYPE_MX,
 };
 use crate::config::Config;
-use crate::spool::maildir::random_u64;
+use crate::random::random_u64;
 
 /// Rounds over the server list before giving up (resolv.conf's `attempts`).
 const ATTEMPTS: usize = 2;

@@ -355,11 +355,9 @@ pub fn serve(tcp: TcpStream, listener: &Listener, ctx: &ServerContext) {
             None
         }
         // RFC 5321 3.8: a server that must stop says 421 first.
-        Err(_) if ctx.stopping.load(Ordering::SeqCst) => Some(Reply::new(
-            421,
-            "4.3.2",
-            format!("{} Service shutting down", config.hostname),
-        )),
+        Err(_) if ctx.stopping.load(Ordering::SeqCst) => {
+            Some(reply::shutting_down(&config.hostname))
+        }
         Err(e) if is_timeout(&e) => {
             // Which limit ran out: the session's own, when it was the
             // deadline of the read (a socket timeout may fire a hair early,
@@ -460,11 +458,7 @@ fn run_session<S: ClientStream>(
                         "commands pipelined after STARTTLS from {}",
                         session.client_ip()
                     );
-                    conn.send(&Reply::new(
-                        554,
-                        "5.5.1",
-                        "Error: commands pipelined after STARTTLS",
-                    ));
+                    conn.send(&reply::pipelined_after_starttls());
                     return conn.flush();
                 }
                 conn.send(&step.reply);

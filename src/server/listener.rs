@@ -125,14 +125,7 @@ fn accept_loop(
         };
         let config = ctx.config.get();
         if ctx.stopping.load(Ordering::SeqCst) {
-            refuse(
-                &stream,
-                &Reply::new(
-                    421,
-                    "4.3.2",
-                    format!("{} Service shutting down", config.hostname),
-                ),
-            );
+            refuse(&stream, &reply::shutting_down(&config.hostname));
             continue;
         }
         // Clients that may relay (the box itself, the LAN) are not limited

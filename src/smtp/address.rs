@@ -20,6 +20,17 @@ pub struct Mailbox {
 }
 
 impl Mailbox {
+    /// The Maildir folder name of a local recipient: the local part without
+    /// quoting, lower-cased; `None` when it could name anything outside
+    /// `mailbox_dir` or is not a plain printable name.
+    pub fn mailbox_name(&self) -> Option<String> {
+        let name = self.local_unquoted().to_ascii_lowercase();
+        let safe = !name.is_empty()
+            && !name.starts_with('.')
+            && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/');
+        safe.then_some(name)
+    }
+
     /// The local part with quoting removed: `"a\"b"` is `a"b`.
     pub fn local_unquoted(&self) -> String {
         let Some(inner) = self
@@ -238,6 +249,29 @@ fn check_address_literal(literal: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn name(address: &str) -> Option<String> {
+        parse_mailbox(address).unwrap().mailbox_name()
+    }
+
+    #[test]
+    fn mailbox_names() {
+        assert_eq!(name("Bob@x.org").as_deref(), Some("bob"));
+        assert_eq!(name("\"Bob\"@x.org").as_deref(), Some("bob"));
+        assert_eq!(name("a.b+c@x.org").as_deref(), Some("a.b+c"));
+        for bad in [
+            "\"..\"@x.org",
+            "\".\"@x.org",
+            "\"../etc\"@x.org",
+            "\"a/b\"@x.org",
+            "\"a b\"@x.org",
+            "\"\"@x.org",
+            "\".hidden\"@x.org",
+            "a/b@x.org",
+        ] {
+            assert_eq!(name(bad), None, "{bad}");
+        }
+    }
 
     fn mailbox(text: &str) -> Mailbox {
         match parse_path(text) {

@@ -91,11 +91,7 @@ pub fn parse_command(line: &[u8]) -> Result<Command, Reply> {
             }
         }
         // Known verbs this server does not implement (RFC 5321 4.2.4).
-        "EXPN" | "TURN" | "ETRN" | "BDAT" => Err(Reply::new(
-            502,
-            "5.5.1",
-            format!("Error: {verb} not implemented"),
-        )),
+        "EXPN" | "TURN" | "ETRN" | "BDAT" => Err(reply::not_implemented(&verb)),
         _ => Err(reply::unknown_command()),
     }
 }

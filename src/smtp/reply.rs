@@ -1,7 +1,8 @@
 //! SMTP replies (RFC 5321 4.2) with enhanced status codes (RFC 3463, RFC 2034).
 //!
 //! Every reply the server sends is built here, so that the whole set of codes
-//! can be read in one place.
+//! can be read in one place: `Reply::new` and `Reply::plain` are private to
+//! this module.
 
 use std::fmt::Write as _;
 
@@ -15,7 +16,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn new(code: u16, enhanced: &'static str, text: impl Into<String>) -> Reply {
+    fn new(code: u16, enhanced: &'static str, text: impl Into<String>) -> Reply {
         Reply {
             code,
             enhanced: Some(enhanced),
@@ -24,7 +25,7 @@ impl Reply {
     }
 
     /// A reply with no enhanced status code.
-    pub fn plain(code: u16, lines: Vec<String>) -> Reply {
+    fn plain(code: u16, lines: Vec<String>) -> Reply {
         Reply {
             code,
             enhanced: None,
@@ -62,6 +63,13 @@ impl Reply {
 
 pub fn greeting(hostname: &str) -> Reply {
     Reply::plain(220, vec![format!("{hostname} ESMTP")])
+}
+/// RFC 5321 4.1.1.1: the EHLO reply, our name and then the extensions.
+pub fn ehlo(lines: Vec<String>) -> Reply {
+    Reply::plain(250, lines)
+}
+pub fn helo(hostname: &str) -> Reply {
+    Reply::plain(250, vec![hostname.to_string()])
 }
 pub fn ok() -> Reply {
     Reply::new(250, "2.0.0", "Ok")
@@ -226,6 +234,31 @@ pub fn too_many_auth_failures(hostname: &str) -> Reply {
 }
 pub fn timeout(hostname: &str) -> Reply {
     Reply::new(421, "4.4.2", format!("{hostname} Error: timeout exceeded"))
+}
+/// RFC 5321 3.8: a server that must stop says 421 first.
+pub fn shutting_down(hostname: &str) -> Reply {
+    Reply::new(421, "4.3.2", format!("{hostname} Service shutting down"))
+}
+/// RFC 5321 4.2.4: a known verb this server does not implement.
+pub fn not_implemented(verb: &str) -> Reply {
+    Reply::new(502, "5.5.1", format!("Error: {verb} not implemented"))
+}
+pub fn starttls_not_available() -> Reply {
+    Reply::new(502, "5.5.1", "Error: STARTTLS not available")
+}
+pub fn ready_for_tls() -> Reply {
+    Reply::new(220, "2.0.0", "Ready to start TLS")
+}
+/// RFC 3207 5: commands sent before the handshake would be taken as sent
+/// over TLS (CVE-2011-0411).
+pub fn pipelined_after_starttls() -> Reply {
+    Reply::new(554, "5.5.1", "Error: commands pipelined after STARTTLS")
+}
+pub fn auth_not_enabled() -> Reply {
+    Reply::new(502, "5.5.1", "Error: authentication not enabled")
+}
+pub fn auth_unsupported_mechanism() -> Reply {
+    Reply::new(504, "5.5.4", "Error: unsupported authentication mechanism")
 }
 pub fn internal_error(hostname: &str) -> Reply {
     Reply::new(

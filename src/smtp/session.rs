@@ -13,7 +13,6 @@ use super::reply::{self, Reply};
 use crate::aliases::{Aliases, Target};
 use crate::auth::{base64_decode, Users};
 use crate::config::Config;
-use crate::deliver::local::mailbox_name;
 
 /// Failed AUTH attempts before the session is closed.
 const MAX_AUTH_FAILURES: usize = 3;
@@ -244,24 +243,24 @@ impl Session {
                     lines.push("AUTH PLAIN LOGIN".to_string());
                 }
                 lines.push("ENHANCEDSTATUSCODES".to_string());
-                Step::reply(Reply::plain(250, lines))
+                Step::reply(reply::ehlo(lines))
             }
             Command::Auth { mechanism, initial } => self.auth(&mechanism, initial),
             Command::StartTls => {
                 if self.tls_active {
                     Step::reply(reply::out_of_sequence("Error: TLS already active"))
                 } else if !self.tls_available {
-                    Step::reply(Reply::new(502, "5.5.1", "Error: STARTTLS not available"))
+                    Step::reply(reply::starttls_not_available())
                 } else {
                     Step {
-                        reply: Reply::new(220, "2.0.0", "Ready to start TLS"),
+                        reply: reply::ready_for_tls(),
                         action: Action::StartTls,
                     }
                 }
             }
             Command::Helo(name) => {
                 self.greet(name, false);
-                Step::reply(Reply::plain(250, vec![self.config.hostname.clone()]))
+                Step::reply(reply::helo(&self.config.hostname))
             }
             Command::Mail { from, size, body } => Step::reply(self.mail(from, size, body)),
             Command::Rcpt { to } => Step::reply(self.rcpt(to)),
@@ -345,7 +344,7 @@ impl Session {
             if !may_relay && local.contains(['%', '!', '@']) {
                 return reply::relay_denied();
             }
-            if mailbox_name(&recipient).is_none() {
+            if recipient.mailbox_name().is_none() {
                 return reply::bad_mailbox_name();
             }
             if let Some(aliases) = &self.config.alias_table {
@@ -365,11 +364,7 @@ impl Session {
 
     fn auth(&mut self, mechanism: &str, initial: Option<String>) -> Step {
         if self.users.is_none() {
-            return Step::reply(Reply::new(
-                502,
-                "5.5.1",
-                "Error: authentication not enabled",
-            ));
+            return Step::reply(reply::auth_not_enabled());
         }
         if !self.greeting.as_ref().is_some_and(|g| g.extended) {
             return Step::reply(reply::out_of_sequence("Error: send EHLO first"));
@@ -392,11 +387,7 @@ impl Session {
             }
             ("LOGIN", None) => self.challenge(AuthPending::LoginUser, "VXNlcm5hbWU6"),
             ("LOGIN", Some(user)) => self.auth_response(AuthPending::LoginUser, user.as_bytes()),
-            _ => Step::reply(Reply::new(
-                504,
-                "5.5.4",
-                "Error: unsupported authentication mechanism",
-            )),
+            _ => Step::reply(reply::auth_unsupported_mechanism()),
         }
     }
 
@@ -529,7 +520,7 @@ pub fn expand_alias(aliases: &Aliases, recipient: &Mailbox, config: &Config) -> 
                 }
             },
         };
-        if mailbox_name(&mailbox).is_none() && config.is_local_domain(&mailbox.domain) {
+        if mailbox.mailbox_name().is_none() && config.is_local_domain(&mailbox.domain) {
             log::warn!("alias target {mailbox} of {name} is no usable mailbox name");
             continue;
         }

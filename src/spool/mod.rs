@@ -30,7 +30,7 @@
 //! would cost a second file, fsync and rename for every message, and leave
 //! an instant where one file is there without the other.
 
-pub mod maildir;
+pub mod durable;
 pub mod queue;
 
 use std::cell::Cell;
@@ -39,7 +39,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use maildir::{create_dir_durably, fsync_dir, random_u64, DirSync};
+use crate::random::random_u64;
+use durable::{create_dir_durably, fsync_dir, DirSync};
 use queue::{EnvelopeError, QueueEnvelope};
 
 /// How much message data is gathered before a write(2) to the spool file.

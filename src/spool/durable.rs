@@ -7,8 +7,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
-use ring::rand::{SecureRandom, SystemRandom};
-
 /// Makes a rename or a new file in `dir` survive a crash: the directory entry
 /// itself must reach the disk, not only the file's data (fsync(2), "Notes").
 pub fn fsync_dir(dir: &Path) -> io::Result<()> {
@@ -110,16 +108,6 @@ pub fn create_dir_durably(dir: &Path) -> io::Result<()> {
         Some(parent) => fsync_dir(parent),
         None => fsync_dir(Path::new(".")),
     }
-}
-
-/// Random bits from the operating system's cryptographic source, so that names
-/// stay unique on a box whose clock and pids repeat at every boot.
-pub fn random_u64() -> u64 {
-    let mut bytes = [0u8; 8];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .expect("the system random source failed");
-    u64::from_le_bytes(bytes)
 }
 
 #[cfg(test)]
