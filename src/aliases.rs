@@ -7,6 +7,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use crate::config::Config;
+use crate::smtp::address::{parse_mailbox, Mailbox};
+
 /// How deep aliases may point to aliases.
 const MAX_DEPTH: usize = 10;
 
@@ -158,6 +161,52 @@ impl Aliases {
         }
         seen.pop();
     }
+}
+
+/// Adds a recipient to an envelope's list as every producer of mail does:
+/// one at a local domain through the aliases, and each mailbox once.
+pub fn add_recipient(config: &Config, recipients: &mut Vec<Mailbox>, recipient: Mailbox) {
+    let expanded = match &config.alias_table {
+        Some(aliases) if config.is_local_domain(&recipient.domain) => {
+            expand_alias(aliases, &recipient, config)
+        }
+        _ => vec![recipient],
+    };
+    for mailbox in expanded {
+        if !recipients.contains(&mailbox) {
+            recipients.push(mailbox);
+        }
+    }
+}
+
+/// The mailboxes a local recipient stands for, through the aliases. Local
+/// names keep the recipient's domain.
+fn expand_alias(aliases: &Aliases, recipient: &Mailbox, config: &Config) -> Vec<Mailbox> {
+    let name = recipient.local_unquoted().to_ascii_lowercase();
+    let mut out = Vec::new();
+    for target in aliases.expand(&name, &|domain| config.is_local_domain(domain)) {
+        let mailbox = match target {
+            Target::Local(local) => Mailbox {
+                local,
+                domain: recipient.domain.clone(),
+            },
+            Target::Address(address) => match parse_mailbox(&address) {
+                Ok(mailbox) => mailbox,
+                Err(e) => {
+                    log::warn!("alias target {address:?} of {name}: {e}");
+                    continue;
+                }
+            },
+        };
+        if mailbox.mailbox_name().is_none() && config.is_local_domain(&mailbox.domain) {
+            log::warn!("alias target {mailbox} of {name} is no usable mailbox name");
+            continue;
+        }
+        if !out.contains(&mailbox) {
+            out.push(mailbox);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -316,25 +316,21 @@ fn test_send(args: &[String]) -> ExitCode {
             config.hostname
         );
         message.write(text.as_bytes()).map_err(|e| e.to_string())?;
-        let id = message.id.clone();
         let sender_box =
             tinymta::smtp::address::parse_mailbox(&sender).map_err(|e| e.to_string())?;
-        let envelope = tinymta::spool::queue::QueueEnvelope {
-            id: id.clone(),
-            arrival: now,
-            client: "local".to_string(),
-            helo: config.hostname.clone(),
-            sender: Some(sender_box),
-            body: "7BIT".to_string(),
-            size: message.size(),
-            recipients: vec![tinymta::spool::queue::Recipient::new(recipient.clone())],
-        };
-        message.commit(&envelope).map_err(|e| e.to_string())?;
+        let entry = tinymta::spool::NewEntry::local(
+            &config.hostname,
+            Some(sender_box),
+            vec![recipient.clone()],
+            text.as_bytes(),
+        );
+        let size = message.size();
+        let id = message.commit(&entry).map_err(|e| e.to_string())?;
         let item = JobItem {
             id,
             sender,
             eight_bit: false,
-            size: envelope.size,
+            size,
             arrival: now,
             recipients: vec![(0, recipient.clone())],
             first_attempt: true,

@@ -6,11 +6,10 @@
 use std::io::BufRead;
 use std::path::PathBuf;
 
+use crate::aliases::add_recipient;
 use crate::config::Config;
 use crate::smtp::address::{parse_mailbox, Mailbox};
-use crate::smtp::session::expand_alias;
-use crate::spool::queue::{QueueEnvelope, Recipient};
-use crate::spool::{Spool, SpoolError};
+use crate::spool::{NewEntry, Spool, SpoolError};
 use crate::time::{rfc5322_date, unix_now};
 
 /// sysexits(3) codes, as sendmail uses them.
@@ -164,17 +163,7 @@ pub fn submit(
         let mailbox = qualify(address, config).map_err(|e| {
             SubmitError::new(exit::NOUSER, format!("bad recipient {address:?}: {e}"))
         })?;
-        let expanded = match &config.alias_table {
-            Some(aliases) if config.is_local_domain(&mailbox.domain) => {
-                expand_alias(aliases, &mailbox, config)
-            }
-            _ => vec![mailbox],
-        };
-        for mailbox in expanded {
-            if !recipients.contains(&mailbox) {
-                recipients.push(mailbox);
-            }
-        }
+        add_recipient(config, &mut recipients, mailbox);
         Ok(())
     };
     for arg in &options.recipients {
@@ -235,25 +224,17 @@ pub fn submit(
     }
     message.write(b"\r\n")?;
     copy_body(input, options.ignore_dots, &mut |line| message.write(line))?;
-    let id = message.id.clone();
-    let envelope = QueueEnvelope {
-        id: id.clone(),
+    let entry = NewEntry {
         arrival: now,
         client: "local".to_string(),
         helo: submitter.login.clone(),
         sender,
-        body: String::new(),
-        size: message.size(),
-        recipients: recipients.into_iter().map(Recipient::new).collect(),
+        body: None,
+        recipients,
     };
-    message.commit(&envelope)?;
-    log::info!(
-        "{id}: accepted from=<{}> client=local uid={} nrcpt={} size={}",
-        envelope.sender_text(),
-        submitter.uid,
-        envelope.recipients.len(),
-        envelope.size
-    );
+    let size = message.size();
+    let id = message.commit(&entry)?;
+    entry.log_accepted(&id, size, &format!(" uid={}", submitter.uid));
     Ok(id)
 }
 

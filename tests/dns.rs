@@ -65,9 +65,9 @@ fn a_only_domain_null_mx_nxdomain_and_cnames() {
         }]
     );
     match r.resolve_mx("nullmx.test") {
-        Err(DnsError::Permanent(text)) => {
+        Err(e @ DnsError::NullMx(_)) => {
             assert_eq!(
-                text,
+                e.to_string(),
                 "domain nullmx.test accepts no mail (null MX, RFC 7505)"
             )
         }

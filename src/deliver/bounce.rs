@@ -147,7 +147,7 @@ mod tests {
             client: "127.0.0.1".into(),
             helo: "h".into(),
             sender: Some(parse_mailbox("alice@example.org").unwrap()),
-            body: String::new(),
+            body: None,
             size: 10,
             recipients: vec![failed, ok, dns],
         };

@@ -40,17 +40,21 @@ impl RemoteDelivery {
         let mut pending: std::collections::VecDeque<JobItem> = job.items.into();
         let targets = match self.targets(&destination) {
             Ok(targets) => targets,
-            Err(DnsError::Permanent(text)) => {
-                let code = if text.contains("null MX") {
-                    "5.1.10"
-                } else {
-                    "5.1.2"
-                };
+            Err(e @ DnsError::NullMx(_)) => {
+                // RFC 7505 4.1 and RFC 3463: 5.1.10, recipient has a null MX.
                 return self.settle_all(
                     pending,
                     reporter,
                     "-",
-                    &Outcome::Failed(format!("{code} {text}")),
+                    &Outcome::Failed(format!("5.1.10 {e}")),
+                );
+            }
+            Err(DnsError::Permanent(text)) => {
+                return self.settle_all(
+                    pending,
+                    reporter,
+                    "-",
+                    &Outcome::Failed(format!("5.1.2 {text}")),
                 );
             }
             Err(DnsError::Temporary(text)) => {

@@ -26,8 +26,9 @@ use super::{
 };
 use crate::config::Config;
 use crate::live::Live;
-use crate::spool::queue::{QueueEnvelope, Recipient, RecipientState};
-use crate::spool::{Spool, SpoolError};
+use crate::smtp::command::Body;
+use crate::spool::queue::{QueueEnvelope, RecipientState};
+use crate::spool::{NewEntry, Spool, SpoolError};
 use crate::time::unix_now;
 
 /// How often new/ is looked at for mail queued by other processes.
@@ -398,7 +399,7 @@ impl Scheduler {
                     JobItem {
                         id: envelope.id.clone(),
                         sender: envelope.sender_text(),
-                        eight_bit: envelope.body == "8BITMIME",
+                        eight_bit: envelope.body == Some(Body::EightBitMime),
                         size: envelope.size,
                         arrival: envelope.arrival,
                         recipients: vec![(index, r.address.clone())],
@@ -497,21 +498,10 @@ impl Scheduler {
         let mut original = self.spool.open_message(&envelope.id, envelope.size)?;
         let config = self.config();
         let text = build_bounce(&config.hostname, envelope, &mut original, unix_now());
-        let mut incoming = self.spool.begin()?;
-        incoming.write(&text)?;
         let sender = envelope.sender.clone().expect("not a null sender");
-        let bounce = QueueEnvelope {
-            id: incoming.id.clone(),
-            arrival: unix_now(),
-            client: "local".to_string(),
-            helo: config.hostname.clone(),
-            sender: None,
-            body: if text.is_ascii() { "7BIT" } else { "8BITMIME" }.to_string(),
-            size: incoming.size(),
-            recipients: vec![Recipient::new(sender)],
-        };
-        let bounce_id = bounce.id.clone();
-        incoming.commit(&bounce)?;
+        // RFC 5321 4.5.5: a bounce has the null reverse-path.
+        let bounce = NewEntry::local(&config.hostname, None, vec![sender], &text);
+        let bounce_id = self.spool.put(&bounce, &text)?;
         log::info!(
             "{}: sender non-delivery notification: {bounce_id}",
             envelope.id
@@ -592,6 +582,7 @@ mod tests {
     #[test]
     fn expiry_survives_a_clock_jump() {
         use crate::smtp::address::parse_mailbox;
+        use crate::spool::queue::Recipient;
         let c = config("retry_min = 1m\nretry_max = 1h\nqueue_lifetime = 5d\n");
         let needed = attempts_spanning(&c, c.queue_lifetime);
         let envelope = |arrival: u64, attempts: u32| {
@@ -603,7 +594,7 @@ mod tests {
                 client: String::new(),
                 helo: String::new(),
                 sender: None,
-                body: String::new(),
+                body: None,
                 size: 1,
                 recipients: vec![r],
             }

@@ -37,8 +37,11 @@ const UDP_BUFFER: usize = 4096;
 /// Why a lookup failed: permanent failures bounce, temporary ones are retried.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DnsError {
-    /// NXDOMAIN, a host without addresses, a null MX.
+    /// NXDOMAIN, a host without addresses.
     Permanent(String),
+    /// The domain (named here) publishes a null MX: it accepts no mail
+    /// (RFC 7505 3, which bounces say as 5.1.10).
+    NullMx(String),
     /// Timeouts, SERVFAIL, unreadable answers.
     Temporary(String),
 }
@@ -47,9 +50,14 @@ impl fmt::Display for DnsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DnsError::Permanent(text) | DnsError::Temporary(text) => f.write_str(text),
+            DnsError::NullMx(domain) => {
+                write!(f, "domain {domain} accepts no mail (null MX, RFC 7505)")
+            }
         }
     }
 }
+
+impl std::error::Error for DnsError {}
 
 /// One MX host, in the order to try, with its addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,9 +133,7 @@ impl Resolver {
             })
             .collect();
         if exchanges.iter().any(|(_, exchange)| exchange.is_empty()) {
-            return Err(DnsError::Permanent(format!(
-                "domain {domain} accepts no mail (null MX, RFC 7505)"
-            )));
+            return Err(DnsError::NullMx(domain));
         }
         if exchanges.is_empty() {
             // RFC 5321 5.1: no MX means the domain itself, as if MX 0.
@@ -694,7 +700,7 @@ mod tests {
         });
         let r = resolver(vec![server]);
         match r.resolve_mx("nullmx.test") {
-            Err(DnsError::Permanent(text)) => assert!(text.contains("null MX"), "{text}"),
+            Err(e @ DnsError::NullMx(_)) => assert!(e.to_string().contains("null MX"), "{e}"),
             other => panic!("{other:?}"),
         }
         assert_eq!(

@@ -53,6 +53,8 @@ impl fmt::Display for WireError {
     }
 }
 
+impl std::error::Error for WireError {}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RData {
     A(Ipv4Addr),

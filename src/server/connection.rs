@@ -16,12 +16,10 @@ use crate::auth::Users;
 use crate::config::{Config, Listener};
 use crate::deliver::runner::QueueWaker;
 use crate::live::Live;
-use crate::smtp::command::Body;
 use crate::smtp::data::DataDecoder;
 use crate::smtp::reply::{self, Reply};
 use crate::smtp::session::{Action, Envelope, Session};
-use crate::spool::queue::{QueueEnvelope, Recipient};
-use crate::spool::{IncomingMessage, Spool, SpoolError};
+use crate::spool::{IncomingMessage, NewEntry, Spool, SpoolError};
 use crate::time::{rfc5322_date, unix_now};
 use crate::tls::{self, MaybeTls};
 
@@ -583,8 +581,7 @@ fn commit(
     ctx: &ServerContext,
 ) -> Reply {
     let id = message.id.clone();
-    let queued = QueueEnvelope {
-        id: id.clone(),
+    let entry = NewEntry {
         arrival,
         client: client.to_string(),
         helo: session
@@ -592,30 +589,16 @@ fn commit(
             .map(|g| g.name.clone())
             .unwrap_or_default(),
         sender: envelope.sender,
-        body: match envelope.body {
-            Some(Body::SevenBit) => "7BIT".to_string(),
-            Some(Body::EightBitMime) => "8BITMIME".to_string(),
-            None => String::new(),
-        },
-        size: message.size(),
-        recipients: envelope
-            .recipients
-            .into_iter()
-            .map(Recipient::new)
-            .collect(),
+        body: envelope.body,
+        recipients: envelope.recipients,
     };
-    if let Err(e) = message.commit(&queued) {
+    let size = message.size();
+    if let Err(e) = message.commit(&entry) {
         log::error!("{id}: cannot queue the message: {e}");
         return storage_failure(&e);
     }
-    log::info!(
-        "{id}: accepted from=<{}> client={client} helo={} nrcpt={} size={} message-id={}",
-        queued.sender_text(),
-        queued.helo,
-        queued.recipients.len(),
-        queued.size,
-        message_id(head).unwrap_or_else(|| "none".to_string())
-    );
+    let message_id = message_id(head).unwrap_or_else(|| "none".to_string());
+    entry.log_accepted(&id, size, &format!(" message-id={message_id}"));
     ctx.waker.queued(&id);
     reply::queued(&id)
 }

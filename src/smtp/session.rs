@@ -7,10 +7,10 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::address::{parse_mailbox, Mailbox, Path};
+use super::address::{Mailbox, Path};
 use super::command::{parse_command, Body, Command};
 use super::reply::{self, Reply};
-use crate::aliases::{Aliases, Target};
+use crate::aliases::add_recipient;
 use crate::auth::{base64_decode, Users};
 use crate::config::Config;
 
@@ -347,18 +347,10 @@ impl Session {
             if recipient.mailbox_name().is_none() {
                 return reply::bad_mailbox_name();
             }
-            if let Some(aliases) = &self.config.alias_table {
-                for target in expand_alias(aliases, &recipient, &self.config) {
-                    if !envelope.recipients.contains(&target) {
-                        envelope.recipients.push(target);
-                    }
-                }
-                return reply::ok_recipient();
-            }
         } else if !may_relay {
             return reply::relay_denied();
         }
-        envelope.recipients.push(recipient);
+        add_recipient(&self.config, &mut envelope.recipients, recipient);
         reply::ok_recipient()
     }
 
@@ -501,39 +493,10 @@ impl Session {
     }
 }
 
-/// The mailboxes a local recipient stands for, through the aliases. Local
-/// names keep the recipient's domain.
-pub fn expand_alias(aliases: &Aliases, recipient: &Mailbox, config: &Config) -> Vec<Mailbox> {
-    let name = recipient.local_unquoted().to_ascii_lowercase();
-    let mut out = Vec::new();
-    for target in aliases.expand(&name, &|domain| config.is_local_domain(domain)) {
-        let mailbox = match target {
-            Target::Local(local) => Mailbox {
-                local,
-                domain: recipient.domain.clone(),
-            },
-            Target::Address(address) => match parse_mailbox(&address) {
-                Ok(mailbox) => mailbox,
-                Err(e) => {
-                    log::warn!("alias target {address:?} of {name}: {e}");
-                    continue;
-                }
-            },
-        };
-        if mailbox.mailbox_name().is_none() && config.is_local_domain(&mailbox.domain) {
-            log::warn!("alias target {mailbox} of {name} is no usable mailbox name");
-            continue;
-        }
-        if !out.contains(&mailbox) {
-            out.push(mailbox);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aliases::Aliases;
     use std::path::Path as FsPath;
 
     fn session_from(ip: &str) -> Session {

@@ -40,8 +40,10 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::random::random_u64;
+use crate::smtp::address::Mailbox;
+use crate::smtp::command::Body;
 use durable::{create_dir_durably, fsync_dir, DirSync};
-use queue::{EnvelopeError, QueueEnvelope};
+use queue::{EnvelopeError, QueueEnvelope, Recipient};
 
 /// How much message data is gathered before a write(2) to the spool file.
 const WRITE_BUFFER: usize = 64 * 1024;
@@ -204,6 +206,13 @@ impl Spool {
                 size: 0,
             });
         }
+    }
+
+    /// Queues a message held in memory (a bounce); returns its id.
+    pub fn put(&self, entry: &NewEntry, text: &[u8]) -> Result<String, SpoolError> {
+        let mut message = self.begin()?;
+        message.write(text)?;
+        message.commit(entry)
     }
 
     /// When `new/` last changed: a new entry renamed in, or one removed.
@@ -427,21 +436,29 @@ impl IncomingMessage<'_> {
         self.size
     }
 
-    /// Makes the message a durable queue entry with this envelope, whose
-    /// `size` is [`IncomingMessage::size`]. When this returns `Ok`, and only
-    /// then, the message may be acknowledged.
-    pub fn commit(mut self, envelope: &QueueEnvelope) -> Result<(), SpoolError> {
-        let mut envelope_text = if envelope.size == self.size {
-            envelope.to_text()
-        } else {
+    /// Makes the message a durable queue entry for `entry`, and returns its
+    /// id. When this returns `Ok`, and only then, the message may be
+    /// acknowledged. This is the one way into the queue: the envelope of a
+    /// new entry is built here and nowhere else.
+    pub fn commit(mut self, entry: &NewEntry) -> Result<String, SpoolError> {
+        let envelope = QueueEnvelope {
+            id: self.id.clone(),
+            arrival: entry.arrival,
+            client: entry.client.clone(),
+            helo: entry.helo.clone(),
+            sender: entry.sender.clone(),
+            body: entry.body,
             // The size tells readers where the message ends: only the
             // octets counted here can say it.
-            let counted = QueueEnvelope {
-                size: self.size,
-                ..envelope.clone()
-            };
-            counted.to_text()
+            size: self.size,
+            recipients: entry
+                .recipients
+                .iter()
+                .cloned()
+                .map(Recipient::new)
+                .collect(),
         };
+        let mut envelope_text = envelope.to_text();
         envelope_text.push_str(&trailer(self.size));
         self.buffered_write(envelope_text.as_bytes())?;
         self.flush()?;
@@ -458,7 +475,65 @@ impl IncomingMessage<'_> {
         // The lock on the file goes when `file` is closed here.
         drop(file);
         self.tmp_msg.clear();
-        Ok(())
+        Ok(envelope.id)
+    }
+}
+
+/// What a producer of mail says of a new queue entry; the spool names it
+/// and counts its octets. The SMTP server, sendmail, bounces and test-send
+/// all queue through [`IncomingMessage::commit`] (or [`Spool::put`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEntry {
+    /// Unix seconds when the message was accepted.
+    pub arrival: u64,
+    /// The client's IP address, or `local` for mail submitted on the box.
+    pub client: String,
+    /// The client's EHLO name, or the submitting user's login.
+    pub helo: String,
+    /// `None` is the null reverse-path `<>`.
+    pub sender: Option<Mailbox>,
+    /// What the client declared (RFC 6152); `None` when it said nothing.
+    pub body: Option<Body>,
+    pub recipients: Vec<Mailbox>,
+}
+
+impl NewEntry {
+    /// Mail made on this box (a bounce, a test message): `client` is
+    /// `local`, `helo` our own name, and the body type follows the text.
+    pub fn local(
+        hostname: &str,
+        sender: Option<Mailbox>,
+        recipients: Vec<Mailbox>,
+        text: &[u8],
+    ) -> NewEntry {
+        NewEntry {
+            arrival: crate::time::unix_now(),
+            client: "local".to_string(),
+            helo: hostname.to_string(),
+            sender,
+            body: Some(if text.is_ascii() {
+                Body::SevenBit
+            } else {
+                Body::EightBitMime
+            }),
+            recipients,
+        }
+    }
+
+    /// The one log line of a message accepted into the queue, as Postfix's
+    /// cleanup logs it; `detail` ends it (` message-id=<...>`, ` uid=0`).
+    pub fn log_accepted(&self, id: &str, size: u64, detail: &str) {
+        let sender = self
+            .sender
+            .as_ref()
+            .map(Mailbox::to_string)
+            .unwrap_or_default();
+        log::info!(
+            "{id}: accepted from=<{sender}> client={} helo={} nrcpt={} size={size}{detail}",
+            self.client,
+            self.helo,
+            self.recipients.len(),
+        );
     }
 }
 
@@ -515,6 +590,18 @@ mod tests {
     use super::*;
     use crate::smtp::address::parse_mailbox;
 
+    fn entry() -> NewEntry {
+        NewEntry {
+            arrival: 1,
+            client: "127.0.0.1".into(),
+            helo: "h".into(),
+            sender: None,
+            body: None,
+            recipients: vec![parse_mailbox("a@b.org").unwrap()],
+        }
+    }
+
+    /// The envelope `entry()` is committed with, for a message of 5 octets.
     fn envelope(id: &str) -> QueueEnvelope {
         QueueEnvelope {
             id: id.to_string(),
@@ -522,18 +609,14 @@ mod tests {
             client: "127.0.0.1".into(),
             helo: "h".into(),
             sender: None,
-            body: String::new(),
+            body: None,
             size: 5,
             recipients: vec![Recipient::new(parse_mailbox("a@b.org").unwrap())],
         }
     }
 
     fn committed(spool: &Spool, data: &[u8]) -> String {
-        let mut incoming = spool.begin().unwrap();
-        incoming.write(data).unwrap();
-        let id = incoming.id.clone();
-        incoming.commit(&envelope(&id)).unwrap();
-        id
+        spool.put(&entry(), data).unwrap()
     }
 
     fn message(spool: &Spool, id: &str) -> Vec<u8> {
@@ -671,8 +754,7 @@ mod tests {
         assert_eq!(spool.list().unwrap(), expected);
         assert!(dir.path().join(format!("new/{updated}.env")).exists());
         writing.write(b", still there").unwrap();
-        let writing_id = writing.id.clone();
-        writing.commit(&envelope(&writing_id)).unwrap();
+        let writing_id = writing.commit(&entry()).unwrap();
         assert_eq!(
             message(&spool, &writing_id),
             b"in progress elsewhere, still there"
@@ -695,8 +777,7 @@ mod tests {
         for piece in pieces {
             incoming.write(piece).unwrap();
         }
-        let id = incoming.id.clone();
-        incoming.commit(&envelope(&id)).unwrap();
+        let id = incoming.commit(&entry()).unwrap();
         assert!(message(&spool, &id) == pieces.concat());
         let small = committed(&spool, b"small");
         assert_eq!(message(&spool, &small), b"small");

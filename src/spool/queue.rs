@@ -26,6 +26,7 @@
 use std::fmt::{self, Write as _};
 
 use crate::smtp::address::{parse_mailbox, Mailbox};
+use crate::smtp::command::Body;
 
 const FORMAT_LINE: &str = "tinymta-envelope: 1";
 
@@ -86,8 +87,9 @@ pub struct QueueEnvelope {
     pub helo: String,
     /// `None` is the null reverse-path `<>`.
     pub sender: Option<Mailbox>,
-    /// `7BIT`, `8BITMIME`, or empty when the client did not say.
-    pub body: String,
+    /// The body type the client declared (`7BIT`, `8BITMIME` in the file),
+    /// `None` (empty in the file) when it did not say.
+    pub body: Option<Body>,
     /// Octets of the message: where it ends in the queue file.
     pub size: u64,
     pub recipients: Vec<Recipient>,
@@ -126,7 +128,7 @@ impl QueueEnvelope {
         let _ = writeln!(out, "client: {}", one_line(&self.client));
         let _ = writeln!(out, "helo: {}", one_line(&self.helo));
         let _ = writeln!(out, "sender: <{}>", self.sender_text());
-        let _ = writeln!(out, "body: {}", one_line(&self.body));
+        let _ = writeln!(out, "body: {}", body_text(self.body));
         let _ = writeln!(out, "size: {}", self.size);
         for r in &self.recipients {
             let _ = writeln!(
@@ -156,7 +158,7 @@ impl QueueEnvelope {
             client: String::new(),
             helo: String::new(),
             sender: None,
-            body: String::new(),
+            body: None,
             size: 0,
             recipients: Vec::new(),
         };
@@ -178,7 +180,7 @@ impl QueueEnvelope {
                         Some(parse_mailbox(inner).map_err(|e| error(line_no, &e))?)
                     };
                 }
-                "body" => envelope.body = value.to_string(),
+                "body" => envelope.body = parse_body(line_no, value)?,
                 "size" => envelope.size = number(line_no, value)?,
                 "recipient" => envelope.recipients.push(parse_recipient(line_no, value)?),
                 "error" => {
@@ -212,6 +214,24 @@ fn queue_id(line: usize, value: &str) -> Result<String, EnvelopeError> {
         return Err(error(line, &format!("not a queue id: {value:?}")));
     }
     Ok(value.to_string())
+}
+
+/// A body type as the envelope file writes it (RFC 6152 names).
+fn body_text(body: Option<Body>) -> &'static str {
+    match body {
+        None => "",
+        Some(Body::SevenBit) => "7BIT",
+        Some(Body::EightBitMime) => "8BITMIME",
+    }
+}
+
+fn parse_body(line: usize, value: &str) -> Result<Option<Body>, EnvelopeError> {
+    match value {
+        "" => Ok(None),
+        "7BIT" => Ok(Some(Body::SevenBit)),
+        "8BITMIME" => Ok(Some(Body::EightBitMime)),
+        _ => Err(error(line, &format!("unknown body type {value:?}"))),
+    }
 }
 
 fn number<T: std::str::FromStr>(line: usize, value: &str) -> Result<T, EnvelopeError> {
@@ -280,7 +300,7 @@ mod tests {
             client: "127.0.0.1".into(),
             helo: "client.example".into(),
             sender: Some(parse_mailbox("alice@example.org").unwrap()),
-            body: "8BITMIME".into(),
+            body: Some(Body::EightBitMime),
             size: 1234,
             recipients: vec![
                 Recipient::new(parse_mailbox("bob@example.org").unwrap()),
@@ -310,7 +330,7 @@ mod tests {
     fn null_sender_and_bad_files() {
         let mut envelope = sample();
         envelope.sender = None;
-        envelope.body.clear();
+        envelope.body = None;
         let text = envelope.to_text();
         assert!(text.contains("sender: <>\n"));
         assert!(text.contains("body: \n"));
