@@ -7,6 +7,7 @@
 pub mod aliases;
 pub mod auth;
 pub mod config;
+pub mod daemon;
 pub mod deliver;
 pub mod dns;
 pub mod live;
@@ -18,5 +19,6 @@ pub mod server;
 pub mod smtp;
 pub mod spool;
 pub mod sys;
+pub mod test_send;
 pub mod time;
 pub mod tls;

@@ -1,23 +1,15 @@
 //! The `tinymta` command: parse the options, pick the mode, map errors to
-//! exit codes.
+//! exit codes. The modes live in the library: the daemon in daemon.rs,
+//! sendmail and mailq in sendmail.rs, test-send in test_send.rs.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use tinymta::config::{Config, LogTarget, DEFAULT_CONFIG_PATH};
-use tinymta::deliver::runner::QueueRunner;
-use tinymta::deliver::DeliverySettings;
-use tinymta::dns::resolver::Resolver;
-use tinymta::live::Live;
-use tinymta::log::LogHandle;
 use tinymta::server::connection::ServerContext;
-use tinymta::server::listener;
 use tinymta::spool::Spool;
 use tinymta::sys::{self, Signal};
-use tinymta::tls::ClientConfigs;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// sysexits.h EX_USAGE.
@@ -48,7 +40,7 @@ fn main() -> ExitCode {
         (_, Some("mailq")) => return sendmail(&with_config(&args[2..], "-bp")),
         (_, Some("flush")) => return sendmail(&with_config(&args[2..], "-q")),
         (_, Some("passwd")) => return passwd(&args[2..]),
-        (_, Some("test-send")) => return test_send(&args[2..]),
+        (_, Some("test-send")) => return ExitCode::from(tinymta::test_send::run(&args[2..])),
         _ => {}
     }
     let mut options = getopts::Options::new();
@@ -107,7 +99,7 @@ fn main() -> ExitCode {
         }
     };
     if matches.opt_present("t") {
-        let problems = privilege_problems(&config);
+        let problems = tinymta::daemon::privilege_problems(&config);
         if problems.is_empty() {
             println!("config ok");
             return ExitCode::SUCCESS;
@@ -119,7 +111,7 @@ fn main() -> ExitCode {
     }
     // Said on stderr; a log file gets it too (stderr logging would repeat it).
     let log_to_file = matches!(config.log, LogTarget::File(_));
-    match run_daemon(config, config_path) {
+    match tinymta::daemon::run(config, config_path) {
         Ok(never) => match never {},
         Err(e) => {
             eprintln!("tinymta: {e}");
@@ -230,182 +222,6 @@ fn flush(config: &Config) -> ExitCode {
     }
 }
 
-/// `tinymta test-send [-C FILE] ADDR`: sends a short test message to ADDR
-/// the way the daemon would, and prints each step: the DNS answers, each
-/// connection, TLS and its certificate check, AUTH, the replies. The message
-/// goes through a private temporary spool, not the live queue.
-fn test_send(args: &[String]) -> ExitCode {
-    use tinymta::deliver::client::Outcome;
-    use tinymta::deliver::{Destination, Job, JobItem, Reporter, RunnerEvent};
-    use tinymta::sendmail::exit;
-    let (config_path, address) = match args {
-        [address] => (PathBuf::from(DEFAULT_CONFIG_PATH), address),
-        [flag, path, address] if flag == "-C" => (PathBuf::from(path), address),
-        _ => {
-            eprintln!("Usage: tinymta test-send [-C FILE] ADDRESS");
-            return ExitCode::from(exit::USAGE);
-        }
-    };
-    let config = match Config::load(&config_path) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("test-send: {e}");
-            return ExitCode::from(exit::CONFIG);
-        }
-    };
-    let recipient = match tinymta::smtp::address::parse_mailbox(address) {
-        Ok(mailbox) => mailbox,
-        Err(e) => {
-            eprintln!("test-send: bad address {address:?}: {e}");
-            return ExitCode::from(exit::NOUSER);
-        }
-    };
-    // Every step tinymta logs, on standard output.
-    let _ = ::log::set_boxed_logger(Box::new(StepPrinter));
-    ::log::set_max_level(::log::LevelFilter::Trace);
-    let settings = match delivery_settings(&config, None) {
-        Ok(settings) => settings,
-        Err(e) => {
-            eprintln!("test-send: {e}");
-            return ExitCode::from(exit::CONFIG);
-        }
-    };
-    let destination = if config.is_local_domain(&recipient.domain) {
-        println!(
-            "{recipient} is local: delivered into {}",
-            config.mailbox_dir.display()
-        );
-        Destination::Local
-    } else if let Some(smarthost) = &config.smarthost {
-        println!("route: smarthost {smarthost}");
-        match settings.resolver.resolve_host(&smarthost.host) {
-            Ok(addresses) => println!("DNS: {} has {addresses:?}", smarthost.host),
-            Err(e) => println!("DNS: {}: {e}", smarthost.host),
-        }
-        Destination::Smarthost
-    } else {
-        println!("route: the MX hosts of {}", recipient.domain);
-        match settings.resolver.resolve_mx(&recipient.domain) {
-            Ok(hosts) => {
-                for host in hosts {
-                    println!(
-                        "DNS: MX {} {} has {:?}",
-                        host.preference, host.name, host.addresses
-                    );
-                }
-            }
-            Err(e) => println!("DNS: {e}"),
-        }
-        Destination::Domain(recipient.domain.clone())
-    };
-    let scratch = std::env::temp_dir().join(format!("tinymta-test-send-{}", std::process::id()));
-    let outcome = (|| -> Result<Vec<Outcome>, String> {
-        let spool = Arc::new(Spool::open(&scratch).map_err(|e| e.to_string())?);
-        let sender = config
-            .force_sender
-            .clone()
-            .unwrap_or_else(|| format!("postmaster@{}", config.qualify_domain));
-        let now = tinymta::time::unix_now();
-        let mut message = spool.begin().map_err(|e| e.to_string())?;
-        let text = format!(
-            "From: <{sender}>\r\nTo: <{recipient}>\r\nSubject: tinymta test message from {}\r\n\
-             Date: {}\r\nMessage-ID: <{}@{}>\r\n\r\nThis is a test message sent by `tinymta test-send`.\r\n",
-            config.hostname,
-            tinymta::time::rfc5322_date(now),
-            message.id,
-            config.hostname
-        );
-        message.write(text.as_bytes()).map_err(|e| e.to_string())?;
-        let sender_box =
-            tinymta::smtp::address::parse_mailbox(&sender).map_err(|e| e.to_string())?;
-        let entry = tinymta::spool::NewEntry::local(
-            &config.hostname,
-            Some(sender_box),
-            vec![recipient.clone()],
-            text.as_bytes(),
-        );
-        let size = message.size();
-        let id = message.commit(&entry).map_err(|e| e.to_string())?;
-        let item = JobItem {
-            id,
-            sender,
-            eight_bit: false,
-            size,
-            arrival: now,
-            recipients: vec![(0, recipient.clone())],
-            first_attempt: true,
-        };
-        let job = Job {
-            destination: destination.clone(),
-            items: vec![item],
-        };
-        let (results, received) = std::sync::mpsc::channel();
-        {
-            let mut reporter = Reporter::new(results);
-            reporter.took(&job);
-            if destination == Destination::Local {
-                tinymta::deliver::local::deliver_job(&config, &spool, job, &mut reporter);
-            } else {
-                let remote = tinymta::deliver::remote::RemoteDelivery {
-                    config: Arc::clone(&settings.config),
-                    spool: Arc::clone(&spool),
-                    resolver: Arc::clone(&settings.resolver),
-                    tls: Arc::clone(&settings.tls),
-                    smarthost_password: settings.smarthost_password.clone(),
-                };
-                remote.deliver(job, &mut reporter, &mut || None);
-            }
-        }
-        let mut outcomes = Vec::new();
-        while let Ok(RunnerEvent::Done(result)) = received.try_recv() {
-            outcomes.extend(result.outcomes.into_iter().map(|(_, o)| o));
-        }
-        Ok(outcomes)
-    })();
-    let _ = std::fs::remove_dir_all(&scratch);
-    match outcome {
-        Ok(outcomes) => match outcomes.first() {
-            Some(Outcome::Delivered(text)) => {
-                println!("result: delivered ({text})");
-                ExitCode::SUCCESS
-            }
-            Some(Outcome::Deferred(text)) => {
-                println!("result: temporary failure: {text}");
-                ExitCode::from(exit::TEMPFAIL)
-            }
-            Some(Outcome::Failed(text)) => {
-                println!("result: permanent failure: {text}");
-                ExitCode::from(exit::NOUSER)
-            }
-            None => {
-                println!("result: no outcome");
-                ExitCode::from(exit::SOFTWARE)
-            }
-        },
-        Err(e) => {
-            eprintln!("test-send: {e}");
-            ExitCode::from(exit::TEMPFAIL)
-        }
-    }
-}
-
-/// test-send's logger: tinymta's own records, as steps on standard output.
-struct StepPrinter;
-
-impl ::log::Log for StepPrinter {
-    fn enabled(&self, metadata: &::log::Metadata<'_>) -> bool {
-        metadata.target().starts_with("tinymta")
-    }
-
-    fn log(&self, record: &::log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            println!("  {}", record.args());
-        }
-    }
-
-    fn flush(&self) {}
-}
-
 /// `tinymta passwd NAME`: reads a password from standard input (its first
 /// line) and prints the line for the `auth_users` file.
 fn passwd(args: &[String]) -> ExitCode {
@@ -432,273 +248,4 @@ fn passwd(args: &[String]) -> ExitCode {
         tinymta::auth::hash_line(name, password.as_bytes(), tinymta::auth::DEFAULT_ITERATIONS)
     );
     ExitCode::SUCCESS
-}
-
-/// Runs the server in the foreground (busybox init or another supervisor
-/// keeps it running); returns only when it cannot start.
-fn run_daemon(config: Config, config_path: PathBuf) -> Result<std::convert::Infallible, String> {
-    let log = tinymta::log::init(&config)?;
-    // As root: the user to become, and directories that belong to it.
-    let account = if sys::is_root() {
-        let account = find_account(&config)?;
-        prepare_directories(&config, &account)?;
-        Some(account)
-    } else {
-        None
-    };
-    let spool = Spool::open(&config.spool_dir).map_err(|e| format!("spool: {e}"))?;
-    spool.recover().map_err(|e| format!("spool: {e}"))?;
-    let spool = Arc::new(spool);
-    let listeners = listener::bind_all(&config.listen)?;
-    // Everything that reads files is built now, while root may still read them.
-    let delivery = Arc::new(Live::new(delivery_settings(&config, None)?));
-    let users = load_users(&config)?;
-    let server_tls = load_server_tls(&config)?;
-    warn_about_risky_settings(&config);
-    if let Some(pid_file) = &config.pid_file {
-        std::fs::write(pid_file, format!("{}\n", std::process::id()))
-            .map_err(|e| format!("pid_file {}: {e}", pid_file.display()))?;
-    }
-    if let Some(account) = &account {
-        sys::drop_privileges(account)?;
-    }
-    let waker = QueueRunner::new(Arc::clone(&delivery), Arc::clone(&spool))
-        .start()
-        .map_err(|e| format!("cannot start the queue runner: {e}"))?;
-    let addresses: Vec<String> = listeners
-        .iter()
-        .map(|l| {
-            l.socket
-                .local_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_default()
-        })
-        .collect();
-    let ctx = Arc::new(ServerContext::new(
-        config.clone(),
-        spool,
-        waker.clone(),
-        server_tls,
-        users,
-    ));
-    let pool = listener::start(listeners, Arc::clone(&ctx))
-        .map_err(|e| format!("cannot start the listeners: {e}"))?;
-    let user = account.map_or_else(|| "the starting user".to_string(), |a| a.name);
-    ::log::info!(
-        "tinymta {VERSION} started: hostname {}, listening on {}, spool {}, mailboxes {}, running as {user}",
-        config.hostname,
-        addresses.join(", "),
-        config.spool_dir.display(),
-        config.mailbox_dir.display()
-    );
-    loop {
-        match sys::wait_for_signal() {
-            Signal::Terminate => shut_down(&ctx, &pool),
-            Signal::Reload => reload(&config_path, &ctx, &delivery, &log),
-            Signal::RunQueue => waker.flush(),
-        }
-    }
-}
-
-/// SIGTERM, SIGINT: accept no one new, give sessions `shutdown_grace` to
-/// finish, then end them with 421 4.3.2 and exit. A message whose DATA was
-/// cut off is removed from tmp/; nothing half-written enters the queue.
-fn shut_down(ctx: &ServerContext, pool: &tinymta::server::pool::Pool) -> ! {
-    ::log::info!("shutting down");
-    ctx.stopping.store(true, Ordering::SeqCst);
-    let grace = ctx.config.get().shutdown_grace;
-    wait_for_sessions(pool, grace);
-    if pool.busy() > 0 {
-        ::log::info!("closing {} session(s) with 421", pool.busy());
-        ctx.end_sessions();
-        wait_for_sessions(pool, SESSION_CLOSE_WAIT);
-    }
-    ::log::info!("stopped");
-    std::process::exit(0);
-}
-
-/// How long sessions get to say 421 and clean up once told to end.
-const SESSION_CLOSE_WAIT: Duration = Duration::from_secs(3);
-
-fn wait_for_sessions(pool: &tinymta::server::pool::Pool, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while pool.busy() > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// SIGHUP: reopen the log file and re-read the config. A config that does
-/// not load is logged and the old one kept. New sessions and delivery jobs
-/// use the new one; listeners, the spool, the user and the number of
-/// threads need a restart.
-fn reload(path: &Path, ctx: &ServerContext, delivery: &Live<DeliverySettings>, log: &LogHandle) {
-    if let Err(e) = log.reopen() {
-        ::log::error!("cannot reopen the log file: {e}");
-    }
-    let config = match Config::load(path) {
-        Ok(config) => config,
-        Err(e) => {
-            ::log::error!("reload: {e}; keeping the running config");
-            return;
-        }
-    };
-    let loaded = (|| {
-        let current = delivery.get();
-        Ok::<_, String>((
-            delivery_settings(&config, current.smarthost_password.clone())?,
-            load_users(&config)?,
-            load_server_tls(&config)?,
-        ))
-    })();
-    let (settings, users, server_tls) = match loaded {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            ::log::error!("reload: {e}; keeping the running config");
-            return;
-        }
-    };
-    let old = ctx.config.get();
-    if old.listen != config.listen || old.spool_dir != config.spool_dir || old.user != config.user {
-        ::log::warn!("reload: listen, spool_dir and user take effect at the next restart");
-    }
-    ::log::set_max_level(config.log_level);
-    delivery.set(settings);
-    ctx.users.set(users);
-    ctx.tls.set(server_tls);
-    ctx.config.set(config);
-    ::log::info!("reloaded {}", path.display());
-}
-
-/// What delivery works with. The smarthost password is read from its file;
-/// where that fails after privileges were dropped, `keep` is used instead.
-fn delivery_settings(config: &Config, keep: Option<String>) -> Result<DeliverySettings, String> {
-    let tls = ClientConfigs::new(config.tls_ca_file.as_deref(), config.tls_verify)
-        .map_err(|e| format!("tls_ca_file: {e}"))?;
-    let smarthost_password = match &config.smarthost_password_file {
-        None => None,
-        Some(file) => match std::fs::read_to_string(file) {
-            Ok(text) => Some(text.lines().next().unwrap_or_default().to_string()),
-            Err(e) if keep.is_some() => {
-                ::log::warn!("{}: {e}; keeping the password read before", file.display());
-                keep
-            }
-            Err(e) => return Err(format!("smarthost_password_file {}: {e}", file.display())),
-        },
-    };
-    Ok(DeliverySettings {
-        config: Arc::new(config.clone()),
-        resolver: Arc::new(Resolver::from_config(config)),
-        tls: Arc::new(tls),
-        smarthost_password,
-    })
-}
-
-fn load_users(config: &Config) -> Result<Option<Arc<tinymta::auth::Users>>, String> {
-    match &config.auth_users {
-        Some(path) => Ok(Some(Arc::new(tinymta::auth::Users::load(path)?))),
-        None => Ok(None),
-    }
-}
-
-fn load_server_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
-    match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => tinymta::tls::server_config(cert, key)
-            .map(Some)
-            .map_err(|e| config.error_at("tls_cert", &e.to_string()).to_string()),
-        _ => Ok(None),
-    }
-}
-
-/// The account named by `user`, which must exist when started as root.
-fn find_account(config: &Config) -> Result<sys::Account, String> {
-    match sys::find_user(&config.user) {
-        Ok(Some(account)) => Ok(account),
-        Ok(None) => Err(format!(
-            "user {:?} does not exist: create it, or name another in `user` (tinymta will not run as root)",
-            config.user
-        )),
-        Err(e) => Err(format!("cannot look up user {:?}: {e}", config.user)),
-    }
-}
-
-/// The spool and mailbox directories, created for `account` where missing;
-/// existing ones must already belong to it.
-fn prepare_directories(config: &Config, account: &sys::Account) -> Result<(), String> {
-    let dirs = [
-        config.spool_dir.clone(),
-        config.spool_dir.join("tmp"),
-        config.spool_dir.join("new"),
-        config.mailbox_dir.clone(),
-    ];
-    for dir in &dirs {
-        if !dir.exists() {
-            tinymta::spool::durable::create_dir_durably(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-            std::os::unix::fs::chown(dir, Some(account.uid), Some(account.gid))
-                .map_err(|e| format!("cannot give {} to {}: {e}", dir.display(), account.name))?;
-            // The queue and the mailboxes hold everyone's mail: for the mail
-            // user alone (README: how to let ordinary users queue mail).
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| format!("cannot protect {}: {e}", dir.display()))?;
-        }
-    }
-    let problems = ownership_problems(config, account.uid);
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems.join("; "))
-    }
-}
-
-/// Directories that exist and do not belong to `uid`.
-fn ownership_problems(config: &Config, uid: u32) -> Vec<String> {
-    use std::os::unix::fs::MetadataExt;
-    let mut problems = Vec::new();
-    for (key, dir) in [
-        ("spool_dir", &config.spool_dir),
-        ("mailbox_dir", &config.mailbox_dir),
-    ] {
-        if let Ok(meta) = std::fs::metadata(dir) {
-            if meta.uid() != uid {
-                problems.push(format!(
-                    "{key} {} belongs to uid {}, not to uid {uid}",
-                    dir.display(),
-                    meta.uid()
-                ));
-            }
-        }
-    }
-    problems
-}
-
-/// What `-t` says beyond the config itself: as root, the user must exist
-/// and own the directories; otherwise they must belong to whoever runs it.
-fn privilege_problems(config: &Config) -> Vec<String> {
-    if sys::is_root() {
-        match find_account(config) {
-            Ok(account) => ownership_problems(config, account.uid),
-            Err(e) => vec![e],
-        }
-    } else {
-        ownership_problems(config, sys::effective_uid())
-    }
-}
-
-/// Settings that work but weaken security are said once, at start-up.
-fn warn_about_risky_settings(config: &Config) {
-    use std::os::unix::fs::PermissionsExt;
-    if !config.tls_verify {
-        ::log::warn!("tls_verify = no: upstream certificates are not checked");
-    }
-    if let Some(file) = &config.smarthost_password_file {
-        match std::fs::metadata(file) {
-            Ok(meta) if meta.permissions().mode() & 0o004 != 0 => ::log::warn!(
-                "smarthost_password_file {} is readable by every user",
-                file.display()
-            ),
-            Ok(_) => {}
-            Err(e) => ::log::warn!("smarthost_password_file {}: {e}", file.display()),
-        }
-    }
 }

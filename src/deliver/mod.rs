@@ -5,6 +5,7 @@ pub mod bounce;
 pub mod client;
 pub mod local;
 pub mod remote;
+pub mod route;
 pub mod runner;
 
 use std::sync::mpsc::Sender;
@@ -16,6 +17,7 @@ use crate::smtp::address::Mailbox;
 use crate::time::unix_now;
 use crate::tls::ClientConfigs;
 use client::Outcome;
+use route::Route;
 
 /// What delivery works with, replaced as a whole when SIGHUP re-reads the
 /// config; a job keeps the settings it started with.
@@ -27,17 +29,33 @@ pub struct DeliverySettings {
     pub smarthost_password: Option<String>,
 }
 
-/// Where a recipient's mail goes; recipients with the same destination share
-/// a job, and a job's messages share a connection.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Destination {
-    Local,
-    Smarthost,
-    /// The MX hosts of this domain (lower case).
-    Domain(String),
+impl DeliverySettings {
+    /// What delivery works with. The smarthost password is read from its file;
+    /// where that fails after privileges were dropped, `keep` is used instead.
+    pub fn load(config: &Config, keep: Option<String>) -> Result<DeliverySettings, String> {
+        let tls = ClientConfigs::new(config.tls_ca_file.as_deref(), config.tls_verify)
+            .map_err(|e| format!("tls_ca_file: {e}"))?;
+        let smarthost_password = match &config.smarthost_password_file {
+            None => None,
+            Some(file) => match std::fs::read_to_string(file) {
+                Ok(text) => Some(text.lines().next().unwrap_or_default().to_string()),
+                Err(e) if keep.is_some() => {
+                    ::log::warn!("{}: {e}; keeping the password read before", file.display());
+                    keep
+                }
+                Err(e) => return Err(format!("smarthost_password_file {}: {e}", file.display())),
+            },
+        };
+        Ok(DeliverySettings {
+            config: Arc::new(config.clone()),
+            resolver: Arc::new(Resolver::from_config(config)),
+            tls: Arc::new(tls),
+            smarthost_password,
+        })
+    }
 }
 
-/// One message's recipients for one destination.
+/// One message's recipients for one route.
 #[derive(Debug, Clone)]
 pub struct JobItem {
     pub id: String,
@@ -56,9 +74,10 @@ pub struct JobItem {
     pub first_attempt: bool,
 }
 
+/// Messages for one route, delivered by one worker.
 #[derive(Debug, Clone)]
 pub struct Job {
-    pub destination: Destination,
+    pub route: Route,
     pub items: Vec<JobItem>,
 }
 

@@ -7,18 +7,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::client::{ClientOptions, HostError, Outcome, Outgoing, SmtpClient, TlsMode};
-use super::{log_outcome, Destination, ItemResult, Job, JobItem, Reporter};
-use crate::config::{Config, MxTls, SmarthostTls};
-use crate::dns::resolver::{DnsError, Resolver};
+use super::route::Route;
+use super::{log_outcome, DeliverySettings, ItemResult, Job, JobItem, Reporter};
+use crate::config::{MxTls, SmarthostTls};
+use crate::dns::resolver::DnsError;
 use crate::spool::Spool;
-use crate::tls::ClientConfigs;
 
-pub struct RemoteDelivery {
-    pub config: Arc<Config>,
-    pub spool: Arc<Spool>,
-    pub resolver: Arc<Resolver>,
-    pub tls: Arc<ClientConfigs>,
-    pub smarthost_password: Option<String>,
+/// A job on the smarthost or MX route, with the settings it started with.
+pub struct RemoteDelivery<'a> {
+    pub settings: &'a DeliverySettings,
+    pub spool: &'a Spool,
 }
 
 /// A server to try: its name (for TLS and logs) and address.
@@ -27,18 +25,18 @@ struct Target {
     addr: SocketAddr,
 }
 
-impl RemoteDelivery {
+impl RemoteDelivery<'_> {
     /// Delivers a job's messages; `more` hands over further jobs for the same
-    /// destination while the connection is open.
+    /// route while the connection is open.
     pub fn deliver(
         &self,
         job: Job,
         reporter: &mut Reporter,
         more: &mut dyn FnMut() -> Option<Job>,
     ) {
-        let destination = job.destination.clone();
+        let route = job.route.clone();
         let mut pending: std::collections::VecDeque<JobItem> = job.items.into();
-        let targets = match self.targets(&destination) {
+        let targets = match self.targets(&route) {
             Ok(targets) => targets,
             Err(e @ DnsError::NullMx(_)) => {
                 // RFC 7505 4.1 and RFC 3463: 5.1.10, recipient has a null MX.
@@ -68,12 +66,12 @@ impl RemoteDelivery {
         };
         let mut last_error = String::from("4.4.1 no server could be reached");
         for target in &targets {
-            let mut client = match self.connect(target, &destination) {
+            let mut client = match self.connect(target, &route) {
                 Ok(client) => {
                     log::debug!(
                         "connected to {} (TLS: {})",
                         client.relay,
-                        self.tls_description(&client, target, &destination)
+                        self.tls_description(&client, target, &route)
                     );
                     client
                 }
@@ -123,17 +121,13 @@ impl RemoteDelivery {
     }
 
     /// `TLSv1.3, certificate verified for relay.example.net`, for the logs.
-    fn tls_description(
-        &self,
-        client: &SmtpClient,
-        target: &Target,
-        destination: &Destination,
-    ) -> String {
+    fn tls_description(&self, client: &SmtpClient, target: &Target, route: &Route) -> String {
         let Some(version) = &client.tls_version else {
             return "no".to_string();
         };
-        let checked = self.config.tls_verify
-            && (*destination == Destination::Smarthost || self.config.mx_tls == MxTls::Require);
+        let config = &self.settings.config;
+        let checked =
+            config.tls_verify && (*route == Route::Smarthost || config.mx_tls == MxTls::Require);
         if checked {
             format!("{version}, certificate verified for {}", target.name)
         } else {
@@ -141,60 +135,64 @@ impl RemoteDelivery {
         }
     }
 
-    /// The servers for a destination, best first.
-    fn targets(&self, destination: &Destination) -> Result<Vec<Target>, DnsError> {
+    /// The servers for a route, best first.
+    fn targets(&self, route: &Route) -> Result<Vec<Target>, DnsError> {
+        let config = &self.settings.config;
+        let resolver = &self.settings.resolver;
         let mut targets = Vec::new();
-        match destination {
-            Destination::Smarthost => {
-                let smarthost = self.config.smarthost.as_ref().expect("smarthost route");
-                for ip in self.resolver.resolve_host(&smarthost.host)? {
+        match route {
+            Route::Smarthost => {
+                let smarthost = config.smarthost.as_ref().expect("smarthost route");
+                for ip in resolver.resolve_host(&smarthost.host)? {
                     targets.push(Target {
                         name: smarthost.host.clone(),
                         addr: SocketAddr::new(ip, smarthost.port),
                     });
                 }
             }
-            Destination::Domain(domain) => {
-                for host in self.resolver.resolve_mx(domain)? {
+            Route::Mx(domain) => {
+                for host in resolver.resolve_mx(domain)? {
                     for ip in host.addresses {
                         targets.push(Target {
                             name: host.name.clone(),
-                            addr: SocketAddr::new(ip, self.config.mx_port),
+                            addr: SocketAddr::new(ip, config.mx_port),
                         });
                     }
                 }
             }
-            Destination::Local => unreachable!("local mail is not sent over SMTP"),
+            Route::Local => unreachable!("local mail is not sent over SMTP"),
         }
         Ok(targets)
     }
 
     /// Opens a session as the route's TLS policy says; an opportunistic
     /// STARTTLS that fails is retried in clear text, and that is logged.
-    fn connect(&self, target: &Target, destination: &Destination) -> Result<SmtpClient, HostError> {
-        let config = &self.config;
+    fn connect(&self, target: &Target, route: &Route) -> Result<SmtpClient, HostError> {
+        let config = &self.settings.config;
+        let tls = &self.settings.tls;
         let mut options = ClientOptions {
             helo_name: config.hostname.clone(),
             connect_timeout: config.connect_timeout,
             tls: TlsMode::None,
             auth: None,
         };
-        if *destination == Destination::Smarthost {
+        if *route == Route::Smarthost {
             options.tls = match config.smarthost_tls {
-                SmarthostTls::StartTls => TlsMode::Required(Arc::clone(&self.tls.verified)),
-                SmarthostTls::Tls => TlsMode::Implicit(Arc::clone(&self.tls.verified)),
+                SmarthostTls::StartTls => TlsMode::Required(Arc::clone(&tls.verified)),
+                SmarthostTls::Tls => TlsMode::Implicit(Arc::clone(&tls.verified)),
                 SmarthostTls::None => TlsMode::None,
             };
             // Read at start-up, while the file could still be root's alone.
-            if let (Some(user), Some(password)) = (&config.smarthost_user, &self.smarthost_password)
+            if let (Some(user), Some(password)) =
+                (&config.smarthost_user, &self.settings.smarthost_password)
             {
                 options.auth = Some((user.clone(), password.clone()));
             }
             return SmtpClient::connect(target.addr, &target.name, &options);
         }
         options.tls = match config.mx_tls {
-            MxTls::Opportunistic => TlsMode::Opportunistic(Arc::clone(&self.tls.unverified)),
-            MxTls::Require => TlsMode::Required(Arc::clone(&self.tls.verified)),
+            MxTls::Opportunistic => TlsMode::Opportunistic(Arc::clone(&tls.unverified)),
+            MxTls::Require => TlsMode::Required(Arc::clone(&tls.verified)),
         };
         match SmtpClient::connect(target.addr, &target.name, &options) {
             Err(e) if e.tls_failed && config.mx_tls == MxTls::Opportunistic => {

@@ -1,5 +1,5 @@
 //! The queue runner. One scheduler thread owns the queue's envelopes: it
-//! finds what is due, groups recipients by destination into jobs, and applies
+//! finds what is due, groups recipients by route into jobs, and applies
 //! the outcomes that `delivery_workers` worker threads report back. Every
 //! outcome is written to the envelope as soon as it is known, so a delivered
 //! recipient is never sent again, also after a restart.
@@ -19,11 +19,8 @@ use std::time::{Duration, Instant};
 
 use super::bounce::build_bounce;
 use super::client::Outcome;
-use super::local::deliver_job;
-use super::remote::RemoteDelivery;
-use super::{
-    DeliverySettings, Destination, ItemResult, Job, JobItem, Reporter, RunnerEvent as Event,
-};
+use super::route::{route, run_job, Route};
+use super::{DeliverySettings, ItemResult, Job, JobItem, Reporter, RunnerEvent as Event};
 use crate::config::Config;
 use crate::live::Live;
 use crate::smtp::command::Body;
@@ -35,7 +32,7 @@ use crate::time::unix_now;
 const SPOOL_WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Messages sent over one connection per job; more make another job, so
-/// that several workers can share a large queue for one destination.
+/// that several workers can share a large queue for one route.
 const MAX_MESSAGES_PER_JOB: usize = 100;
 
 /// Messages per local delivery job: there is no connection to reuse, so
@@ -92,10 +89,10 @@ impl JobQueue {
         }
     }
 
-    /// A waiting job for `destination`, for a worker that has a connection open.
-    fn take_for(&self, destination: &Destination) -> Option<Job> {
+    /// A waiting job for `route`, for a worker that has a connection open.
+    fn take_for(&self, route: &Route) -> Option<Job> {
         let mut jobs = self.lock();
-        let pos = jobs.iter().position(|j| j.destination == *destination)?;
+        let pos = jobs.iter().position(|j| j.route == *route)?;
         jobs.remove(pos)
     }
 
@@ -159,26 +156,18 @@ fn worker(
 ) {
     loop {
         let job = jobs.pop();
+        // A job keeps the settings it started with, whatever SIGHUP does.
         let current = settings.get();
-        let remote = RemoteDelivery {
-            config: Arc::clone(&current.config),
-            spool: Arc::clone(spool),
-            resolver: Arc::clone(&current.resolver),
-            tls: Arc::clone(&current.tls),
-            smarthost_password: current.smarthost_password.clone(),
-        };
-        let destination = job.destination.clone();
+        let route = job.route.clone();
         let mut reporter = Reporter::new(results.clone());
         reporter.took(&job);
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            if destination == Destination::Local {
-                deliver_job(&remote.config, &remote.spool, job, &mut reporter);
-            } else {
-                remote.deliver(job, &mut reporter, &mut || jobs.take_for(&destination));
-            }
+            run_job(&current, spool, job, &mut reporter, &mut || {
+                jobs.take_for(&route)
+            });
         }));
         if run.is_err() {
-            log::error!("delivery to {destination:?} panicked; its messages are deferred");
+            log::error!("delivery to {route:?} panicked; its messages are deferred");
         }
         // Dropping the reporter answers whatever the job left unanswered.
     }
@@ -299,7 +288,7 @@ impl Scheduler {
     /// their ids, not from a scan).
     fn dispatch(&mut self, ids: Vec<String>, announced: bool) {
         let now = Instant::now();
-        let mut buckets: HashMap<Destination, Vec<JobItem>> = HashMap::new();
+        let mut buckets: HashMap<Route, Vec<JobItem>> = HashMap::new();
         for id in ids {
             if self.in_flight.contains_key(&id)
                 || self.retry_at.get(&id).is_some_and(|at| *at > now)
@@ -343,11 +332,8 @@ impl Scheduler {
                 continue;
             }
             let items = self.items(&envelope, announced);
-            for (destination, item) in &items {
-                buckets
-                    .entry(destination.clone())
-                    .or_default()
-                    .push(item.clone());
+            for (route, item) in &items {
+                buckets.entry(route.clone()).or_default().push(item.clone());
             }
             self.in_flight.insert(
                 id,
@@ -357,45 +343,39 @@ impl Scheduler {
                 },
             );
         }
-        let mut destinations: Vec<_> = buckets.into_iter().collect();
-        destinations.sort_by(|a, b| a.0.cmp(&b.0));
-        for (destination, items) in destinations {
-            let per_job = match destination {
-                Destination::Local => MAX_LOCAL_MESSAGES_PER_JOB,
+        let mut routes: Vec<_> = buckets.into_iter().collect();
+        routes.sort_by(|a, b| a.0.cmp(&b.0));
+        for (route, items) in routes {
+            let per_job = match route {
+                Route::Local => MAX_LOCAL_MESSAGES_PER_JOB,
                 _ => MAX_MESSAGES_PER_JOB,
             };
             for chunk in items.chunks(per_job) {
                 self.jobs.push(Job {
-                    destination: destination.clone(),
+                    route: route.clone(),
                     items: chunk.to_vec(),
                 });
             }
         }
     }
 
-    /// A message's queued recipients, grouped by destination.
-    fn items(&self, envelope: &QueueEnvelope, announced: bool) -> Vec<(Destination, JobItem)> {
-        let mut grouped: Vec<(Destination, JobItem)> = Vec::new();
+    /// A message's queued recipients, grouped by route.
+    fn items(&self, envelope: &QueueEnvelope, announced: bool) -> Vec<(Route, JobItem)> {
+        let mut grouped: Vec<(Route, JobItem)> = Vec::new();
+        let config = self.config();
         for (index, r) in envelope.recipients.iter().enumerate() {
             if r.state != RecipientState::Queued {
                 continue;
             }
-            let config = self.config();
-            let destination = if config.is_local_domain(&r.address.domain) {
-                Destination::Local
-            } else if config.smarthost.is_some() {
-                Destination::Smarthost
-            } else {
-                Destination::Domain(r.address.domain.to_ascii_lowercase())
-            };
+            let route = route(&config, &r.address);
             let first_attempt = announced && r.attempts == 0;
-            match grouped.iter_mut().find(|(d, _)| *d == destination) {
+            match grouped.iter_mut().find(|(d, _)| *d == route) {
                 Some((_, item)) => {
                     item.recipients.push((index, r.address.clone()));
                     item.first_attempt &= first_attempt;
                 }
                 None => grouped.push((
-                    destination,
+                    route,
                     JobItem {
                         id: envelope.id.clone(),
                         sender: envelope.sender_text(),

@@ -1,0 +1,266 @@
+//! The daemon: start-up (the account, its directories, listeners, files
+//! read while still root, the privilege drop), then the signals: SIGTERM
+//! stops, SIGHUP reloads, SIGUSR1 runs the queue.
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::deliver::runner::QueueRunner;
+use crate::deliver::DeliverySettings;
+use crate::live::Live;
+use crate::log::LogHandle;
+use crate::server::connection::ServerContext;
+use crate::server::listener;
+use crate::spool::Spool;
+use crate::sys::{self, Signal};
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Runs the server in the foreground (busybox init or another supervisor
+/// keeps it running); returns only when it cannot start.
+pub fn run(config: Config, config_path: PathBuf) -> Result<Infallible, String> {
+    let log = crate::log::init(&config)?;
+    // As root: the user to become, and directories that belong to it.
+    let account = if sys::is_root() {
+        let account = find_account(&config)?;
+        prepare_directories(&config, &account)?;
+        Some(account)
+    } else {
+        None
+    };
+    let spool = Spool::open(&config.spool_dir).map_err(|e| format!("spool: {e}"))?;
+    spool.recover().map_err(|e| format!("spool: {e}"))?;
+    let spool = Arc::new(spool);
+    let listeners = listener::bind_all(&config.listen)?;
+    // Everything that reads files is built now, while root may still read them.
+    let delivery = Arc::new(Live::new(DeliverySettings::load(&config, None)?));
+    let users = load_users(&config)?;
+    let server_tls = load_server_tls(&config)?;
+    warn_about_risky_settings(&config);
+    if let Some(pid_file) = &config.pid_file {
+        std::fs::write(pid_file, format!("{}\n", std::process::id()))
+            .map_err(|e| format!("pid_file {}: {e}", pid_file.display()))?;
+    }
+    if let Some(account) = &account {
+        sys::drop_privileges(account)?;
+    }
+    let waker = QueueRunner::new(Arc::clone(&delivery), Arc::clone(&spool))
+        .start()
+        .map_err(|e| format!("cannot start the queue runner: {e}"))?;
+    let addresses: Vec<String> = listeners
+        .iter()
+        .map(|l| {
+            l.socket
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    let ctx = Arc::new(ServerContext::new(
+        config.clone(),
+        spool,
+        waker.clone(),
+        server_tls,
+        users,
+    ));
+    let pool = listener::start(listeners, Arc::clone(&ctx))
+        .map_err(|e| format!("cannot start the listeners: {e}"))?;
+    let user = account.map_or_else(|| "the starting user".to_string(), |a| a.name);
+    ::log::info!(
+        "tinymta {VERSION} started: hostname {}, listening on {}, spool {}, mailboxes {}, running as {user}",
+        config.hostname,
+        addresses.join(", "),
+        config.spool_dir.display(),
+        config.mailbox_dir.display()
+    );
+    loop {
+        match sys::wait_for_signal() {
+            Signal::Terminate => shut_down(&ctx, &pool),
+            Signal::Reload => reload(&config_path, &ctx, &delivery, &log),
+            Signal::RunQueue => waker.flush(),
+        }
+    }
+}
+
+/// SIGTERM, SIGINT: accept no one new, give sessions `shutdown_grace` to
+/// finish, then end them with 421 4.3.2 and exit. A message whose DATA was
+/// cut off is removed from tmp/; nothing half-written enters the queue.
+fn shut_down(ctx: &ServerContext, pool: &crate::server::pool::Pool) -> ! {
+    ::log::info!("shutting down");
+    ctx.stopping.store(true, Ordering::SeqCst);
+    let grace = ctx.config.get().shutdown_grace;
+    wait_for_sessions(pool, grace);
+    if pool.busy() > 0 {
+        ::log::info!("closing {} session(s) with 421", pool.busy());
+        ctx.end_sessions();
+        wait_for_sessions(pool, SESSION_CLOSE_WAIT);
+    }
+    ::log::info!("stopped");
+    std::process::exit(0);
+}
+
+/// How long sessions get to say 421 and clean up once told to end.
+const SESSION_CLOSE_WAIT: Duration = Duration::from_secs(3);
+
+fn wait_for_sessions(pool: &crate::server::pool::Pool, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while pool.busy() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SIGHUP: reopen the log file and re-read the config. A config that does
+/// not load is logged and the old one kept. New sessions and delivery jobs
+/// use the new one; listeners, the spool, the user and the number of
+/// threads need a restart.
+fn reload(path: &Path, ctx: &ServerContext, delivery: &Live<DeliverySettings>, log: &LogHandle) {
+    if let Err(e) = log.reopen() {
+        ::log::error!("cannot reopen the log file: {e}");
+    }
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => {
+            ::log::error!("reload: {e}; keeping the running config");
+            return;
+        }
+    };
+    let loaded = (|| {
+        let current = delivery.get();
+        Ok::<_, String>((
+            DeliverySettings::load(&config, current.smarthost_password.clone())?,
+            load_users(&config)?,
+            load_server_tls(&config)?,
+        ))
+    })();
+    let (settings, users, server_tls) = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            ::log::error!("reload: {e}; keeping the running config");
+            return;
+        }
+    };
+    let old = ctx.config.get();
+    if old.listen != config.listen || old.spool_dir != config.spool_dir || old.user != config.user {
+        ::log::warn!("reload: listen, spool_dir and user take effect at the next restart");
+    }
+    ::log::set_max_level(config.log_level);
+    delivery.set(settings);
+    ctx.users.set(users);
+    ctx.tls.set(server_tls);
+    ctx.config.set(config);
+    ::log::info!("reloaded {}", path.display());
+}
+
+fn load_users(config: &Config) -> Result<Option<Arc<crate::auth::Users>>, String> {
+    match &config.auth_users {
+        Some(path) => Ok(Some(Arc::new(crate::auth::Users::load(path)?))),
+        None => Ok(None),
+    }
+}
+
+fn load_server_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => crate::tls::server_config(cert, key)
+            .map(Some)
+            .map_err(|e| config.error_at("tls_cert", &e.to_string()).to_string()),
+        _ => Ok(None),
+    }
+}
+
+/// The account named by `user`, which must exist when started as root.
+fn find_account(config: &Config) -> Result<sys::Account, String> {
+    match sys::find_user(&config.user) {
+        Ok(Some(account)) => Ok(account),
+        Ok(None) => Err(format!(
+            "user {:?} does not exist: create it, or name another in `user` (tinymta will not run as root)",
+            config.user
+        )),
+        Err(e) => Err(format!("cannot look up user {:?}: {e}", config.user)),
+    }
+}
+
+/// The spool and mailbox directories, created for `account` where missing;
+/// existing ones must already belong to it.
+fn prepare_directories(config: &Config, account: &sys::Account) -> Result<(), String> {
+    let dirs = [
+        config.spool_dir.clone(),
+        config.spool_dir.join("tmp"),
+        config.spool_dir.join("new"),
+        config.mailbox_dir.clone(),
+    ];
+    for dir in &dirs {
+        if !dir.exists() {
+            crate::spool::durable::create_dir_durably(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::os::unix::fs::chown(dir, Some(account.uid), Some(account.gid))
+                .map_err(|e| format!("cannot give {} to {}: {e}", dir.display(), account.name))?;
+            // The queue and the mailboxes hold everyone's mail: for the mail
+            // user alone (README: how to let ordinary users queue mail).
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| format!("cannot protect {}: {e}", dir.display()))?;
+        }
+    }
+    let problems = ownership_problems(config, account.uid);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// Directories that exist and do not belong to `uid`.
+fn ownership_problems(config: &Config, uid: u32) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut problems = Vec::new();
+    for (key, dir) in [
+        ("spool_dir", &config.spool_dir),
+        ("mailbox_dir", &config.mailbox_dir),
+    ] {
+        if let Ok(meta) = std::fs::metadata(dir) {
+            if meta.uid() != uid {
+                problems.push(format!(
+                    "{key} {} belongs to uid {}, not to uid {uid}",
+                    dir.display(),
+                    meta.uid()
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// What `-t` says beyond the config itself: as root, the user must exist
+/// and own the directories; otherwise they must belong to whoever runs it.
+pub fn privilege_problems(config: &Config) -> Vec<String> {
+    if sys::is_root() {
+        match find_account(config) {
+            Ok(account) => ownership_problems(config, account.uid),
+            Err(e) => vec![e],
+        }
+    } else {
+        ownership_problems(config, sys::effective_uid())
+    }
+}
+
+/// Settings that work but weaken security are said once, at start-up.
+fn warn_about_risky_settings(config: &Config) {
+    use std::os::unix::fs::PermissionsExt;
+    if !config.tls_verify {
+        ::log::warn!("tls_verify = no: upstream certificates are not checked");
+    }
+    if let Some(file) = &config.smarthost_password_file {
+        match std::fs::metadata(file) {
+            Ok(meta) if meta.permissions().mode() & 0o004 != 0 => ::log::warn!(
+                "smarthost_password_file {} is readable by every user",
+                file.display()
+            ),
+            Ok(_) => {}
+            Err(e) => ::log::warn!("smarthost_password_file {}: {e}", file.display()),
+        }
+    }
+}

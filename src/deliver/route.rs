@@ -1,0 +1,79 @@
+//! A recipient's route, decided once: [`route`] says where a recipient's
+//! mail goes and [`run_job`] sends a job along its route. The queue runner
+//! and `tinymta test-send` call exactly these two, so that test-send shows
+//! what the daemon would do.
+
+use super::local::deliver_job;
+use super::remote::RemoteDelivery;
+use super::{DeliverySettings, Job, Reporter};
+use crate::config::Config;
+use crate::smtp::address::Mailbox;
+use crate::spool::Spool;
+
+/// Where a recipient's mail goes: one variant per kind of destination.
+/// Recipients with the same route share a job, and the messages of a job
+/// share a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Route {
+    /// A Maildir under `mailbox_dir`.
+    Local,
+    /// The configured `smarthost`.
+    Smarthost,
+    /// The MX hosts of this domain (lower case).
+    Mx(String),
+}
+
+/// The route of one recipient: local domains are delivered here; the rest
+/// goes to the smarthost when one is set, else to its domain's MX hosts.
+pub fn route(config: &Config, recipient: &Mailbox) -> Route {
+    if config.is_local_domain(&recipient.domain) {
+        Route::Local
+    } else if config.smarthost.is_some() {
+        Route::Smarthost
+    } else {
+        Route::Mx(recipient.domain.to_ascii_lowercase())
+    }
+}
+
+/// Delivers a job along its route, reporting every recipient's outcome;
+/// `more` hands over further jobs for the same route while a connection
+/// is open.
+pub fn run_job(
+    settings: &DeliverySettings,
+    spool: &Spool,
+    job: Job,
+    reporter: &mut Reporter,
+    more: &mut dyn FnMut() -> Option<Job>,
+) {
+    match job.route {
+        Route::Local => deliver_job(&settings.config, spool, job, reporter),
+        Route::Smarthost | Route::Mx(_) => {
+            RemoteDelivery { settings, spool }.deliver(job, reporter, more)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smtp::address::parse_mailbox;
+    use std::path::Path;
+
+    fn route_in(config: &str, address: &str) -> Route {
+        let config = Config::parse(config, Path::new("t.conf")).unwrap();
+        route(&config, &parse_mailbox(address).unwrap())
+    }
+
+    #[test]
+    fn local_then_smarthost_then_mx() {
+        let local = "hostname = box.lan\nlocal_domains = box.lan\n";
+        assert_eq!(route_in(local, "root@BOX.lan"), Route::Local);
+        assert_eq!(
+            route_in(local, "ops@Example.ORG"),
+            Route::Mx("example.org".into())
+        );
+        let relayed = format!("{local}smarthost = relay.example.net:587\n");
+        assert_eq!(route_in(&relayed, "ops@example.org"), Route::Smarthost);
+        assert_eq!(route_in(&relayed, "root@box.lan"), Route::Local);
+    }
+}

@@ -1,0 +1,192 @@
+//! `tinymta test-send [-C FILE] ADDRESS`: sends a short test message to
+//! ADDRESS the way the daemon would, and prints each step: the route, the
+//! DNS answers, each connection, TLS and its certificate check, AUTH, the
+//! replies. The route is decided and the job run by the daemon's own
+//! functions ([`route`], [`run_job`]); the message goes through a private
+//! temporary spool, not the live queue.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::channel;
+
+use crate::config::{Config, DEFAULT_CONFIG_PATH};
+use crate::deliver::client::Outcome;
+use crate::deliver::route::{route, run_job, Route};
+use crate::deliver::{DeliverySettings, Job, JobItem, Reporter, RunnerEvent};
+use crate::sendmail::exit;
+use crate::smtp::address::{parse_mailbox, Mailbox};
+use crate::spool::{NewEntry, Spool};
+use crate::time::{rfc5322_date, unix_now};
+
+/// Runs test-send with its arguments; returns the exit code (sysexits.h).
+pub fn run(args: &[String]) -> u8 {
+    let (config_path, address) = match args {
+        [address] => (PathBuf::from(DEFAULT_CONFIG_PATH), address),
+        [flag, path, address] if flag == "-C" => (PathBuf::from(path), address),
+        _ => {
+            eprintln!("Usage: tinymta test-send [-C FILE] ADDRESS");
+            return exit::USAGE;
+        }
+    };
+    let config = match Config::load(&config_path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("test-send: {e}");
+            return exit::CONFIG;
+        }
+    };
+    let recipient = match parse_mailbox(address) {
+        Ok(mailbox) => mailbox,
+        Err(e) => {
+            eprintln!("test-send: bad address {address:?}: {e}");
+            return exit::NOUSER;
+        }
+    };
+    // Every step tinymta logs, on standard output.
+    let _ = log::set_boxed_logger(Box::new(StepPrinter));
+    log::set_max_level(log::LevelFilter::Trace);
+    let settings = match DeliverySettings::load(&config, None) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("test-send: {e}");
+            return exit::CONFIG;
+        }
+    };
+    let route = route(&config, &recipient);
+    show_route(&settings, &route, &recipient);
+    let scratch = std::env::temp_dir().join(format!("tinymta-test-send-{}", std::process::id()));
+    let outcome = send(&settings, &scratch, route, &recipient);
+    let _ = std::fs::remove_dir_all(&scratch);
+    match outcome {
+        Ok(outcomes) => match outcomes.first() {
+            Some(Outcome::Delivered(text)) => {
+                println!("result: delivered ({text})");
+                exit::OK
+            }
+            Some(Outcome::Deferred(text)) => {
+                println!("result: temporary failure: {text}");
+                exit::TEMPFAIL
+            }
+            Some(Outcome::Failed(text)) => {
+                println!("result: permanent failure: {text}");
+                exit::NOUSER
+            }
+            None => {
+                println!("result: no outcome");
+                exit::SOFTWARE
+            }
+        },
+        Err(e) => {
+            eprintln!("test-send: {e}");
+            exit::TEMPFAIL
+        }
+    }
+}
+
+/// Prints the route and what DNS says of its hosts.
+fn show_route(settings: &DeliverySettings, route: &Route, recipient: &Mailbox) {
+    let config = &settings.config;
+    match route {
+        Route::Local => println!(
+            "{recipient} is local: delivered into {}",
+            config.mailbox_dir.display()
+        ),
+        Route::Smarthost => {
+            let smarthost = config.smarthost.as_ref().expect("smarthost route");
+            println!("route: smarthost {smarthost}");
+            match settings.resolver.resolve_host(&smarthost.host) {
+                Ok(addresses) => println!("DNS: {} has {addresses:?}", smarthost.host),
+                Err(e) => println!("DNS: {}: {e}", smarthost.host),
+            }
+        }
+        Route::Mx(domain) => {
+            println!("route: the MX hosts of {}", recipient.domain);
+            match settings.resolver.resolve_mx(domain) {
+                Ok(hosts) => {
+                    for host in hosts {
+                        println!(
+                            "DNS: MX {} {} has {:?}",
+                            host.preference, host.name, host.addresses
+                        );
+                    }
+                }
+                Err(e) => println!("DNS: {e}"),
+            }
+        }
+    }
+}
+
+/// Queues the test message in a scratch spool and runs its job on `route`;
+/// returns the recipient's outcomes.
+fn send(
+    settings: &DeliverySettings,
+    scratch: &Path,
+    route: Route,
+    recipient: &Mailbox,
+) -> Result<Vec<Outcome>, String> {
+    let config = &settings.config;
+    let spool = Spool::open(scratch).map_err(|e| e.to_string())?;
+    let sender = config
+        .force_sender
+        .clone()
+        .unwrap_or_else(|| format!("postmaster@{}", config.qualify_domain));
+    let sender_box = parse_mailbox(&sender).map_err(|e| e.to_string())?;
+    let now = unix_now();
+    let mut message = spool.begin().map_err(|e| e.to_string())?;
+    let text = format!(
+        "From: <{sender}>\r\nTo: <{recipient}>\r\nSubject: tinymta test message from {}\r\n\
+         Date: {}\r\nMessage-ID: <{}@{}>\r\n\r\nThis is a test message sent by `tinymta test-send`.\r\n",
+        config.hostname,
+        rfc5322_date(now),
+        message.id,
+        config.hostname
+    );
+    message.write(text.as_bytes()).map_err(|e| e.to_string())?;
+    let entry = NewEntry::local(
+        &config.hostname,
+        Some(sender_box),
+        vec![recipient.clone()],
+        text.as_bytes(),
+    );
+    let size = message.size();
+    let id = message.commit(&entry).map_err(|e| e.to_string())?;
+    let job = Job {
+        route,
+        items: vec![JobItem {
+            id,
+            sender,
+            eight_bit: false,
+            size,
+            arrival: entry.arrival,
+            recipients: vec![(0, recipient.clone())],
+            first_attempt: true,
+        }],
+    };
+    let (results, received) = channel();
+    {
+        let mut reporter = Reporter::new(results);
+        reporter.took(&job);
+        run_job(settings, &spool, job, &mut reporter, &mut || None);
+    }
+    let mut outcomes = Vec::new();
+    while let Ok(RunnerEvent::Done(result)) = received.try_recv() {
+        outcomes.extend(result.outcomes.into_iter().map(|(_, o)| o));
+    }
+    Ok(outcomes)
+}
+
+/// test-send's logger: tinymta's own records, as steps on standard output.
+struct StepPrinter;
+
+impl log::Log for StepPrinter {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.target().starts_with("tinymta")
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            println!("  {}", record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
