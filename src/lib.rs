@@ -1,8 +1,45 @@
 //! tinymta: a minimal mail transfer agent for embedded Linux.
 //!
-//! The SMTP protocol lives in [`smtp`] without any I/O; [`server`] does the
-//! network side around it, [`spool`] the durable queue, [`deliver`] the
-//! delivery from the queue.
+//! The map of the modules, one concern each (as dma.h is dma's table of
+//! contents):
+//!
+//! ```text
+//! main.rs (bin)   the command: parse options, pick the mode, exit codes
+//! daemon          start-up, privilege drop, signals, reload
+//! test_send       `tinymta test-send`: one message along its real route
+//! sendmail        the sendmail/mailq entry point: one message from stdin
+//! config          the flat config file -> Config, file:line errors
+//! aliases         the aliases file; a recipient expanded through it
+//! auth            SMTP AUTH on the server side, the users file
+//! smtp/           the protocol without I/O
+//!   command         a command line -> Command, or the reply to a bad one
+//!   address         RFC 5321 paths and mailboxes
+//!   reply           every reply the server sends
+//!   session         the server state machine: line in, reply and action out
+//!   data            DATA: dot-unstuffing, end of data, the checks on a message
+//! server/         the I/O around the state machine
+//!   listener        accept loop, per-address limits, 421 when full
+//!   pool            the bounded pool of session threads
+//!   connection      one client: line reading with limits, DATA streaming, STARTTLS
+//! spool/          the queue: one file per entry, one way in (IncomingMessage::commit)
+//!   queue           an entry's envelope and each recipient's state
+//!   durable         tmp/, fsync, rename, directory fsync
+//! deliver/        delivery from the queue
+//!   route           a recipient -> its route, decided once; a job run on its route
+//!   runner          what is due, retries with backoff, jobs for the workers
+//!   local           delivery into a Maildir
+//!   remote          SMTP to the smarthost or the MX hosts, host after host
+//!   client          the SMTP client
+//!   bounce          RFC 3464 delivery status notifications
+//! dns/            DNS wire format and the stub resolver (MX, A, AAAA)
+//! tls             rustls server and client configs
+//! log             stderr, file or syslog
+//! live            settings that SIGHUP replaces
+//! net             CIDR blocks
+//! random          random numbers from the system
+//! time            dates as mail writes them
+//! sys             the only `unsafe`: signals, setuid/setgid, accounts
+//! ```
 
 pub mod aliases;
 pub mod auth;
