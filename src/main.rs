@@ -193,7 +193,7 @@ fn sendmail(args: &[String]) -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
-            eprintln!("sendmail: {}", e.message);
+            eprintln!("sendmail: {e}");
             ExitCode::from(e.code)
         }
     }

@@ -137,6 +137,14 @@ impl SubmitError {
     }
 }
 
+impl std::fmt::Display for SubmitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for SubmitError {}
+
 impl From<SpoolError> for SubmitError {
     fn from(e: SpoolError) -> SubmitError {
         SubmitError::new(exit::TEMPFAIL, e.to_string())
