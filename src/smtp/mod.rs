@@ -5,3 +5,4 @@ pub mod command;
 pub mod data;
 pub mod reply;
 pub mod session;
+pub mod status;
