@@ -494,7 +494,7 @@ pub fn list_queue(config: &Config) -> Result<String, SubmitError> {
                 if r.attempts == 1 { "" } else { "s" }
             ));
             if let Some(error) = &r.last_error {
-                out.push_str(&format!(": {error}"));
+                out.push_str(&format!(": {}", error.text));
             }
             out.push('\n');
         }

@@ -9,9 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::channel;
 
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
-use crate::deliver::client::Outcome;
 use crate::deliver::route::{route, run_job, Route};
-use crate::deliver::{DeliverySettings, Job, JobItem, Reporter, RunnerEvent};
+use crate::deliver::{DeliverySettings, Job, JobItem, Outcome, Reporter, RunnerEvent};
 use crate::sendmail::exit;
 use crate::smtp::address::{parse_mailbox, Mailbox};
 use crate::spool::{NewEntry, Spool};
@@ -62,12 +61,12 @@ pub fn run(args: &[String]) -> u8 {
                 println!("result: delivered ({text})");
                 exit::OK
             }
-            Some(Outcome::Deferred(text)) => {
-                println!("result: temporary failure: {text}");
+            Some(Outcome::Deferred(failure)) => {
+                println!("result: temporary failure: {}", failure.text);
                 exit::TEMPFAIL
             }
-            Some(Outcome::Failed(text)) => {
-                println!("result: permanent failure: {text}");
+            Some(Outcome::Failed(failure)) => {
+                println!("result: permanent failure: {}", failure.text);
                 exit::NOUSER
             }
             None => {

@@ -6,7 +6,8 @@
 use std::io::Read;
 
 use crate::random::random_u64;
-use crate::spool::queue::{status_code, QueueEnvelope, Recipient, RecipientState};
+use crate::smtp::status::Status;
+use crate::spool::queue::{QueueEnvelope, Recipient, RecipientState};
 use crate::time::rfc5322_date;
 
 /// The most of the original header section quoted in a bounce.
@@ -57,11 +58,7 @@ pub fn build_bounce(
     line("The reasons are given below.");
     line("");
     for r in &failed {
-        line(&format!(
-            "<{}>: {}",
-            r.address,
-            r.last_error.as_deref().unwrap_or("delivery failed")
-        ));
+        line(&format!("<{}>: {}", r.address, error_text(r)));
     }
     line("");
     line(&format!("--{boundary}"));
@@ -72,11 +69,17 @@ pub fn build_bounce(
     line(&format!("X-Tinymta-Sender: rfc822; {sender}"));
     line(&format!("Arrival-Date: {}", rfc5322_date(envelope.arrival)));
     for r in &failed {
-        let error = r.last_error.as_deref().unwrap_or("delivery failed");
+        let error = error_text(r);
+        // RFC 3464 2.3.4: the status of the last attempt; 5.0.0 where none
+        // was recorded.
+        let status = r
+            .last_error
+            .as_ref()
+            .map_or(Status::undefined(true), |e| e.status);
         line("");
         line(&format!("Final-Recipient: rfc822; {}", r.address));
         line("Action: failed");
-        line(&format!("Status: {}", status_code(error, "5.0.0")));
+        line(&format!("Status: {status}"));
         // `host[ip]:port said: reply` when a server refused; anything else is ours.
         match error
             .split_once(" said: ")
@@ -98,6 +101,13 @@ pub fn build_bounce(
     out.extend_from_slice(&header_section(original));
     out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     out
+}
+
+/// Why a recipient failed, as the bounce says it.
+fn error_text(r: &Recipient) -> &str {
+    r.last_error
+        .as_ref()
+        .map_or("delivery failed", |e| e.text.as_str())
 }
 
 /// The original message's header section, up to its empty line, at most
@@ -128,17 +138,22 @@ fn header_section(original: &mut impl Read) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::smtp::address::parse_mailbox;
-    use crate::spool::queue::Recipient;
+    use crate::spool::queue::{Failure, Recipient};
 
     #[test]
     fn a_report_for_the_failed_recipients_only() {
         let mut failed = Recipient::new(parse_mailbox("bad@example.net").unwrap());
         failed.state = RecipientState::Failed;
-        failed.last_error =
-            Some("mx.example.net[192.0.2.1]:25 said: 550 5.1.1 no such user".to_string());
+        failed.last_error = Some(Failure {
+            status: Status::new(5, 1, 1),
+            text: "mx.example.net[192.0.2.1]:25 said: 550 5.1.1 no such user".to_string(),
+        });
         let mut dns = Recipient::new(parse_mailbox("x@nx.test").unwrap());
         dns.state = RecipientState::Failed;
-        dns.last_error = Some("5.1.2 domain nx.test not found (NXDOMAIN)".to_string());
+        dns.last_error = Some(Failure::ours(
+            Status::new(5, 1, 2),
+            "domain nx.test not found (NXDOMAIN)",
+        ));
         let mut ok = Recipient::new(parse_mailbox("good@example.net").unwrap());
         ok.state = RecipientState::Delivered;
         let envelope = QueueEnvelope {
@@ -173,10 +188,10 @@ mod tests {
         // An error of ours that quotes a server's is not the server's.
         let mut expired = Recipient::new(parse_mailbox("late@example.net").unwrap());
         expired.state = RecipientState::Failed;
-        expired.last_error = Some(
-            "4.4.7 message expired after 3 attempts; last error: mx[192.0.2.1]:25 said: 451 4.3.0 busy"
-                .to_string(),
-        );
+        expired.last_error = Some(Failure::ours(
+            Status::new(4, 4, 7),
+            "message expired after 3 attempts; last error: mx[192.0.2.1]:25 said: 451 4.3.0 busy",
+        ));
         let late = QueueEnvelope {
             recipients: vec![expired],
             ..envelope.clone()

@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use rustls::ClientConfig;
 
+use super::Outcome;
+use crate::smtp::status::Status;
+use crate::spool::queue::Failure;
 use crate::tls::{self, MaybeTls};
 
 /// RFC 5321 4.5.3.2: how long to wait for each reply.
@@ -107,20 +110,23 @@ impl From<io::Error> for HostError {
     }
 }
 
-/// The outcome for one recipient of one message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Delivered(String),
-    Deferred(String),
-    Failed(String),
-}
-
 impl Outcome {
-    fn from_reply(reply: &ServerReply) -> Outcome {
+    /// What a server's reply means for a recipient (RFC 5321 4.2.1): 2yz
+    /// delivered, 5yz failed for good, anything else tried again; with the
+    /// enhanced status code the reply gives (RFC 2034 3), else X.0.0.
+    pub(crate) fn from_reply(reply: &ServerReply) -> Outcome {
+        let failure = || Failure {
+            status: reply
+                .lines
+                .first()
+                .and_then(|line| Status::of_reply_text(line))
+                .unwrap_or(Status::undefined(reply.code >= 500)),
+            text: reply.text(),
+        };
         match reply.code {
             200..=299 => Outcome::Delivered(reply.text()),
-            500..=599 => Outcome::Failed(reply.text()),
-            _ => Outcome::Deferred(reply.text()),
+            500..=599 => Outcome::Failed(failure()),
+            _ => Outcome::Deferred(failure()),
         }
     }
 }
@@ -324,10 +330,14 @@ impl SmtpClient {
         let every = |outcome: Outcome| vec![outcome; message.recipients.len()];
         if let Some(limit) = self.ext.size.filter(|&limit| limit > 0) {
             if message.size > limit {
-                return Ok(every(Outcome::Failed(format!(
-                    "552 5.3.4 message of {} octets exceeds the server's limit of {limit}",
-                    message.size
-                ))));
+                // RFC 1870 6.2, RFC 3463 5.3.4: too big for this server.
+                return Ok(every(Outcome::Failed(Failure {
+                    status: Status::new(5, 3, 4),
+                    text: format!(
+                        "552 5.3.4 message of {} octets exceeds the server's limit of {limit}",
+                        message.size
+                    ),
+                })));
             }
         }
         let mut mail = format!("MAIL FROM:<{}>", message.sender);

@@ -8,11 +8,12 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::client::Outcome;
-use super::{log_outcome, ItemResult, Job, JobItem, Reporter};
+use super::{log_outcome, ItemResult, Job, JobItem, Outcome, Reporter};
 use crate::config::Config;
 use crate::smtp::address::Mailbox;
+use crate::smtp::status::Status;
 use crate::spool::durable::{create_dir_durably, fsync_dir};
+use crate::spool::queue::Failure;
 use crate::spool::Spool;
 
 /// How many messages a worker delivers before it fsyncs the Maildir
@@ -62,12 +63,19 @@ pub fn deliver_job(config: &Config, spool: &Spool, job: Job, reporter: &mut Repo
                 }
                 Err(e) if e.kind() == io::ErrorKind::InvalidInput => (
                     *index,
-                    Outcome::Failed(format!("5.1.3 local delivery: {e}")),
+                    // RFC 3463 5.1.3: bad destination mailbox address syntax.
+                    Outcome::Failed(Failure::ours(
+                        Status::new(5, 1, 3),
+                        format!("local delivery: {e}"),
+                    )),
                     None,
                 ),
                 Err(e) => (
                     *index,
-                    Outcome::Deferred(format!("4.3.0 local delivery: {e}")),
+                    Outcome::Deferred(Failure::ours(
+                        Status::new(4, 3, 0),
+                        format!("local delivery: {e}"),
+                    )),
                     None,
                 ),
             });
@@ -99,9 +107,9 @@ fn sync_and_report(unreported: &mut Vec<Unreported>, reporter: &mut Reporter) {
         // One outcome for each recipient, in the item's order.
         for ((index, mut outcome, dir), (_, rcpt)) in outcomes.into_iter().zip(&item.recipients) {
             if let Some((dir, e)) = failed.iter().find(|(f, _)| Some(f) == dir.as_ref()) {
-                outcome = Outcome::Deferred(format!(
-                    "4.3.0 local delivery: fsync {}: {e}",
-                    dir.display()
+                outcome = Outcome::Deferred(Failure::ours(
+                    Status::new(4, 3, 0),
+                    format!("local delivery: fsync {}: {e}", dir.display()),
                 ));
             }
             log_outcome(&item, rcpt, "local", None, &outcome);

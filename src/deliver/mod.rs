@@ -14,9 +14,10 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::dns::resolver::Resolver;
 use crate::smtp::address::Mailbox;
+use crate::smtp::status::Status;
+use crate::spool::queue::Failure;
 use crate::time::unix_now;
 use crate::tls::ClientConfigs;
-use client::Outcome;
 use route::Route;
 
 /// What delivery works with, replaced as a whole when SIGHUP re-reads the
@@ -88,6 +89,17 @@ pub struct ItemResult {
     pub outcomes: Vec<(usize, Outcome)>,
 }
 
+/// The outcome for one recipient of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Delivered; the text says where (the server's reply, the Maildir file).
+    Delivered(String),
+    /// Tried again later.
+    Deferred(Failure),
+    /// Failed for good: the sender gets a bounce.
+    Failed(Failure),
+}
+
 /// What wakes the queue runner's scheduler.
 pub enum RunnerEvent {
     /// This process queued a message with this id.
@@ -138,7 +150,10 @@ impl Drop for Reporter {
                 .map(|i| {
                     (
                         i,
-                        Outcome::Deferred("4.3.0 internal error in delivery".to_string()),
+                        Outcome::Deferred(Failure::ours(
+                            Status::new(4, 3, 0),
+                            "internal error in delivery",
+                        )),
                     )
                 })
                 .collect();
@@ -161,8 +176,8 @@ pub fn log_outcome(
     let delay = unix_now().saturating_sub(item.arrival);
     let (status, text) = match outcome {
         Outcome::Delivered(text) => ("sent", text),
-        Outcome::Deferred(text) => ("deferred", text),
-        Outcome::Failed(text) => ("bounced", text),
+        Outcome::Deferred(failure) => ("deferred", &failure.text),
+        Outcome::Failed(failure) => ("bounced", &failure.text),
     };
     let tls = tls.map(|t| format!(" tls={t}")).unwrap_or_default();
     log::info!(

@@ -6,11 +6,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::client::{ClientOptions, HostError, Outcome, Outgoing, SmtpClient, TlsMode};
+use super::client::{ClientOptions, HostError, Outgoing, SmtpClient, TlsMode};
 use super::route::Route;
-use super::{log_outcome, DeliverySettings, ItemResult, Job, JobItem, Reporter};
+use super::{log_outcome, DeliverySettings, ItemResult, Job, JobItem, Outcome, Reporter};
 use crate::config::{MxTls, SmarthostTls};
 use crate::dns::resolver::DnsError;
+use crate::smtp::status::Status;
+use crate::spool::queue::Failure;
 use crate::spool::Spool;
 
 /// A job on the smarthost or MX route, with the settings it started with.
@@ -38,33 +40,24 @@ impl RemoteDelivery<'_> {
         let mut pending: std::collections::VecDeque<JobItem> = job.items.into();
         let targets = match self.targets(&route) {
             Ok(targets) => targets,
-            Err(e @ DnsError::NullMx(_)) => {
-                // RFC 7505 4.1 and RFC 3463: 5.1.10, recipient has a null MX.
-                return self.settle_all(
-                    pending,
-                    reporter,
-                    "-",
-                    &Outcome::Failed(format!("5.1.10 {e}")),
-                );
-            }
-            Err(DnsError::Permanent(text)) => {
-                return self.settle_all(
-                    pending,
-                    reporter,
-                    "-",
-                    &Outcome::Failed(format!("5.1.2 {text}")),
-                );
-            }
-            Err(DnsError::Temporary(text)) => {
-                return self.settle_all(
-                    pending,
-                    reporter,
-                    "-",
-                    &Outcome::Deferred(format!("4.4.3 {text}")),
-                );
+            Err(e) => {
+                let outcome = match e {
+                    // RFC 7505 4.1: 5.1.10, the recipient's domain has a null MX.
+                    DnsError::NullMx(_) => Outcome::Failed(Failure::ours(Status::new(5, 1, 10), e)),
+                    // RFC 3463 5.1.2: bad destination system address.
+                    DnsError::Permanent(_) => {
+                        Outcome::Failed(Failure::ours(Status::new(5, 1, 2), e))
+                    }
+                    // RFC 3463 4.4.3: directory server failure.
+                    DnsError::Temporary(_) => {
+                        Outcome::Deferred(Failure::ours(Status::new(4, 4, 3), e))
+                    }
+                };
+                return self.settle_all(pending, reporter, "-", &outcome);
             }
         };
-        let mut last_error = String::from("4.4.1 no server could be reached");
+        // RFC 3463 4.4.1: no answer from host.
+        let mut last_error = Failure::ours(Status::new(4, 4, 1), "no server could be reached");
         for target in &targets {
             let mut client = match self.connect(target, &route) {
                 Ok(client) => {
@@ -83,7 +76,7 @@ impl RemoteDelivery<'_> {
                         target.addr.port(),
                         e
                     );
-                    last_error = format!("4.4.1 {}", e.text);
+                    last_error = Failure::ours(Status::new(4, 4, 1), &e.text);
                     continue;
                 }
             };
@@ -96,7 +89,11 @@ impl RemoteDelivery<'_> {
                         }
                         Err(e) => {
                             log::info!("{}: {}", client.relay, e);
-                            last_error = format!("4.4.2 {} : {}", client.relay, e.text);
+                            // RFC 3463 4.4.2: bad connection.
+                            last_error = Failure::ours(
+                                Status::new(4, 4, 2),
+                                format_args!("{} : {}", client.relay, e.text),
+                            );
                             break;
                         }
                     }
@@ -243,14 +240,14 @@ impl RemoteDelivery<'_> {
             .iter()
             .zip(outcomes)
             .map(|((index, rcpt), outcome)| {
+                let said = |failure: Failure| Failure {
+                    text: format!("{} said: {}", client.relay, failure.text),
+                    ..failure
+                };
                 let outcome = match outcome {
                     Outcome::Delivered(text) => Outcome::Delivered(text),
-                    Outcome::Deferred(text) => {
-                        Outcome::Deferred(format!("{} said: {text}", client.relay))
-                    }
-                    Outcome::Failed(text) => {
-                        Outcome::Failed(format!("{} said: {text}", client.relay))
-                    }
+                    Outcome::Deferred(failure) => Outcome::Deferred(said(failure)),
+                    Outcome::Failed(failure) => Outcome::Failed(said(failure)),
                 };
                 log_outcome(item, rcpt, &client.relay, Some(tls), &outcome);
                 (*index, outcome)

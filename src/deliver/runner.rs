@@ -18,13 +18,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::bounce::build_bounce;
-use super::client::Outcome;
 use super::route::{route, run_job, Route};
-use super::{DeliverySettings, ItemResult, Job, JobItem, Reporter, RunnerEvent as Event};
+use super::{DeliverySettings, ItemResult, Job, JobItem, Outcome, Reporter, RunnerEvent as Event};
 use crate::config::Config;
 use crate::live::Live;
 use crate::smtp::command::Body;
-use crate::spool::queue::{QueueEnvelope, RecipientState};
+use crate::smtp::status::Status;
+use crate::spool::queue::{Failure, QueueEnvelope, RecipientState};
 use crate::spool::{NewEntry, Spool, SpoolError};
 use crate::time::unix_now;
 
@@ -319,10 +319,14 @@ impl Scheduler {
                 for r in &mut envelope.recipients {
                     if r.state == RecipientState::Queued {
                         r.state = RecipientState::Failed;
-                        r.last_error = Some(format!(
-                            "4.4.7 message expired after {} attempts; last error: {}",
-                            r.attempts,
-                            r.last_error.as_deref().unwrap_or("none")
+                        // RFC 3463 4.4.7: delivery time expired.
+                        r.last_error = Some(Failure::ours(
+                            Status::new(4, 4, 7),
+                            format_args!(
+                                "message expired after {} attempts; last error: {}",
+                                r.attempts,
+                                r.last_error.as_ref().map_or("none", |e| e.text.as_str())
+                            ),
                         ));
                     }
                 }
@@ -410,14 +414,14 @@ impl Scheduler {
                     r.next_attempt = 0;
                     r.last_error = None;
                 }
-                Outcome::Failed(text) => {
+                Outcome::Failed(failure) => {
                     r.state = RecipientState::Failed;
                     r.next_attempt = 0;
-                    r.last_error = Some(text);
+                    r.last_error = Some(failure);
                 }
-                Outcome::Deferred(text) => {
+                Outcome::Deferred(failure) => {
                     r.next_attempt = now + backoff(&config, r.attempts).as_secs();
-                    r.last_error = Some(text);
+                    r.last_error = Some(failure);
                 }
             }
         }

@@ -78,7 +78,9 @@ mod tests {
         assert_eq!(Status::parse("5.1.10"), Some(Status::new(5, 1, 10)));
         assert_eq!(Status::new(5, 1, 10).to_string(), "5.1.10");
         assert_eq!(Status::parse("4.4.7").unwrap().to_string(), "4.4.7");
-        for bad in ["3.1.1", "5.1", "5.1.1.1", "5.1234.1", "5..1", "x.1.1", "550"] {
+        for bad in [
+            "3.1.1", "5.1", "5.1.1.1", "5.1234.1", "5..1", "x.1.1", "550",
+        ] {
             assert_eq!(Status::parse(bad), None, "{bad}");
         }
         assert_eq!(

@@ -13,8 +13,13 @@
 //! recipient: queued attempts=0 next=0 <bob@example.org>
 //! recipient: queued attempts=2 next=1795364587 <dave@example.net>
 //! error: mx.example.net[192.0.2.1]:25 said: 451 4.3.0 the reason of the last failed attempt
+//! status: 4.3.0
 //! recipient: delivered attempts=1 next=0 <carol@example.org>
 //! ```
+//!
+//! `status` is the RFC 3463 code of the last failure, which bounces report.
+//! Envelopes written before it was stored have none: their status is the
+//! first code in the `error` text, else 4.0.0 or 5.0.0 (see [`Failure`]).
 //!
 //! `next` is the wall-clock time of the next attempt, for people and `mailq`;
 //! the runner's own schedule uses the monotonic clock, which a box whose
@@ -27,6 +32,7 @@ use std::fmt::{self, Write as _};
 
 use crate::smtp::address::{parse_mailbox, Mailbox};
 use crate::smtp::command::Body;
+use crate::smtp::status::Status;
 
 const FORMAT_LINE: &str = "tinymta-envelope: 1";
 
@@ -61,8 +67,36 @@ pub struct Recipient {
     pub attempts: u32,
     /// Unix seconds of the next attempt; 0 when none is planned.
     pub next_attempt: u64,
-    /// The reason of the last failed attempt, on one line.
-    pub last_error: Option<String>,
+    /// Why the last attempt failed.
+    pub last_error: Option<Failure>,
+}
+
+/// Why an attempt at a recipient failed: the RFC 3463 status code, which a
+/// bounce reports, and the text (on one line) for logs, mailq and bounces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub status: Status,
+    pub text: String,
+}
+
+impl Failure {
+    /// A failure of tinymta's own: its text starts with its status, as in
+    /// `4.4.1 connection refused`.
+    pub fn ours(status: Status, reason: impl fmt::Display) -> Failure {
+        Failure {
+            status,
+            text: format!("{status} {reason}"),
+        }
+    }
+
+    /// The status of a failure in an envelope written before `status:` lines
+    /// were: the first code in its text, else one by whether it was final.
+    fn from_old_text(text: &str, permanent: bool) -> Failure {
+        Failure {
+            status: Status::find_in(text).unwrap_or(Status::undefined(permanent)),
+            text: text.to_string(),
+        }
+    }
 }
 
 impl Recipient {
@@ -140,7 +174,8 @@ impl QueueEnvelope {
                 r.address
             );
             if let Some(error) = &r.last_error {
-                let _ = writeln!(out, "error: {}", one_line(error));
+                let _ = writeln!(out, "error: {}", one_line(&error.text));
+                let _ = writeln!(out, "status: {}", error.status);
             }
         }
         out
@@ -188,7 +223,17 @@ impl QueueEnvelope {
                         .recipients
                         .last_mut()
                         .ok_or_else(|| error(line_no, "error: before any recipient"))?;
-                    last.last_error = Some(value.to_string());
+                    let permanent = last.state == RecipientState::Failed;
+                    last.last_error = Some(Failure::from_old_text(value, permanent));
+                }
+                "status" => {
+                    let failure = envelope
+                        .recipients
+                        .last_mut()
+                        .and_then(|r| r.last_error.as_mut())
+                        .ok_or_else(|| error(line_no, "status: without an error: before it"))?;
+                    failure.status = Status::parse(value)
+                        .ok_or_else(|| error(line_no, &format!("not a status code: {value:?}")))?;
                 }
                 _ => return Err(error(line_no, &format!("unknown key {key:?}"))),
             }
@@ -293,7 +338,10 @@ mod tests {
         let mut failed = Recipient::new(parse_mailbox("\"c d\"@example.org").unwrap());
         failed.state = RecipientState::Failed;
         failed.attempts = 2;
-        failed.last_error = Some("550 5.1.1 no\r\nsuch user".to_string());
+        failed.last_error = Some(Failure {
+            status: Status::new(5, 1, 1),
+            text: "550 5.1.1 no\r\nsuch user".to_string(),
+        });
         QueueEnvelope {
             id: "ABC".into(),
             arrival: 1795364407,
@@ -319,10 +367,14 @@ mod tests {
              helo: client.example\nsender: <alice@example.org>\nbody: 8BITMIME\nsize: 1234\n\
              recipient: queued attempts=0 next=0 <bob@example.org>\n\
              recipient: failed attempts=2 next=0 <\"c d\"@example.org>\n\
-             error: 550 5.1.1 no  such user\n"
+             error: 550 5.1.1 no  such user\n\
+             status: 5.1.1\n"
         );
         let mut expected = envelope;
-        expected.recipients[1].last_error = Some("550 5.1.1 no  such user".into());
+        expected.recipients[1].last_error = Some(Failure {
+            status: Status::new(5, 1, 1),
+            text: "550 5.1.1 no  such user".into(),
+        });
         assert_eq!(QueueEnvelope::parse(&text), Ok(expected));
     }
 
@@ -353,35 +405,30 @@ mod tests {
             assert_eq!(QueueEnvelope::parse(&forged).unwrap_err().line, 2, "{id:?}");
         }
     }
-}
-
-/// The RFC 3463 status code in an error text (`550 5.1.1 no such user`,
-/// `host said: 451 4.3.0 busy`), or `default` when it has none.
-pub fn status_code(text: &str, default: &str) -> String {
-    text.split_ascii_whitespace()
-        .find(|word| {
-            let parts: Vec<&str> = word.split('.').collect();
-            parts.len() == 3
-                && matches!(parts[0], "2" | "4" | "5")
-                && parts[1..]
-                    .iter()
-                    .all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .unwrap_or(default)
-        .to_string()
-}
-
-#[cfg(test)]
-mod status_tests {
-    use super::status_code;
 
     #[test]
-    fn status_codes() {
-        assert_eq!(
-            status_code("mx[1.2.3.4]:25 said: 550 5.1.1 no", "5.0.0"),
-            "5.1.1"
+    fn an_envelope_from_before_status_lines_finds_them_in_its_errors() {
+        let text = "tinymta-envelope: 1\nid: ABC\narrival: 1\nclient: local\nhelo: h\n\
+            sender: <a@b.org>\nbody: \nsize: 5\n\
+            recipient: failed attempts=1 next=0 <x@y.org>\nerror: mx[192.0.2.1]:25 said: 550 5.1.1 no\n\
+            recipient: failed attempts=1 next=0 <z@y.org>\nerror: mx[192.0.2.1]:25 said: 550 no\n\
+            recipient: queued attempts=1 next=9 <w@y.org>\nerror: connection refused\n";
+        let statuses: Vec<String> = QueueEnvelope::parse(text)
+            .unwrap()
+            .recipients
+            .iter()
+            .map(|r| r.last_error.as_ref().unwrap().status.to_string())
+            .collect();
+        assert_eq!(statuses, ["5.1.1", "5.0.0", "4.0.0"]);
+        // Written again, each has its status line.
+        let written = QueueEnvelope::parse(text).unwrap().to_text();
+        assert!(written.ends_with("error: connection refused\nstatus: 4.0.0\n"));
+        let orphan = text.replace(
+            "recipient: failed attempts=1 next=0 <x@y.org>\n",
+            "recipient: failed attempts=1 next=0 <x@y.org>\nstatus: 5.1.1\n",
         );
-        assert_eq!(status_code("5.1.10 null MX", "5.0.0"), "5.1.10");
-        assert_eq!(status_code("connection refused 1.2.3.4", "4.4.1"), "4.4.1");
+        assert_eq!(QueueEnvelope::parse(&orphan).unwrap_err().line, 10);
+        let bad = format!("{text}status: 5.1\n");
+        assert_eq!(QueueEnvelope::parse(&bad).unwrap_err().line, 15);
     }
 }
