@@ -371,37 +371,46 @@ impl Config {
         if !seen.contains(&"local_domains") {
             config.local_domains = vec![config.hostname.clone(), "localhost".to_string()];
         }
+        // An error between two keys names the one the file set (the first
+        // when it set both), at its line.
         if config.retry_min > config.retry_max {
-            return Err(ConfigError::Line {
-                file: file.to_path_buf(),
-                line: 0,
-                key: "retry_min".to_string(),
-                message: "larger than retry_max".to_string(),
+            return Err(if config.was_set("retry_min") {
+                config.error_at("retry_min", "larger than retry_max")
+            } else {
+                config.error_at("retry_max", "smaller than retry_min")
             });
         }
         if config.smarthost_user.is_some() != config.smarthost_password_file.is_some() {
-            return Err(ConfigError::Line {
-                file: file.to_path_buf(),
-                line: 0,
-                key: "smarthost_user".to_string(),
-                message: "smarthost_user and smarthost_password_file go together".to_string(),
-            });
+            let key = if config.smarthost_user.is_some() {
+                "smarthost_user"
+            } else {
+                "smarthost_password_file"
+            };
+            return Err(config.error_at(
+                key,
+                "smarthost_user and smarthost_password_file go together",
+            ));
         }
         if config.tls_cert.is_some() != config.tls_key.is_some() {
-            return Err(config.error_at("tls_cert", "tls_cert and tls_key go together"));
+            let key = if config.tls_cert.is_some() {
+                "tls_cert"
+            } else {
+                "tls_key"
+            };
+            return Err(config.error_at(key, "tls_cert and tls_key go together"));
         }
         if config.tls_cert.is_none() && config.listen.iter().any(|l| l.implicit_tls) {
             return Err(config.error_at("listen", "a tls listener needs tls_cert and tls_key"));
         }
         if config.listen.is_empty() {
-            return Err(ConfigError::Line {
-                file: file.to_path_buf(),
-                line: 0,
-                key: "listen".to_string(),
-                message: "no listener".to_string(),
-            });
+            return Err(config.error_at("listen", "no listener"));
         }
         Ok(config)
+    }
+
+    /// Whether the file set `key`.
+    fn was_set(&self, key: &str) -> bool {
+        self.key_lines.iter().any(|(k, _)| *k == key)
     }
 
     /// An error about `key`, at the line where it was (last) set.
@@ -797,11 +806,23 @@ mod tests {
         assert!(parse("mx_tls = maybe\n").is_err());
         assert_eq!(
             parse("smarthost_user = a\n").unwrap_err(),
-            "t.conf:0: smarthost_user: smarthost_user and smarthost_password_file go together"
+            "t.conf:1: smarthost_user: smarthost_user and smarthost_password_file go together"
+        );
+        assert_eq!(
+            parse("\nsmarthost_password_file = /etc/pw\n").unwrap_err(),
+            "t.conf:2: smarthost_password_file: smarthost_user and smarthost_password_file go together"
         );
         assert_eq!(
             parse("retry_min = 2h\n").unwrap_err(),
-            "t.conf:0: retry_min: larger than retry_max"
+            "t.conf:1: retry_min: larger than retry_max"
+        );
+        assert_eq!(
+            parse("retry_max = 1h\nretry_min = 2h\n").unwrap_err(),
+            "t.conf:2: retry_min: larger than retry_max"
+        );
+        assert_eq!(
+            parse("\nretry_max = 10s\n").unwrap_err(),
+            "t.conf:2: retry_max: smaller than retry_min"
         );
     }
 
@@ -826,6 +847,10 @@ mod tests {
         assert_eq!(
             parse("tls_cert = /c.pem\n").unwrap_err(),
             "t.conf:1: tls_cert: tls_cert and tls_key go together"
+        );
+        assert_eq!(
+            parse("\ntls_key = /k.pem\n").unwrap_err(),
+            "t.conf:2: tls_key: tls_cert and tls_key go together"
         );
     }
 
