@@ -14,6 +14,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use crate::aliases::Aliases;
+use crate::line_error::LineError;
 use crate::net::Cidr;
 
 /// Where tinymta looks for its config when `-c` is not given.
@@ -265,12 +266,7 @@ pub enum ConfigError {
         error: std::io::Error,
     },
     /// A line is wrong: `file:line: key: message`.
-    Line {
-        file: PathBuf,
-        line: usize,
-        key: String,
-        message: String,
-    },
+    Line(LineError),
 }
 
 impl fmt::Display for ConfigError {
@@ -279,18 +275,7 @@ impl fmt::Display for ConfigError {
             ConfigError::Read { file, error } => {
                 write!(f, "{}: cannot read config: {}", file.display(), error)
             }
-            ConfigError::Line {
-                file,
-                line,
-                key,
-                message,
-            } => {
-                if key.is_empty() {
-                    write!(f, "{}:{}: {}", file.display(), line, message)
-                } else {
-                    write!(f, "{}:{}: {}: {}", file.display(), line, key, message)
-                }
-            }
+            ConfigError::Line(error) => error.fmt(f),
         }
     }
 }
@@ -313,11 +298,13 @@ impl Config {
                 .map_err(|e| config.error_at("tls_cert", &e.to_string()))?;
         }
         if let Some(users) = &config.auth_users {
-            crate::auth::Users::load(users).map_err(|e| config.error_at("auth_users", &e))?;
+            crate::auth::Users::load(users)
+                .map_err(|e| config.error_at("auth_users", &e.to_string()))?;
         }
         let mut config = config;
         if let Some(path) = &config.aliases {
-            let table = Aliases::load(path).map_err(|e| config.error_at("aliases", &e))?;
+            let table =
+                Aliases::load(path).map_err(|e| config.error_at("aliases", &e.to_string()))?;
             config.alias_table = Some(Arc::new(table));
         }
         Ok(config)
@@ -338,11 +325,13 @@ impl Config {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let error = |key: &str, message: String| ConfigError::Line {
-                file: file.to_path_buf(),
-                line: line_no,
-                key: key.to_string(),
-                message,
+            let error = |key: &str, message: String| {
+                ConfigError::Line(LineError {
+                    file: file.to_path_buf(),
+                    line: line_no,
+                    key: key.to_string(),
+                    message,
+                })
             };
             let Some((key, value)) = line.split_once('=') else {
                 return Err(error("", format!("expected `key = value`, found {raw:?}")));
@@ -413,7 +402,8 @@ impl Config {
         self.key_lines.iter().any(|(k, _)| *k == key)
     }
 
-    /// An error about `key`, at the line where it was (last) set.
+    /// An error about `key`, at the line where it was (last) set; about the
+    /// file as a whole (line 0) when the file did not set it.
     pub fn error_at(&self, key: &str, message: &str) -> ConfigError {
         let line = self
             .key_lines
@@ -421,12 +411,12 @@ impl Config {
             .rev()
             .find(|(k, _)| *k == key)
             .map_or(0, |(_, line)| *line);
-        ConfigError::Line {
+        ConfigError::Line(LineError {
             file: self.file.clone(),
             line,
             key: key.to_string(),
             message: message.to_string(),
-        }
+        })
     }
 
     /// Whether `domain` (any case) is one this server delivers locally.

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod deliver;
 pub mod dns;
+pub mod line_error;
 pub mod live;
 pub mod log;
 pub mod net;

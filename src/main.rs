@@ -599,7 +599,9 @@ fn delivery_settings(config: &Config, keep: Option<String>) -> Result<DeliverySe
 
 fn load_users(config: &Config) -> Result<Option<Arc<tinymta::auth::Users>>, String> {
     match &config.auth_users {
-        Some(path) => Ok(Some(Arc::new(tinymta::auth::Users::load(path)?))),
+        Some(path) => tinymta::auth::Users::load(path)
+            .map(|users| Some(Arc::new(users)))
+            .map_err(|e| e.to_string()),
         None => Ok(None),
     }
 }

@@ -39,8 +39,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use crate::line_error::LineError;
 use maildir::{create_dir_durably, fsync_dir, random_u64, DirSync};
-use queue::{EnvelopeError, QueueEnvelope};
+use queue::QueueEnvelope;
 
 /// How much message data is gathered before a write(2) to the spool file.
 const WRITE_BUFFER: usize = 64 * 1024;
@@ -67,7 +68,7 @@ const MAX_ENVELOPE: u64 = 16 << 20;
 #[derive(Debug)]
 pub enum SpoolError {
     Io { path: PathBuf, error: io::Error },
-    BadEnvelope { path: PathBuf, error: EnvelopeError },
+    BadEnvelope { path: PathBuf, error: LineError },
 }
 
 impl fmt::Display for SpoolError {
@@ -116,10 +117,7 @@ fn at(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
 fn bad_envelope(path: &Path, message: &str) -> SpoolError {
     SpoolError::BadEnvelope {
         path: path.to_path_buf(),
-        error: EnvelopeError {
-            line: 0,
-            message: message.to_string(),
-        },
+        error: LineError::new(0, message),
     }
 }
 
