@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::config::Config;
+use crate::line_error::LineError;
 use crate::smtp::address::{parse_mailbox, Mailbox};
 
 /// How deep aliases may point to aliases.
@@ -27,13 +28,13 @@ pub enum Target {
 }
 
 impl Aliases {
-    pub fn load(path: &Path) -> Result<Aliases, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Aliases::parse(&text)
-            .map_err(|(line, message)| format!("{}:{line}: {message}", path.display()))
+    pub fn load(path: &Path) -> Result<Aliases, LineError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| LineError::new(0, e.to_string()).in_file(path))?;
+        Aliases::parse(&text).map_err(|e| e.in_file(path))
     }
 
-    pub fn parse(text: &str) -> Result<Aliases, (usize, String)> {
+    pub fn parse(text: &str) -> Result<Aliases, LineError> {
         let mut table: HashMap<String, Vec<String>> = HashMap::new();
         let mut current: Option<(String, usize)> = None;
         let mut entries: Vec<(String, usize, String)> = Vec::new();
@@ -49,16 +50,21 @@ impl Aliases {
                         targets.push(',');
                         targets.push_str(raw.trim());
                     }
-                    _ => return Err((line_no, "continuation line without an alias".to_string())),
+                    _ => {
+                        return Err(LineError::new(
+                            line_no,
+                            "continuation line without an alias",
+                        ))
+                    }
                 }
                 continue;
             }
             let (name, targets) = raw
                 .split_once(':')
-                .ok_or((line_no, "expected `name: target, ...`".to_string()))?;
+                .ok_or_else(|| LineError::new(line_no, "expected `name: target, ...`"))?;
             let name = name.trim().to_ascii_lowercase();
             if name.is_empty() || name.contains(char::is_whitespace) {
-                return Err((line_no, format!("bad alias name {name:?}")));
+                return Err(LineError::new(line_no, format!("bad alias name {name:?}")));
             }
             current = Some((name.clone(), line_no));
             entries.push((name, line_no, targets.trim().to_string()));
@@ -70,16 +76,22 @@ impl Aliases {
                 .filter(|t| !t.is_empty())
                 .collect();
             if list.is_empty() {
-                return Err((line_no, format!("alias {name:?} has no target")));
+                return Err(LineError::new(
+                    line_no,
+                    format!("alias {name:?} has no target"),
+                ));
             }
             if let Some(target) = list.iter().find(|t| t.starts_with(['|', '/', ':'])) {
-                return Err((
+                return Err(LineError::new(
                     line_no,
                     format!("{target:?}: only addresses and local names are supported"),
                 ));
             }
             if table.insert(name.clone(), list).is_some() {
-                return Err((line_no, format!("alias {name:?} given twice")));
+                return Err(LineError::new(
+                    line_no,
+                    format!("alias {name:?} given twice"),
+                ));
             }
         }
         Ok(Aliases { table })
@@ -290,14 +302,30 @@ mod tests {
     }
 
     #[test]
+    fn load_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("aliases");
+        let missing = Aliases::load(&path).unwrap_err().to_string();
+        assert!(
+            missing.starts_with(&format!("{}: ", path.display())) && missing.contains("os error"),
+            "{missing}"
+        );
+        std::fs::write(&path, "ok: a\nnot an alias\n").unwrap();
+        assert_eq!(
+            Aliases::load(&path).unwrap_err().to_string(),
+            format!("{}:2: expected `name: target, ...`", path.display())
+        );
+    }
+
+    #[test]
     fn errors_name_their_line() {
-        assert_eq!(Aliases::parse("ok: a\nnot an alias\n").unwrap_err().0, 2);
-        assert_eq!(Aliases::parse("  orphan\n").unwrap_err().0, 1);
-        assert_eq!(Aliases::parse("a: b\na: c\n").unwrap_err().0, 2);
-        assert_eq!(Aliases::parse("x:\n").unwrap_err().0, 1);
+        assert_eq!(Aliases::parse("ok: a\nnot an alias\n").unwrap_err().line, 2);
+        assert_eq!(Aliases::parse("  orphan\n").unwrap_err().line, 1);
+        assert_eq!(Aliases::parse("a: b\na: c\n").unwrap_err().line, 2);
+        assert_eq!(Aliases::parse("x:\n").unwrap_err().line, 1);
         assert!(Aliases::parse("a: |/bin/sh\n")
             .unwrap_err()
-            .1
+            .message
             .contains("only addresses"));
     }
 }

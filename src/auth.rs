@@ -4,12 +4,13 @@
 //! checked with ring's PBKDF2-HMAC-SHA256 in constant time.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::num::NonZeroU32;
 use std::path::Path;
 
 use ring::pbkdf2;
 use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::line_error::LineError;
 
 const SCHEME: &str = "pbkdf2-sha256";
 /// What `tinymta passwd` uses. Each hash states its own count, so it can be
@@ -17,18 +18,6 @@ const SCHEME: &str = "pbkdf2-sha256";
 pub const DEFAULT_ITERATIONS: u32 = 100_000;
 const SALT_LEN: usize = 16;
 const HASH_LEN: usize = 32;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthError {
-    pub line: usize,
-    pub message: String,
-}
-
-impl fmt::Display for AuthError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}: {}", self.line, self.message)
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct PasswordHash {
@@ -46,12 +35,13 @@ pub struct Users {
 }
 
 impl Users {
-    pub fn load(path: &Path) -> Result<Users, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Users::parse(&text).map_err(|e| format!("{}:{}: {}", path.display(), e.line, e.message))
+    pub fn load(path: &Path) -> Result<Users, LineError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| LineError::new(0, e.to_string()).in_file(path))?;
+        Users::parse(&text).map_err(|e| e.in_file(path))
     }
 
-    pub fn parse(text: &str) -> Result<Users, AuthError> {
+    pub fn parse(text: &str) -> Result<Users, LineError> {
         let mut users = HashMap::new();
         for (index, line) in text.lines().enumerate() {
             let line_no = index + 1;
@@ -59,10 +49,7 @@ impl Users {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let error = |message: &str| AuthError {
-                line: line_no,
-                message: message.to_string(),
-            };
+            let error = |message: &str| LineError::new(line_no, message);
             let (name, hash) = line
                 .split_once(':')
                 .ok_or_else(|| error("expected name:hash"))?;
@@ -232,6 +219,25 @@ mod tests {
         );
         assert!(Users::parse("a:$pbkdf2-sha256$0$00$00").is_err());
         assert!(Users::parse("a:$md5$1$00$00").is_err());
+    }
+
+    #[test]
+    fn load_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users");
+        let missing = Users::load(&path).unwrap_err().to_string();
+        assert!(
+            missing.starts_with(&format!("{}: ", path.display())) && missing.contains("os error"),
+            "{missing}"
+        );
+        std::fs::write(&path, "# users\nbox:plaintext\n").unwrap();
+        assert_eq!(
+            Users::load(&path).unwrap_err().to_string(),
+            format!(
+                "{}:2: expected $pbkdf2-sha256$ITERATIONS$SALT$HASH (see tinymta passwd)",
+                path.display()
+            )
+        );
     }
 
     #[test]

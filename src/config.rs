@@ -1,9 +1,10 @@
 //! The flat config file: `key = value` lines, `#` comments, blank lines.
 //!
-//! Every key and its default is declared once, in [`Config::default`] and the
-//! `apply` match below; README.md documents the same list. A list key given twice
-//! adds to the list; any other key given twice is an error. Every error names
-//! `file:line` and the key, and the process does not start.
+//! Every key is declared once, with its default and how its value is read, in
+//! the `config_keys!` table below; README.md documents the same list, in the
+//! same order. A list key given twice adds to the list; any other key given
+//! twice is an error. Every error names `file:line` and the key, and the
+//! process does not start.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -13,6 +14,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use crate::aliases::Aliases;
+use crate::line_error::LineError;
 use crate::net::Cidr;
 
 /// Where tinymta looks for its config when `-c` is not given.
@@ -75,154 +77,183 @@ pub enum LogTarget {
     Syslog,
 }
 
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// The name this server gives in its greeting, EHLO reply and Received: headers.
-    pub hostname: String,
-    pub listen: Vec<Listener>,
-    pub spool_dir: PathBuf,
-    pub mailbox_dir: PathBuf,
-    /// Lower-case domains whose recipients are delivered into `mailbox_dir`.
-    pub local_domains: Vec<String>,
-    /// Clients allowed to send to non-local recipients.
-    pub relay_networks: Vec<Cidr>,
-    pub max_connections: usize,
-    pub max_message_size: u64,
-    pub max_recipients: usize,
-    /// Sessions at once from one client address (relay_networks are exempt).
-    pub max_connections_per_ip: usize,
-    /// Error replies in one session before it is closed with 421.
-    pub max_errors: usize,
-    /// The longest a whole session may last.
-    pub max_session_time: Duration,
-    /// The largest header section of a message.
-    pub max_header_size: u64,
-    /// Time for a whole command line (also against a client that sends one
-    /// byte at a time).
-    pub command_timeout: Duration,
-    pub data_timeout: Duration,
-    /// How often the queue runner rescans the spool when nothing wakes it.
-    pub queue_interval: Duration,
-    /// Threads that deliver at the same time.
-    pub delivery_workers: usize,
-    /// Every non-local recipient goes here when set; else to the domain's MX.
-    pub smarthost: Option<HostPort>,
-    /// The port of MX hosts.
-    pub mx_port: u16,
-    /// Nameservers (port 53 unless given); empty means those of `resolv_conf`.
-    pub dns_servers: Vec<SocketAddr>,
-    /// Where nameservers are read from when `dns_servers` is not given.
-    pub resolv_conf: PathBuf,
-    /// Names answered before DNS is asked, as the system resolver does.
-    pub hosts_file: PathBuf,
-    /// How long to wait for one DNS server's answer.
-    pub dns_timeout: Duration,
-    pub mx_tls: MxTls,
-    pub smarthost_tls: SmarthostTls,
-    /// PEM file of CA certificates trusted besides the public ones.
-    pub tls_ca_file: Option<PathBuf>,
-    /// `false` accepts any certificate: an explicit, logged opt-out.
-    pub tls_verify: bool,
-    pub smarthost_user: Option<String>,
-    pub smarthost_password_file: Option<PathBuf>,
-    /// How long to wait for a TCP connection to an upstream server.
-    pub connect_timeout: Duration,
-    /// The first retry delay, doubled at each attempt up to `retry_max`.
-    pub retry_min: Duration,
-    pub retry_max: Duration,
-    /// A message not delivered after this long is bounced.
-    pub queue_lifetime: Duration,
-    /// The aliases file (aliases(5) format), and its table once loaded.
-    pub aliases: Option<PathBuf>,
-    pub alias_table: Option<Arc<Aliases>>,
-    /// The domain added to unqualified addresses (`root`) of local mail.
-    pub qualify_domain: String,
-    /// Local senders' domain, in the envelope and From:, becomes this one.
-    pub masquerade_domain: Option<String>,
-    /// The envelope sender of all mail submitted on the box.
-    pub force_sender: Option<String>,
-    /// The daemon writes its pid here (for `tinymta flush` and init scripts).
-    pub pid_file: Option<PathBuf>,
-    /// Where `log = syslog` sends its datagrams.
-    pub syslog_socket: PathBuf,
-    /// Started as root, tinymta binds its listeners and then becomes this user.
-    pub user: String,
-    /// On SIGTERM, how long sessions may go on before they are closed.
-    pub shutdown_grace: Duration,
-    /// The users file for SMTP AUTH; AUTH is offered only with one.
-    pub auth_users: Option<PathBuf>,
-    /// PEM certificate chain and key for STARTTLS and implicit TLS.
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub log: LogTarget,
-    pub log_level: log::LevelFilter,
-    /// Where each key was set, for errors found after parsing (file:line).
-    pub key_lines: Vec<(&'static str, usize)>,
-    /// The file the config was read from.
-    pub file: PathBuf,
+/// Declares each key once: its doc comment, field, type, default and how its
+/// value is read. From that come the [`Config`] struct, its `Default` and
+/// `KEYS`, the table `Config::parse` reads each line through, in the order
+/// README.md lists the keys.
+///
+/// How a value is read: `value(parse)` sets the field to `parse(value)?`;
+/// `optional(parse)` sets it to `Some(parse(value)?)`; `list(add)` empties
+/// the default at the key's first line, then `add(&mut list, value)` adds
+/// each line's items. The `derived` fields are not keys: they are filled in
+/// after parsing.
+macro_rules! config_keys {
+    (
+        keys {
+            $(
+                $(#[$doc:meta])*
+                $key:ident: $ty:ty = $default:expr => $how:ident($read:expr);
+            )*
+        }
+        derived {
+            $(
+                $(#[$derived_doc:meta])*
+                $derived:ident: $derived_ty:ty = $derived_default:expr;
+            )*
+        }
+    ) => {
+        #[derive(Debug, Clone)]
+        pub struct Config {
+            $( $(#[$doc])* pub $key: $ty, )*
+            $( $(#[$derived_doc])* pub $derived: $derived_ty, )*
+        }
+
+        impl Default for Config {
+            fn default() -> Config {
+                Config {
+                    $( $key: $default, )*
+                    $( $derived: $derived_default, )*
+                }
+            }
+        }
+
+        const KEYS: &[Key] = &[
+            $(
+                Key {
+                    name: stringify!($key),
+                    list: config_keys!(@is_list $how),
+                    apply: |config, value, first_time| {
+                        config_keys!(@apply $how, config.$key, $read, value, first_time)
+                    },
+                },
+            )*
+        ];
+    };
+    (@is_list list) => { true };
+    (@is_list $how:ident) => { false };
+    (@apply value, $field:expr, $read:expr, $value:ident, $first_time:ident) => {{
+        let _ = $first_time;
+        $field = ($read)($value)?;
+        Ok(())
+    }};
+    (@apply optional, $field:expr, $read:expr, $value:ident, $first_time:ident) => {{
+        let _ = $first_time;
+        $field = Some(($read)($value)?);
+        Ok(())
+    }};
+    (@apply list, $field:expr, $read:expr, $value:ident, $first_time:ident) => {{
+        if $first_time {
+            $field.clear();
+        }
+        ($read)(&mut $field, $value)
+    }};
 }
 
-impl Default for Config {
-    fn default() -> Config {
-        let hostname = system_hostname();
-        Config {
-            local_domains: vec![hostname.clone(), "localhost".to_string()],
-            hostname,
-            listen: vec![Listener {
-                addr: SocketAddr::from(([127, 0, 0, 1], 25)),
-                implicit_tls: false,
-                submission: false,
-            }],
-            spool_dir: PathBuf::from("/var/spool/tinymta"),
-            mailbox_dir: PathBuf::from("/var/mail"),
-            relay_networks: vec![
-                "127.0.0.0/8".parse().expect("valid literal"),
-                "::1/128".parse().expect("valid literal"),
-            ],
-            max_connections: 16,
-            max_message_size: 10 * 1024 * 1024,
-            max_recipients: 100,
-            max_connections_per_ip: 4,
-            max_errors: 10,
-            max_session_time: Duration::from_secs(3600),
-            max_header_size: 100 * 1024,
-            command_timeout: Duration::from_secs(5 * 60),
-            data_timeout: Duration::from_secs(10 * 60),
-            queue_interval: Duration::from_secs(5 * 60),
-            delivery_workers: 2,
-            smarthost: None,
-            mx_port: 25,
-            dns_servers: Vec::new(),
-            resolv_conf: PathBuf::from("/etc/resolv.conf"),
-            hosts_file: PathBuf::from("/etc/hosts"),
-            dns_timeout: Duration::from_secs(5),
-            mx_tls: MxTls::Opportunistic,
-            smarthost_tls: SmarthostTls::StartTls,
-            tls_ca_file: None,
-            tls_verify: true,
-            smarthost_user: None,
-            smarthost_password_file: None,
-            connect_timeout: Duration::from_secs(30),
-            retry_min: Duration::from_secs(60),
-            retry_max: Duration::from_secs(3600),
-            queue_lifetime: Duration::from_secs(5 * 86400),
-            aliases: None,
-            alias_table: None,
-            qualify_domain: String::new(),
-            masquerade_domain: None,
-            force_sender: None,
-            pid_file: None,
-            syslog_socket: PathBuf::from("/dev/log"),
-            user: "tinymta".to_string(),
-            shutdown_grace: Duration::from_secs(5),
-            auth_users: None,
-            tls_cert: None,
-            tls_key: None,
-            log: LogTarget::Stderr,
-            log_level: log::LevelFilter::Info,
-            key_lines: Vec::new(),
-            file: PathBuf::new(),
-        }
+/// A key of the config file and how its value is applied.
+struct Key {
+    name: &'static str,
+    /// May be given more than once: each line adds to the list.
+    list: bool,
+    /// Reads `value` into the config; `true` at the key's first line.
+    apply: fn(&mut Config, &str, bool) -> Result<(), String>,
+}
+
+config_keys! {
+    keys {
+        /// The name this server gives in its greeting, EHLO reply and Received: headers.
+        hostname: String = system_hostname() => value(parse_hostname);
+        listen: Vec<Listener> = vec![Listener {
+            addr: SocketAddr::from(([127, 0, 0, 1], 25)),
+            implicit_tls: false,
+            submission: false,
+        }] => list(add_listener);
+        /// The users file for SMTP AUTH; AUTH is offered only with one.
+        auth_users: Option<PathBuf> = None => optional(parse_path);
+        /// PEM certificate chain and key for STARTTLS and implicit TLS.
+        tls_cert: Option<PathBuf> = None => optional(parse_path);
+        tls_key: Option<PathBuf> = None => optional(parse_path);
+        spool_dir: PathBuf = PathBuf::from("/var/spool/tinymta") => value(parse_path);
+        mailbox_dir: PathBuf = PathBuf::from("/var/mail") => value(parse_path);
+        /// Lower-case domains whose recipients are delivered into `mailbox_dir`.
+        local_domains: Vec<String> =
+            vec![system_hostname(), "localhost".to_string()] => list(add_domains);
+        /// Clients allowed to send to non-local recipients.
+        relay_networks: Vec<Cidr> = vec![
+            "127.0.0.0/8".parse().expect("valid literal"),
+            "::1/128".parse().expect("valid literal"),
+        ] => list(add_networks);
+        max_connections: usize = 16 => value(parse_count);
+        max_message_size: u64 = 10 * 1024 * 1024 => value(parse_size);
+        max_recipients: usize = 100 => value(parse_count);
+        /// Sessions at once from one client address (relay_networks are exempt).
+        max_connections_per_ip: usize = 4 => value(parse_count);
+        /// Error replies in one session before it is closed with 421.
+        max_errors: usize = 10 => value(parse_count);
+        /// The longest a whole session may last.
+        max_session_time: Duration = Duration::from_secs(3600) => value(parse_duration);
+        /// The largest header section of a message.
+        max_header_size: u64 = 100 * 1024 => value(parse_size);
+        /// Time for a whole command line (also against a client that sends one
+        /// byte at a time).
+        command_timeout: Duration = Duration::from_secs(5 * 60) => value(parse_duration);
+        data_timeout: Duration = Duration::from_secs(10 * 60) => value(parse_duration);
+        /// How often the queue runner rescans the spool when nothing wakes it.
+        queue_interval: Duration = Duration::from_secs(5 * 60) => value(parse_duration);
+        /// Threads that deliver at the same time.
+        delivery_workers: usize = 2 => value(parse_count);
+        /// Every non-local recipient goes here when set; else to the domain's MX.
+        smarthost: Option<HostPort> = None => optional(parse_host_port);
+        /// The port of MX hosts.
+        mx_port: u16 = 25 => value(parse_port);
+        /// Nameservers (port 53 unless given); empty means those of `resolv_conf`.
+        dns_servers: Vec<SocketAddr> = Vec::new() => list(add_dns_servers);
+        /// Where nameservers are read from when `dns_servers` is not given.
+        resolv_conf: PathBuf = PathBuf::from("/etc/resolv.conf") => value(parse_path);
+        /// Names answered before DNS is asked, as the system resolver does.
+        hosts_file: PathBuf = PathBuf::from("/etc/hosts") => value(parse_path);
+        /// How long to wait for one DNS server's answer.
+        dns_timeout: Duration = Duration::from_secs(5) => value(parse_duration);
+        mx_tls: MxTls = MxTls::Opportunistic => value(parse_mx_tls);
+        smarthost_tls: SmarthostTls = SmarthostTls::StartTls => value(parse_smarthost_tls);
+        /// PEM file of CA certificates trusted besides the public ones.
+        tls_ca_file: Option<PathBuf> = None => optional(parse_path);
+        /// `false` accepts any certificate: an explicit, logged opt-out.
+        tls_verify: bool = true => value(parse_bool);
+        smarthost_user: Option<String> = None => optional(parse_string);
+        smarthost_password_file: Option<PathBuf> = None => optional(parse_path);
+        /// How long to wait for a TCP connection to an upstream server.
+        connect_timeout: Duration = Duration::from_secs(30) => value(parse_duration);
+        /// The first retry delay, doubled at each attempt up to `retry_max`.
+        retry_min: Duration = Duration::from_secs(60) => value(parse_duration);
+        retry_max: Duration = Duration::from_secs(3600) => value(parse_duration);
+        /// A message not delivered after this long is bounced.
+        queue_lifetime: Duration = Duration::from_secs(5 * 86400) => value(parse_duration);
+        /// The aliases file (aliases(5) format).
+        aliases: Option<PathBuf> = None => optional(parse_path);
+        /// The domain added to unqualified addresses (`root`) of local mail.
+        qualify_domain: String = String::new() => value(parse_hostname);
+        /// Local senders' domain, in the envelope and From:, becomes this one.
+        masquerade_domain: Option<String> = None => optional(parse_hostname);
+        /// The envelope sender of all mail submitted on the box.
+        force_sender: Option<String> = None => optional(parse_force_sender);
+        /// The daemon writes its pid here (for `tinymta flush` and init scripts).
+        pid_file: Option<PathBuf> = None => optional(parse_path);
+        /// Started as root, tinymta binds its listeners and then becomes this user.
+        user: String = "tinymta".to_string() => value(parse_string);
+        /// On SIGTERM, how long sessions may go on before they are closed.
+        shutdown_grace: Duration = Duration::from_secs(5) => value(parse_duration);
+        log: LogTarget = LogTarget::Stderr => value(parse_log);
+        /// Where `log = syslog` sends its datagrams.
+        syslog_socket: PathBuf = PathBuf::from("/dev/log") => value(parse_path);
+        log_level: log::LevelFilter = log::LevelFilter::Info => value(parse_log_level);
+    }
+    derived {
+        /// The table of the `aliases` file, once [`Config::load`] has read it.
+        alias_table: Option<Arc<Aliases>> = None;
+        /// Where each key was set, for errors found after parsing (file:line).
+        key_lines: Vec<(&'static str, usize)> = Vec::new();
+        /// The file the config was read from.
+        file: PathBuf = PathBuf::new();
     }
 }
 
@@ -235,12 +266,7 @@ pub enum ConfigError {
         error: std::io::Error,
     },
     /// A line is wrong: `file:line: key: message`.
-    Line {
-        file: PathBuf,
-        line: usize,
-        key: String,
-        message: String,
-    },
+    Line(LineError),
 }
 
 impl fmt::Display for ConfigError {
@@ -249,18 +275,7 @@ impl fmt::Display for ConfigError {
             ConfigError::Read { file, error } => {
                 write!(f, "{}: cannot read config: {}", file.display(), error)
             }
-            ConfigError::Line {
-                file,
-                line,
-                key,
-                message,
-            } => {
-                if key.is_empty() {
-                    write!(f, "{}:{}: {}", file.display(), line, message)
-                } else {
-                    write!(f, "{}:{}: {}: {}", file.display(), line, key, message)
-                }
-            }
+            ConfigError::Line(error) => error.fmt(f),
         }
     }
 }
@@ -283,11 +298,13 @@ impl Config {
                 .map_err(|e| config.error_at("tls_cert", &e.to_string()))?;
         }
         if let Some(users) = &config.auth_users {
-            crate::auth::Users::load(users).map_err(|e| config.error_at("auth_users", &e))?;
+            crate::auth::Users::load(users)
+                .map_err(|e| config.error_at("auth_users", &e.to_string()))?;
         }
         let mut config = config;
         if let Some(path) = &config.aliases {
-            let table = Aliases::load(path).map_err(|e| config.error_at("aliases", &e))?;
+            let table =
+                Aliases::load(path).map_err(|e| config.error_at("aliases", &e.to_string()))?;
             config.alias_table = Some(Arc::new(table));
         }
         Ok(config)
@@ -308,22 +325,25 @@ impl Config {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let error = |key: &str, message: String| ConfigError::Line {
-                file: file.to_path_buf(),
-                line: line_no,
-                key: key.to_string(),
-                message,
+            let error = |key: &str, message: String| {
+                ConfigError::Line(LineError {
+                    file: file.to_path_buf(),
+                    line: line_no,
+                    key: key.to_string(),
+                    message,
+                })
             };
             let Some((key, value)) = line.split_once('=') else {
                 return Err(error("", format!("expected `key = value`, found {raw:?}")));
             };
             let key = key.trim();
             let value = value.trim();
-            let Some(&name) = KEYS.iter().find(|&&name| name == key) else {
+            let Some(entry) = KEYS.iter().find(|entry| entry.name == key) else {
                 return Err(error(key, "unknown key".to_string()));
             };
+            let name = entry.name;
             let first_time = !seen.contains(&name);
-            if !first_time && !LIST_KEYS.contains(&name) {
+            if !first_time && !entry.list {
                 return Err(error(key, "given twice (it is not a list)".to_string()));
             }
             seen.push(name);
@@ -331,9 +351,7 @@ impl Config {
             if value.is_empty() {
                 return Err(error(key, "empty value".to_string()));
             }
-            config
-                .apply(name, value, first_time)
-                .map_err(|message| error(key, message))?;
+            (entry.apply)(&mut config, value, first_time).map_err(|message| error(key, message))?;
         }
         if config.qualify_domain.is_empty() {
             config.qualify_domain = config.hostname.clone();
@@ -342,169 +360,50 @@ impl Config {
         if !seen.contains(&"local_domains") {
             config.local_domains = vec![config.hostname.clone(), "localhost".to_string()];
         }
+        // An error between two keys names the one the file set (the first
+        // when it set both), at its line.
         if config.retry_min > config.retry_max {
-            return Err(ConfigError::Line {
-                file: file.to_path_buf(),
-                line: 0,
-                key: "retry_min".to_string(),
-                message: "larger than retry_max".to_string(),
+            return Err(if config.was_set("retry_min") {
+                config.error_at("retry_min", "larger than retry_max")
+            } else {
+                config.error_at("retry_max", "smaller than retry_min")
             });
         }
         if config.smarthost_user.is_some() != config.smarthost_password_file.is_some() {
-            return Err(ConfigError::Line {
-                file: file.to_path_buf(),
-                line: 0,
-                key: "smarthost_user".to_string(),
-                message: "smarthost_user and smarthost_password_file go together".to_string(),
-            });
+            let key = if config.smarthost_user.is_some() {
+                "smarthost_user"
+            } else {
+                "smarthost_password_file"
+            };
+            return Err(config.error_at(
+                key,
+                "smarthost_user and smarthost_password_file go together",
+            ));
         }
         if config.tls_cert.is_some() != config.tls_key.is_some() {
-            return Err(config.error_at("tls_cert", "tls_cert and tls_key go together"));
+            let key = if config.tls_cert.is_some() {
+                "tls_cert"
+            } else {
+                "tls_key"
+            };
+            return Err(config.error_at(key, "tls_cert and tls_key go together"));
         }
         if config.tls_cert.is_none() && config.listen.iter().any(|l| l.implicit_tls) {
             return Err(config.error_at("listen", "a tls listener needs tls_cert and tls_key"));
         }
         if config.listen.is_empty() {
-            return Err(ConfigError::Line {
-                file: file.to_path_buf(),
-                line: 0,
-                key: "listen".to_string(),
-                message: "no listener".to_string(),
-            });
+            return Err(config.error_at("listen", "no listener"));
         }
         Ok(config)
     }
 
-    fn apply(&mut self, key: &str, value: &str, first_time: bool) -> Result<(), String> {
-        match key {
-            "hostname" => self.hostname = parse_hostname(value)?,
-            "listen" => {
-                if first_time {
-                    self.listen.clear();
-                }
-                self.listen.push(parse_listener(value)?);
-            }
-            "spool_dir" => self.spool_dir = PathBuf::from(value),
-            "mailbox_dir" => self.mailbox_dir = PathBuf::from(value),
-            "local_domains" => {
-                if first_time {
-                    self.local_domains.clear();
-                }
-                for domain in split_list(value) {
-                    self.local_domains.push(parse_hostname(domain)?);
-                }
-                if self.local_domains.is_empty() {
-                    return Err("no domain given".to_string());
-                }
-            }
-            "relay_networks" => {
-                if first_time {
-                    self.relay_networks.clear();
-                }
-                for net in split_list(value) {
-                    self.relay_networks.push(net.parse()?);
-                }
-            }
-            "max_connections" => self.max_connections = parse_count(value)?,
-            "max_message_size" => self.max_message_size = parse_size(value)?,
-            "max_recipients" => self.max_recipients = parse_count(value)?,
-            "max_connections_per_ip" => self.max_connections_per_ip = parse_count(value)?,
-            "max_errors" => self.max_errors = parse_count(value)?,
-            "max_session_time" => self.max_session_time = parse_duration(value)?,
-            "max_header_size" => self.max_header_size = parse_size(value)?,
-            "command_timeout" => self.command_timeout = parse_duration(value)?,
-            "data_timeout" => self.data_timeout = parse_duration(value)?,
-            "queue_interval" => self.queue_interval = parse_duration(value)?,
-            "delivery_workers" => self.delivery_workers = parse_count(value)?,
-            "smarthost" => self.smarthost = Some(parse_host_port(value)?),
-            "mx_port" => self.mx_port = parse_port(value)?,
-            "dns_servers" => {
-                if first_time {
-                    self.dns_servers.clear();
-                }
-                for server in split_list(value) {
-                    self.dns_servers.push(parse_dns_server(server)?);
-                }
-            }
-            "resolv_conf" => self.resolv_conf = PathBuf::from(value),
-            "hosts_file" => self.hosts_file = PathBuf::from(value),
-            "dns_timeout" => self.dns_timeout = parse_duration(value)?,
-            "mx_tls" => {
-                self.mx_tls = match value {
-                    "opportunistic" => MxTls::Opportunistic,
-                    "require" => MxTls::Require,
-                    _ => {
-                        return Err(format!(
-                            "expected opportunistic or require, found {value:?}"
-                        ))
-                    }
-                }
-            }
-            "smarthost_tls" => {
-                self.smarthost_tls = match value {
-                    "starttls" => SmarthostTls::StartTls,
-                    "tls" => SmarthostTls::Tls,
-                    "none" => SmarthostTls::None,
-                    _ => return Err(format!("expected starttls, tls or none, found {value:?}")),
-                }
-            }
-            "tls_ca_file" => self.tls_ca_file = Some(PathBuf::from(value)),
-            "tls_verify" => self.tls_verify = parse_bool(value)?,
-            "smarthost_user" => self.smarthost_user = Some(value.to_string()),
-            "smarthost_password_file" => self.smarthost_password_file = Some(PathBuf::from(value)),
-            "connect_timeout" => self.connect_timeout = parse_duration(value)?,
-            "retry_min" => self.retry_min = parse_duration(value)?,
-            "retry_max" => self.retry_max = parse_duration(value)?,
-            "queue_lifetime" => self.queue_lifetime = parse_duration(value)?,
-            "auth_users" => self.auth_users = Some(PathBuf::from(value)),
-            "aliases" => self.aliases = Some(PathBuf::from(value)),
-            "qualify_domain" => self.qualify_domain = parse_hostname(value)?,
-            "masquerade_domain" => self.masquerade_domain = Some(parse_hostname(value)?),
-            "force_sender" => {
-                crate::smtp::address::parse_mailbox(value)
-                    .map_err(|e| format!("not an address: {e}"))?;
-                self.force_sender = Some(value.to_string());
-            }
-            "pid_file" => self.pid_file = Some(PathBuf::from(value)),
-            "syslog_socket" => self.syslog_socket = PathBuf::from(value),
-            "user" => self.user = value.to_string(),
-            "shutdown_grace" => self.shutdown_grace = parse_duration(value)?,
-            "tls_cert" => self.tls_cert = Some(PathBuf::from(value)),
-            "tls_key" => self.tls_key = Some(PathBuf::from(value)),
-            "log" => {
-                self.log = if value == "stderr" {
-                    LogTarget::Stderr
-                } else if value == "syslog" {
-                    LogTarget::Syslog
-                } else if value.starts_with('/') || value.starts_with('.') {
-                    LogTarget::File(PathBuf::from(value))
-                } else {
-                    return Err(format!(
-                        "expected `stderr`, `syslog` or a file path (starting with / or .), found {value:?}"
-                    ));
-                }
-            }
-            "log_level" => {
-                self.log_level = match value.to_ascii_lowercase().as_str() {
-                    "off" => log::LevelFilter::Off,
-                    "error" => log::LevelFilter::Error,
-                    "warn" => log::LevelFilter::Warn,
-                    "info" => log::LevelFilter::Info,
-                    "debug" => log::LevelFilter::Debug,
-                    "trace" => log::LevelFilter::Trace,
-                    _ => {
-                        return Err(format!(
-                            "expected off, error, warn, info, debug or trace, found {value:?}"
-                        ))
-                    }
-                }
-            }
-            _ => unreachable!("every key in KEYS is handled"),
-        }
-        Ok(())
+    /// Whether the file set `key`.
+    fn was_set(&self, key: &str) -> bool {
+        self.key_lines.iter().any(|(k, _)| *k == key)
     }
 
-    /// An error about `key`, at the line where it was (last) set.
+    /// An error about `key`, at the line where it was (last) set; about the
+    /// file as a whole (line 0) when the file did not set it.
     pub fn error_at(&self, key: &str, message: &str) -> ConfigError {
         let line = self
             .key_lines
@@ -512,12 +411,12 @@ impl Config {
             .rev()
             .find(|(k, _)| *k == key)
             .map_or(0, |(_, line)| *line);
-        ConfigError::Line {
+        ConfigError::Line(LineError {
             file: self.file.clone(),
             line,
             key: key.to_string(),
             message: message.to_string(),
-        }
+        })
     }
 
     /// Whether `domain` (any case) is one this server delivers locally.
@@ -533,59 +432,6 @@ impl Config {
         self.relay_networks.iter().any(|net| net.contains(ip))
     }
 }
-
-/// Every key, in the order README.md lists them.
-const KEYS: &[&str] = &[
-    "hostname",
-    "listen",
-    "spool_dir",
-    "mailbox_dir",
-    "local_domains",
-    "relay_networks",
-    "max_connections",
-    "max_message_size",
-    "max_recipients",
-    "max_connections_per_ip",
-    "max_errors",
-    "max_session_time",
-    "max_header_size",
-    "command_timeout",
-    "data_timeout",
-    "queue_interval",
-    "delivery_workers",
-    "smarthost",
-    "mx_port",
-    "dns_servers",
-    "resolv_conf",
-    "hosts_file",
-    "dns_timeout",
-    "mx_tls",
-    "smarthost_tls",
-    "tls_ca_file",
-    "tls_verify",
-    "smarthost_user",
-    "smarthost_password_file",
-    "connect_timeout",
-    "retry_min",
-    "retry_max",
-    "queue_lifetime",
-    "tls_cert",
-    "tls_key",
-    "auth_users",
-    "aliases",
-    "qualify_domain",
-    "masquerade_domain",
-    "force_sender",
-    "pid_file",
-    "syslog_socket",
-    "user",
-    "shutdown_grace",
-    "log",
-    "log_level",
-];
-
-/// Keys that may be given more than once; each line adds to the list.
-const LIST_KEYS: &[&str] = &["listen", "local_domains", "relay_networks", "dns_servers"];
 
 /// `a, b c` -> `a`, `b`, `c`: list values may be separated by commas or spaces.
 fn split_list(value: &str) -> impl Iterator<Item = &str> {
@@ -695,6 +541,97 @@ fn parse_bool(value: &str) -> Result<bool, String> {
         "yes" | "true" | "on" => Ok(true),
         "no" | "false" | "off" => Ok(false),
         _ => Err(format!("expected yes or no, found {value:?}")),
+    }
+}
+
+fn parse_path(value: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(value))
+}
+
+fn parse_string(value: &str) -> Result<String, String> {
+    Ok(value.to_string())
+}
+
+/// One `listen` line: one listener.
+fn add_listener(listen: &mut Vec<Listener>, value: &str) -> Result<(), String> {
+    listen.push(parse_listener(value)?);
+    Ok(())
+}
+
+fn add_domains(domains: &mut Vec<String>, value: &str) -> Result<(), String> {
+    for domain in split_list(value) {
+        domains.push(parse_hostname(domain)?);
+    }
+    if domains.is_empty() {
+        return Err("no domain given".to_string());
+    }
+    Ok(())
+}
+
+fn add_networks(networks: &mut Vec<Cidr>, value: &str) -> Result<(), String> {
+    for net in split_list(value) {
+        networks.push(net.parse()?);
+    }
+    Ok(())
+}
+
+fn add_dns_servers(servers: &mut Vec<SocketAddr>, value: &str) -> Result<(), String> {
+    for server in split_list(value) {
+        servers.push(parse_dns_server(server)?);
+    }
+    Ok(())
+}
+
+fn parse_mx_tls(value: &str) -> Result<MxTls, String> {
+    match value {
+        "opportunistic" => Ok(MxTls::Opportunistic),
+        "require" => Ok(MxTls::Require),
+        _ => Err(format!(
+            "expected opportunistic or require, found {value:?}"
+        )),
+    }
+}
+
+fn parse_smarthost_tls(value: &str) -> Result<SmarthostTls, String> {
+    match value {
+        "starttls" => Ok(SmarthostTls::StartTls),
+        "tls" => Ok(SmarthostTls::Tls),
+        "none" => Ok(SmarthostTls::None),
+        _ => Err(format!("expected starttls, tls or none, found {value:?}")),
+    }
+}
+
+/// An address, kept as written.
+fn parse_force_sender(value: &str) -> Result<String, String> {
+    crate::smtp::address::parse_mailbox(value).map_err(|e| format!("not an address: {e}"))?;
+    Ok(value.to_string())
+}
+
+fn parse_log(value: &str) -> Result<LogTarget, String> {
+    if value == "stderr" {
+        Ok(LogTarget::Stderr)
+    } else if value == "syslog" {
+        Ok(LogTarget::Syslog)
+    } else if value.starts_with('/') || value.starts_with('.') {
+        Ok(LogTarget::File(PathBuf::from(value)))
+    } else {
+        Err(format!(
+            "expected `stderr`, `syslog` or a file path (starting with / or .), found {value:?}"
+        ))
+    }
+}
+
+fn parse_log_level(value: &str) -> Result<log::LevelFilter, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "off" => Ok(log::LevelFilter::Off),
+        "error" => Ok(log::LevelFilter::Error),
+        "warn" => Ok(log::LevelFilter::Warn),
+        "info" => Ok(log::LevelFilter::Info),
+        "debug" => Ok(log::LevelFilter::Debug),
+        "trace" => Ok(log::LevelFilter::Trace),
+        _ => Err(format!(
+            "expected off, error, warn, info, debug or trace, found {value:?}"
+        )),
     }
 }
 
@@ -859,11 +796,23 @@ mod tests {
         assert!(parse("mx_tls = maybe\n").is_err());
         assert_eq!(
             parse("smarthost_user = a\n").unwrap_err(),
-            "t.conf:0: smarthost_user: smarthost_user and smarthost_password_file go together"
+            "t.conf:1: smarthost_user: smarthost_user and smarthost_password_file go together"
+        );
+        assert_eq!(
+            parse("\nsmarthost_password_file = /etc/pw\n").unwrap_err(),
+            "t.conf:2: smarthost_password_file: smarthost_user and smarthost_password_file go together"
         );
         assert_eq!(
             parse("retry_min = 2h\n").unwrap_err(),
-            "t.conf:0: retry_min: larger than retry_max"
+            "t.conf:1: retry_min: larger than retry_max"
+        );
+        assert_eq!(
+            parse("retry_max = 1h\nretry_min = 2h\n").unwrap_err(),
+            "t.conf:2: retry_min: larger than retry_max"
+        );
+        assert_eq!(
+            parse("\nretry_max = 10s\n").unwrap_err(),
+            "t.conf:2: retry_max: smaller than retry_min"
         );
     }
 
@@ -889,6 +838,29 @@ mod tests {
             parse("tls_cert = /c.pem\n").unwrap_err(),
             "t.conf:1: tls_cert: tls_cert and tls_key go together"
         );
+        assert_eq!(
+            parse("\ntls_key = /k.pem\n").unwrap_err(),
+            "t.conf:2: tls_key: tls_cert and tls_key go together"
+        );
+    }
+
+    #[test]
+    fn keys_are_those_readme_lists_in_its_order() {
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("\n## Configuration\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("README.md has a Configuration section");
+        let documented: Vec<&str> = section
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `"))
+            .filter_map(|row| row.split(" |").next())
+            .flat_map(|cell| cell.split(", "))
+            .filter_map(|name| name.trim_start_matches('`').split('`').next())
+            .collect();
+        let keys: Vec<&str> = KEYS.iter().map(|key| key.name).collect();
+        assert_eq!(keys, documented);
     }
 
     #[test]

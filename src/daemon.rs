@@ -157,7 +157,9 @@ fn reload(path: &Path, ctx: &ServerContext, delivery: &Live<DeliverySettings>, l
 
 fn load_users(config: &Config) -> Result<Option<Arc<crate::auth::Users>>, String> {
     match &config.auth_users {
-        Some(path) => Ok(Some(Arc::new(crate::auth::Users::load(path)?))),
+        Some(path) => crate::auth::Users::load(path)
+            .map(|users| Some(Arc::new(users)))
+            .map_err(|e| e.to_string()),
         None => Ok(None),
     }
 }

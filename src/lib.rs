@@ -8,7 +8,8 @@
 //! daemon          start-up, privilege drop, signals, reload
 //! test_send       `tinymta test-send`: one message along its real route
 //! sendmail        the sendmail/mailq entry point: one message from stdin
-//! config          the flat config file -> Config, file:line errors
+//! config          the flat config file -> Config, each key declared once
+//! line_error      file:line errors of the config, users, aliases and envelope files
 //! aliases         the aliases file; a recipient expanded through it
 //! auth            SMTP AUTH on the server side, the users file
 //! smtp/           the protocol without I/O
@@ -47,6 +48,7 @@ pub mod config;
 pub mod daemon;
 pub mod deliver;
 pub mod dns;
+pub mod line_error;
 pub mod live;
 pub mod log;
 pub mod net;

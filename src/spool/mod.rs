@@ -39,11 +39,12 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use crate::line_error::LineError;
 use crate::random::random_u64;
 use crate::smtp::address::Mailbox;
 use crate::smtp::command::Body;
 use durable::{create_dir_durably, fsync_dir, DirSync};
-use queue::{EnvelopeError, QueueEnvelope, Recipient};
+use queue::{QueueEnvelope, Recipient};
 
 /// How much message data is gathered before a write(2) to the spool file.
 const WRITE_BUFFER: usize = 64 * 1024;
@@ -70,7 +71,7 @@ const MAX_ENVELOPE: u64 = 16 << 20;
 #[derive(Debug)]
 pub enum SpoolError {
     Io { path: PathBuf, error: io::Error },
-    BadEnvelope { path: PathBuf, error: EnvelopeError },
+    BadEnvelope { path: PathBuf, error: LineError },
 }
 
 impl fmt::Display for SpoolError {
@@ -119,10 +120,7 @@ fn at(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
 fn bad_envelope(path: &Path, message: &str) -> SpoolError {
     SpoolError::BadEnvelope {
         path: path.to_path_buf(),
-        error: EnvelopeError {
-            line: 0,
-            message: message.to_string(),
-        },
+        error: LineError::new(0, message),
     }
 }
 

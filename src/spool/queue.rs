@@ -28,8 +28,9 @@
 //! The envelope an entry was queued with is stored after its message, in
 //! the same file; delivery writes changed ones to `<id>.env` (see mod.rs).
 
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 
+use crate::line_error::LineError;
 use crate::smtp::address::{parse_mailbox, Mailbox};
 use crate::smtp::command::Body;
 use crate::smtp::status::Status;
@@ -82,7 +83,7 @@ pub struct Failure {
 impl Failure {
     /// A failure of tinymta's own: its text starts with its status, as in
     /// `4.4.1 connection refused`.
-    pub fn ours(status: Status, reason: impl fmt::Display) -> Failure {
+    pub fn ours(status: Status, reason: impl std::fmt::Display) -> Failure {
         Failure {
             status,
             text: format!("{status} {reason}"),
@@ -129,19 +130,6 @@ pub struct QueueEnvelope {
     pub recipients: Vec<Recipient>,
 }
 
-/// Why an envelope file could not be read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvelopeError {
-    pub line: usize,
-    pub message: String,
-}
-
-impl fmt::Display for EnvelopeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}: {}", self.line, self.message)
-    }
-}
-
 impl QueueEnvelope {
     pub fn is_done(&self) -> bool {
         self.recipients.iter().all(|r| r.state.is_final())
@@ -181,7 +169,7 @@ impl QueueEnvelope {
         out
     }
 
-    pub fn parse(text: &str) -> Result<QueueEnvelope, EnvelopeError> {
+    pub fn parse(text: &str) -> Result<QueueEnvelope, LineError> {
         let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
         match lines.next() {
             Some((_, FORMAT_LINE)) => {}
@@ -245,16 +233,14 @@ impl QueueEnvelope {
     }
 }
 
-fn error(line: usize, message: &str) -> EnvelopeError {
-    EnvelopeError {
-        line,
-        message: message.to_string(),
-    }
+/// Why an envelope could not be read; line 0 when something is missing.
+fn error(line: usize, message: &str) -> LineError {
+    LineError::new(line, message)
 }
 
 /// A queue id names files in the spool: letters and digits only, so that
 /// a damaged or forged envelope cannot name a path elsewhere.
-fn queue_id(line: usize, value: &str) -> Result<String, EnvelopeError> {
+fn queue_id(line: usize, value: &str) -> Result<String, LineError> {
     if value.is_empty() || value.len() > 64 || !value.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(error(line, &format!("not a queue id: {value:?}")));
     }
@@ -270,7 +256,7 @@ fn body_text(body: Option<Body>) -> &'static str {
     }
 }
 
-fn parse_body(line: usize, value: &str) -> Result<Option<Body>, EnvelopeError> {
+fn parse_body(line: usize, value: &str) -> Result<Option<Body>, LineError> {
     match value {
         "" => Ok(None),
         "7BIT" => Ok(Some(Body::SevenBit)),
@@ -279,13 +265,13 @@ fn parse_body(line: usize, value: &str) -> Result<Option<Body>, EnvelopeError> {
     }
 }
 
-fn number<T: std::str::FromStr>(line: usize, value: &str) -> Result<T, EnvelopeError> {
+fn number<T: std::str::FromStr>(line: usize, value: &str) -> Result<T, LineError> {
     value
         .parse()
         .map_err(|_| error(line, &format!("not a number: {value:?}")))
 }
 
-fn bracketed(line: usize, value: &str) -> Result<&str, EnvelopeError> {
+fn bracketed(line: usize, value: &str) -> Result<&str, LineError> {
     value
         .strip_prefix('<')
         .and_then(|v| v.strip_suffix('>'))
@@ -293,7 +279,7 @@ fn bracketed(line: usize, value: &str) -> Result<&str, EnvelopeError> {
 }
 
 /// `queued attempts=0 next=0 <bob@example.org>`
-fn parse_recipient(line: usize, value: &str) -> Result<Recipient, EnvelopeError> {
+fn parse_recipient(line: usize, value: &str) -> Result<Recipient, LineError> {
     let mut parts = value.splitn(4, ' ');
     let state = match parts.next() {
         Some("queued") => RecipientState::Queued,
