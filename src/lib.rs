@@ -6,6 +6,7 @@
 
 pub mod aliases;
 pub mod auth;
+pub mod base64;
 pub mod config;
 pub mod deliver;
 pub mod dns;
