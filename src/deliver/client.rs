@@ -63,48 +63,59 @@ pub struct ClientOptions {
     pub auth: Option<(String, String)>,
 }
 
-/// Why a server could not be used; the caller tries the next one.
+/// Why a server could not be used; the caller tries the next one. The text
+/// shown (`greeting: 554 5.7.1 go away`, `timed out`) goes into the logs and
+/// the deferral reason stored with the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostError {
-    pub text: String,
-    /// The TLS handshake failed (an opportunistic sender may retry in clear).
-    pub tls_failed: bool,
-    /// The server refused for good (5xx greeting or EHLO/HELO, AUTH refused).
-    pub permanent: bool,
+pub enum HostError {
+    /// The connection failed: refused, timed out, closed by the server.
+    Connect(String),
+    /// No TLS could be had: the handshake failed, the server refused
+    /// STARTTLS, or did not offer it when it was required. An opportunistic
+    /// sender may retry in clear text.
+    Tls(String),
+    /// The server refused at `stage` (`greeting`, `EHLO`, `AUTH`, `MAIL`
+    /// with 421...).
+    Refused {
+        stage: &'static str,
+        reply: ServerReply,
+    },
+    /// The server broke the protocol (a malformed or overlong reply, data
+    /// after its STARTTLS reply), or the session cannot go on as configured
+    /// (no usable AUTH mechanism, AUTH over clear text).
+    Protocol(String),
+    /// A failure on our side, such as a message that cannot be read from
+    /// the spool.
+    Local(String),
 }
 
 impl HostError {
-    fn new(text: impl Into<String>) -> HostError {
-        HostError {
-            text: text.into(),
-            tls_failed: false,
-            permanent: false,
-        }
-    }
-
-    fn from_reply(what: &str, reply: &ServerReply) -> HostError {
-        HostError {
-            text: format!("{what}: {}", reply.text()),
-            tls_failed: false,
-            permanent: (500..600).contains(&reply.code),
-        }
+    fn refused(stage: &'static str, reply: ServerReply) -> HostError {
+        HostError::Refused { stage, reply }
     }
 }
 
 impl fmt::Display for HostError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        match self {
+            HostError::Connect(text)
+            | HostError::Tls(text)
+            | HostError::Protocol(text)
+            | HostError::Local(text) => f.write_str(text),
+            HostError::Refused { stage, reply } => write!(f, "{stage}: {}", reply.text()),
+        }
     }
 }
 
+impl std::error::Error for HostError {}
+
 impl From<io::Error> for HostError {
     fn from(e: io::Error) -> HostError {
-        let text = match e.kind() {
+        HostError::Connect(match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => "timed out".to_string(),
             io::ErrorKind::UnexpectedEof => "connection closed by server".to_string(),
             _ => e.to_string(),
-        };
-        HostError::new(text)
+        })
     }
 }
 
@@ -186,19 +197,16 @@ impl SmtpClient {
         options: &ClientOptions,
     ) -> Result<SmtpClient, HostError> {
         let relay = format!("{host_name}[{}]:{}", addr.ip(), addr.port());
-        let tcp = TcpStream::connect_timeout(&addr, options.connect_timeout)
-            .map_err(|e| HostError::new(format!("connect to {relay}: {}", HostError::from(e))))?;
+        let tcp = TcpStream::connect_timeout(&addr, options.connect_timeout).map_err(|e| {
+            HostError::Connect(format!("connect to {relay}: {}", HostError::from(e)))
+        })?;
         let _ = tcp.set_nodelay(true);
         let (stream, tls_version) = match &options.tls {
             TlsMode::Implicit(config) => {
                 tcp.set_read_timeout(Some(GREETING_TIMEOUT))?;
                 tcp.set_write_timeout(Some(GREETING_TIMEOUT))?;
-                let (tls, version) =
-                    tls::connect(config, host_name, tcp).map_err(|e| HostError {
-                        text: e.to_string(),
-                        tls_failed: true,
-                        permanent: false,
-                    })?;
+                let (tls, version) = tls::connect(config, host_name, tcp)
+                    .map_err(|e| HostError::Tls(e.to_string()))?;
                 (MaybeTls::Tls(Box::new(tls)), Some(version))
             }
             _ => (MaybeTls::Plain(tcp), None),
@@ -212,13 +220,15 @@ impl SmtpClient {
         };
         let greeting = client.read_reply(GREETING_TIMEOUT)?;
         if greeting.code != 220 {
-            return Err(HostError::from_reply("greeting", &greeting));
+            return Err(HostError::refused("greeting", greeting));
         }
         client.ehlo(&options.helo_name)?;
         let starttls_config = match &options.tls {
             TlsMode::Required(config) => {
                 if !client.ext.starttls {
-                    return Err(HostError::new("STARTTLS required but not offered"));
+                    return Err(HostError::Tls(
+                        "STARTTLS required but not offered".to_string(),
+                    ));
                 }
                 Some(config)
             }
@@ -231,8 +241,8 @@ impl SmtpClient {
         }
         if let Some((user, password)) = &options.auth {
             if client.tls_version.is_none() && !matches!(options.tls, TlsMode::None) {
-                return Err(HostError::new(
-                    "refusing to send AUTH over a clear-text connection",
+                return Err(HostError::Protocol(
+                    "refusing to send AUTH over a clear-text connection".to_string(),
                 ));
             }
             client.authenticate(user, password)?;
@@ -247,12 +257,12 @@ impl SmtpClient {
             return Ok(());
         }
         if reply.code == 421 {
-            return Err(HostError::from_reply("EHLO", &reply));
+            return Err(HostError::refused("EHLO", reply));
         }
         // RFC 5321 3.2: a server that does not know EHLO gets HELO.
         let reply = self.command(&format!("HELO {name}"), COMMAND_TIMEOUT)?;
         if reply.code != 250 {
-            return Err(HostError::from_reply("HELO", &reply));
+            return Err(HostError::refused("HELO", reply));
         }
         self.ext = Extensions::default();
         Ok(())
@@ -261,26 +271,24 @@ impl SmtpClient {
     fn starttls(&mut self, config: &Arc<ClientConfig>, host_name: &str) -> Result<(), HostError> {
         let reply = self.command("STARTTLS", COMMAND_TIMEOUT)?;
         if reply.code != 220 {
-            return Err(HostError {
-                tls_failed: true,
-                ..HostError::from_reply("STARTTLS", &reply)
-            });
+            return Err(HostError::Tls(format!("STARTTLS: {}", reply.text())));
         }
         if !self.input.is_empty() {
             // RFC 3207 5: nothing may come between the 220 and the handshake.
-            return Err(HostError::new("server sent data after its STARTTLS reply"));
+            return Err(HostError::Protocol(
+                "server sent data after its STARTTLS reply".to_string(),
+            ));
         }
         // The TCP socket moves into the TLS stream; a duplicate of it holds
         // its place until then.
         let placeholder = MaybeTls::Plain(self.stream.tcp().try_clone()?);
         let MaybeTls::Plain(tcp) = std::mem::replace(&mut self.stream, placeholder) else {
-            return Err(HostError::new("STARTTLS on a TLS connection"));
+            return Err(HostError::Protocol(
+                "STARTTLS on a TLS connection".to_string(),
+            ));
         };
-        let (tls, version) = tls::connect(config, host_name, tcp).map_err(|e| HostError {
-            text: e.to_string(),
-            tls_failed: true,
-            permanent: false,
-        })?;
+        let (tls, version) =
+            tls::connect(config, host_name, tcp).map_err(|e| HostError::Tls(e.to_string()))?;
         self.stream = MaybeTls::Tls(Box::new(tls));
         self.tls_version = Some(version);
         Ok(())
@@ -295,23 +303,22 @@ impl SmtpClient {
         } else if self.ext.auth.iter().any(|m| m == "LOGIN") {
             let reply = self.command("AUTH LOGIN", COMMAND_TIMEOUT)?;
             if reply.code != 334 {
-                return Err(HostError::from_reply("AUTH LOGIN", &reply));
+                return Err(HostError::refused("AUTH LOGIN", reply));
             }
             let reply = self.command_secret(&base64::encode(user.as_bytes()), "<user>")?;
             if reply.code != 334 {
-                return Err(HostError::from_reply("AUTH LOGIN", &reply));
+                return Err(HostError::refused("AUTH LOGIN", reply));
             }
             self.command_secret(&base64::encode(password.as_bytes()), "<secret>")?
         } else {
-            return Err(HostError::new("server offers no AUTH PLAIN or LOGIN"));
+            return Err(HostError::Protocol(
+                "server offers no AUTH PLAIN or LOGIN".to_string(),
+            ));
         };
         if reply.code == 235 {
             Ok(())
         } else {
-            Err(HostError {
-                permanent: false,
-                ..HostError::from_reply("AUTH", &reply)
-            })
+            Err(HostError::refused("AUTH", reply))
         }
     }
 
@@ -340,7 +347,7 @@ impl SmtpClient {
         }
         let reply = self.command(&mail, COMMAND_TIMEOUT)?;
         if reply.code == 421 {
-            return Err(HostError::from_reply("MAIL", &reply));
+            return Err(HostError::refused("MAIL", reply));
         }
         if reply.code != 250 {
             let outcome = Outcome::from_reply(&reply);
@@ -351,7 +358,7 @@ impl SmtpClient {
         for recipient in message.recipients {
             let reply = self.command(&format!("RCPT TO:<{recipient}>"), COMMAND_TIMEOUT)?;
             if reply.code == 421 {
-                return Err(HostError::from_reply("RCPT", &reply));
+                return Err(HostError::refused("RCPT", reply));
             }
             outcomes.push(if reply.code == 250 || reply.code == 251 {
                 None
@@ -366,7 +373,7 @@ impl SmtpClient {
         let reply = self.command("DATA", DATA_INIT_TIMEOUT)?;
         if reply.code != 354 {
             if reply.code == 421 {
-                return Err(HostError::from_reply("DATA", &reply));
+                return Err(HostError::refused("DATA", reply));
             }
             let outcome = Outcome::from_reply(&reply);
             self.reset()?;
@@ -385,7 +392,7 @@ impl SmtpClient {
         }
         let reply = self.read_reply(DATA_END_TIMEOUT)?;
         if reply.code == 421 {
-            return Err(HostError::from_reply("end of data", &reply));
+            return Err(HostError::refused("end of data", reply));
         }
         let outcome = Outcome::from_reply(&reply);
         Ok(outcomes
@@ -400,7 +407,7 @@ impl SmtpClient {
         if reply.code == 250 {
             Ok(())
         } else {
-            Err(HostError::from_reply("RSET", &reply))
+            Err(HostError::refused("RSET", reply))
         }
     }
 
@@ -438,7 +445,7 @@ impl SmtpClient {
         loop {
             let line = self.read_line()?;
             let bad = || {
-                HostError::new(format!(
+                HostError::Protocol(format!(
                     "malformed reply from {}: {:?}",
                     self.relay,
                     String::from_utf8_lossy(&line)
@@ -468,7 +475,7 @@ impl SmtpClient {
                 return Ok(ServerReply { code, lines });
             }
             if lines.len() >= MAX_REPLY_LINES {
-                return Err(HostError::new("reply with too many lines"));
+                return Err(HostError::Protocol("reply with too many lines".to_string()));
             }
         }
     }
@@ -485,12 +492,14 @@ impl SmtpClient {
                 return Ok(line);
             }
             if self.input.len() > MAX_REPLY_LINE {
-                return Err(HostError::new("reply line too long"));
+                return Err(HostError::Protocol("reply line too long".to_string()));
             }
             let mut buf = [0u8; 4096];
             let n = self.stream.read(&mut buf)?;
             if n == 0 {
-                return Err(HostError::new("connection closed by server"));
+                return Err(HostError::Connect(
+                    "connection closed by server".to_string(),
+                ));
             }
             self.input.extend_from_slice(&buf[..n]);
         }

@@ -81,7 +81,7 @@ impl RemoteDelivery {
                         target.addr.port(),
                         e
                     );
-                    last_error = format!("4.4.1 {}", e.text);
+                    last_error = format!("4.4.1 {e}");
                     continue;
                 }
             };
@@ -94,7 +94,7 @@ impl RemoteDelivery {
                         }
                         Err(e) => {
                             log::info!("{}: {}", client.relay, e);
-                            last_error = format!("4.4.2 {} : {}", client.relay, e.text);
+                            last_error = format!("4.4.2 {} : {e}", client.relay);
                             break;
                         }
                     }
@@ -193,13 +193,13 @@ impl RemoteDelivery {
             MxTls::Require => TlsMode::Required(Arc::clone(&self.tls.verified)),
         };
         match SmtpClient::connect(target.addr, &target.name, &options) {
-            Err(e) if e.tls_failed && config.mx_tls == MxTls::Opportunistic => {
+            Err(e @ HostError::Tls(_)) if config.mx_tls == MxTls::Opportunistic => {
                 log::warn!(
                     "{}[{}]:{}: {}; sending in clear text",
                     target.name,
                     target.addr.ip(),
                     target.addr.port(),
-                    e.text
+                    e
                 );
                 options.tls = TlsMode::None;
                 SmtpClient::connect(target.addr, &target.name, &options)
@@ -212,11 +212,7 @@ impl RemoteDelivery {
         let mut text = self
             .spool
             .open_message(&item.id, item.size)
-            .map_err(|e| HostError {
-                text: e.to_string(),
-                tls_failed: false,
-                permanent: false,
-            })?;
+            .map_err(|e| HostError::Local(e.to_string()))?;
         let recipients: Vec<String> = item.recipients.iter().map(|(_, r)| r.to_string()).collect();
         let message = Outgoing {
             sender: &item.sender,
