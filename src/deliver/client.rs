@@ -2,6 +2,8 @@
 //! EHLO (HELO if refused), STARTTLS (RFC 3207) or implicit TLS (RFC 8314),
 //! AUTH PLAIN or LOGIN (RFC 4954), then MAIL, one RCPT per recipient with
 //! its own outcome, DATA with dot-stuffing and CRLF line ends, QUIT.
+//! The session runs over any [`RelayStream`]: a TCP connection in
+//! production, a scripted server in the tests.
 
 use std::fmt;
 use std::io::{self, BufWriter, Read, Write};
@@ -177,9 +179,62 @@ pub struct Outgoing<'a> {
     pub size: u64,
 }
 
+/// What the client talks over: a TCP connection that can start TLS
+/// ([`MaybeTls`]), or a scripted server in tests.
+pub trait RelayStream: Read + Write {
+    fn set_read_timeout(&self, timeout: Duration) -> io::Result<()>;
+    fn set_write_timeout(&self, timeout: Duration) -> io::Result<()>;
+    /// Runs the TLS handshake as a client of `host_name` (after STARTTLS,
+    /// or first of all for implicit TLS); returns the TLS version, e.g.
+    /// `TLSv1.3`.
+    fn start_tls(
+        &mut self,
+        config: &Arc<ClientConfig>,
+        host_name: &str,
+    ) -> Result<String, HostError>;
+    /// Ends the connection: a TLS close_notify, nothing for clear text.
+    fn close(&mut self);
+}
+
+impl RelayStream for MaybeTls {
+    fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
+        self.tcp().set_read_timeout(Some(timeout))
+    }
+
+    fn set_write_timeout(&self, timeout: Duration) -> io::Result<()> {
+        self.tcp().set_write_timeout(Some(timeout))
+    }
+
+    fn start_tls(
+        &mut self,
+        config: &Arc<ClientConfig>,
+        host_name: &str,
+    ) -> Result<String, HostError> {
+        if self.is_tls() {
+            return Err(HostError::Protocol(
+                "STARTTLS on a TLS connection".to_string(),
+            ));
+        }
+        // The TCP socket moves into the TLS stream; a duplicate of it holds
+        // its place until then.
+        let placeholder = MaybeTls::Plain(self.tcp().try_clone()?);
+        let MaybeTls::Plain(tcp) = std::mem::replace(self, placeholder) else {
+            unreachable!("checked above: not TLS yet");
+        };
+        let (tls, version) =
+            tls::connect(config, host_name, tcp).map_err(|e| HostError::Tls(e.to_string()))?;
+        *self = MaybeTls::Tls(Box::new(tls));
+        Ok(version)
+    }
+
+    fn close(&mut self) {
+        MaybeTls::close(self);
+    }
+}
+
 /// An open session with a server, ready for MAIL.
-pub struct SmtpClient {
-    stream: MaybeTls,
+pub struct SmtpClient<S = MaybeTls> {
+    stream: S,
     input: Vec<u8>,
     ext: Extensions,
     /// The negotiated TLS version, e.g. `TLSv1.3`; `None` for clear text.
@@ -189,8 +244,8 @@ pub struct SmtpClient {
 }
 
 impl SmtpClient {
-    /// Connects to `addr` (the server `host_name`), reads the greeting, says
-    /// EHLO, secures the connection as `options.tls` asks, and authenticates.
+    /// Connects to `addr` (the server `host_name`) and opens the session
+    /// there ([`SmtpClient::start`]).
     pub fn connect(
         addr: SocketAddr,
         host_name: &str,
@@ -201,16 +256,28 @@ impl SmtpClient {
             HostError::Connect(format!("connect to {relay}: {}", HostError::from(e)))
         })?;
         let _ = tcp.set_nodelay(true);
-        let (stream, tls_version) = match &options.tls {
-            TlsMode::Implicit(config) => {
-                tcp.set_read_timeout(Some(GREETING_TIMEOUT))?;
-                tcp.set_write_timeout(Some(GREETING_TIMEOUT))?;
-                let (tls, version) = tls::connect(config, host_name, tcp)
-                    .map_err(|e| HostError::Tls(e.to_string()))?;
-                (MaybeTls::Tls(Box::new(tls)), Some(version))
-            }
-            _ => (MaybeTls::Plain(tcp), None),
-        };
+        SmtpClient::start(MaybeTls::Plain(tcp), host_name, relay, options)
+    }
+}
+
+impl<S: RelayStream> SmtpClient<S> {
+    /// Opens a session over `stream`, connected to the server `host_name`
+    /// (`relay` in the logs): TLS first if `options.tls` is implicit, then
+    /// reads the greeting, says EHLO, secures the connection as
+    /// `options.tls` asks, and authenticates.
+    pub fn start(
+        mut stream: S,
+        host_name: &str,
+        relay: String,
+        options: &ClientOptions,
+    ) -> Result<SmtpClient<S>, HostError> {
+        let mut tls_version = None;
+        if let TlsMode::Implicit(config) = &options.tls {
+            // RFC 8314 3.3: TLS from the first byte, before the greeting.
+            stream.set_read_timeout(GREETING_TIMEOUT)?;
+            stream.set_write_timeout(GREETING_TIMEOUT)?;
+            tls_version = Some(stream.start_tls(config, host_name)?);
+        }
         let mut client = SmtpClient {
             stream,
             input: Vec::new(),
@@ -237,6 +304,7 @@ impl SmtpClient {
         };
         if let Some(config) = starttls_config {
             client.starttls(config, host_name)?;
+            // RFC 3207 4.2: what the server offered before TLS is forgotten.
             client.ehlo(&options.helo_name)?;
         }
         if let Some((user, password)) = &options.auth {
@@ -279,18 +347,7 @@ impl SmtpClient {
                 "server sent data after its STARTTLS reply".to_string(),
             ));
         }
-        // The TCP socket moves into the TLS stream; a duplicate of it holds
-        // its place until then.
-        let placeholder = MaybeTls::Plain(self.stream.tcp().try_clone()?);
-        let MaybeTls::Plain(tcp) = std::mem::replace(&mut self.stream, placeholder) else {
-            return Err(HostError::Protocol(
-                "STARTTLS on a TLS connection".to_string(),
-            ));
-        };
-        let (tls, version) =
-            tls::connect(config, host_name, tcp).map_err(|e| HostError::Tls(e.to_string()))?;
-        self.stream = MaybeTls::Tls(Box::new(tls));
-        self.tls_version = Some(version);
+        self.tls_version = Some(self.stream.start_tls(config, host_name)?);
         Ok(())
     }
 
@@ -382,9 +439,7 @@ impl SmtpClient {
                 .map(|o| o.unwrap_or_else(|| outcome.clone()))
                 .collect());
         }
-        self.stream
-            .tcp()
-            .set_write_timeout(Some(DATA_BLOCK_TIMEOUT))?;
+        self.stream.set_write_timeout(DATA_BLOCK_TIMEOUT)?;
         {
             let mut out = BufWriter::with_capacity(64 * 1024, &mut self.stream);
             write_dot_stuffed(text, &mut out)?;
@@ -432,7 +487,7 @@ impl SmtpClient {
         timeout: Duration,
     ) -> Result<ServerReply, HostError> {
         log::trace!("{} <- {shown}", self.relay);
-        self.stream.tcp().set_write_timeout(Some(timeout))?;
+        self.stream.set_write_timeout(timeout)?;
         self.stream.write_all(format!("{line}\r\n").as_bytes())?;
         self.stream.flush()?;
         self.read_reply(timeout)
@@ -440,7 +495,7 @@ impl SmtpClient {
 
     /// One reply, all its lines (RFC 5321 4.2.1).
     fn read_reply(&mut self, timeout: Duration) -> Result<ServerReply, HostError> {
-        self.stream.tcp().set_read_timeout(Some(timeout))?;
+        self.stream.set_read_timeout(timeout)?;
         let mut lines = Vec::new();
         loop {
             let line = self.read_line()?;
