@@ -193,7 +193,7 @@ impl RemoteDelivery {
             MxTls::Require => TlsMode::Required(Arc::clone(&self.tls.verified)),
         };
         match SmtpClient::connect(target.addr, &target.name, &options) {
-            Err(e @ HostError::Tls(_)) if config.mx_tls == MxTls::Opportunistic => {
+            Err(e) if options.tls.falls_back_to_clear(&e) => {
                 log::warn!(
                     "{}[{}]:{}: {}; sending in clear text",
                     target.name,
