@@ -149,38 +149,9 @@ fn from_hex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// RFC 4648 base64 decoding, for AUTH responses; `None` for bad input.
-pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    let trimmed = text.trim_end_matches('=');
-    if !text.len().is_multiple_of(4) || text.len() - trimmed.len() > 2 {
-        return None;
-    }
-    for c in trimmed.bytes() {
-        let value = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(value);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deliver::client::base64;
 
     #[test]
     fn hash_lines_verify_and_salts_differ() {
@@ -238,22 +209,5 @@ mod tests {
                 path.display()
             )
         );
-    }
-
-    #[test]
-    fn base64_round_trip() {
-        for input in [
-            &b""[..],
-            b"f",
-            b"fo",
-            b"foo",
-            b"\0box\0s3cret",
-            &[0xff, 0xfe, 0x00],
-        ] {
-            assert_eq!(base64_decode(&base64(input)).as_deref(), Some(input));
-        }
-        assert_eq!(base64_decode("Zm9v!"), None);
-        assert_eq!(base64_decode("Zm9"), None);
-        assert_eq!(base64_decode("Z==="), None);
     }
 }

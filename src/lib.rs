@@ -12,10 +12,12 @@
 //! line_error      file:line errors of the config, users, aliases and envelope files
 //! aliases         the aliases file; a recipient expanded through it
 //! auth            SMTP AUTH on the server side, the users file
+//! base64          RFC 4648 base64, both ways (AUTH on either side)
 //! smtp/           the protocol without I/O
 //!   command         a command line -> Command, or the reply to a bad one
 //!   address         RFC 5321 paths and mailboxes
 //!   reply           every reply the server sends
+//!   status          RFC 3463 enhanced status codes
 //!   session         the server state machine: line in, reply and action out
 //!   data            DATA: dot-unstuffing, end of data, the checks on a message
 //! server/         the I/O around the state machine
@@ -30,7 +32,7 @@
 //!   runner          what is due, retries with backoff, jobs for the workers
 //!   local           delivery into a Maildir
 //!   remote          SMTP to the smarthost or the MX hosts, host after host
-//!   client          the SMTP client
+//!   client          the SMTP client, over any stream (tested against a script)
 //!   bounce          RFC 3464 delivery status notifications
 //! dns/            DNS wire format and the stub resolver (MX, A, AAAA)
 //! tls             rustls server and client configs
@@ -44,6 +46,7 @@
 
 pub mod aliases;
 pub mod auth;
+pub mod base64;
 pub mod config;
 pub mod daemon;
 pub mod deliver;

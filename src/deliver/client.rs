@@ -2,6 +2,8 @@
 //! EHLO (HELO if refused), STARTTLS (RFC 3207) or implicit TLS (RFC 8314),
 //! AUTH PLAIN or LOGIN (RFC 4954), then MAIL, one RCPT per recipient with
 //! its own outcome, DATA with dot-stuffing and CRLF line ends, QUIT.
+//! The session runs over any [`RelayStream`]: a TCP connection in
+//! production, a scripted server in the tests.
 
 use std::fmt;
 use std::io::{self, BufWriter, Read, Write};
@@ -12,6 +14,7 @@ use std::time::Duration;
 use rustls::ClientConfig;
 
 use super::Outcome;
+use crate::base64;
 use crate::smtp::status::Status;
 use crate::spool::queue::Failure;
 use crate::tls::{self, MaybeTls};
@@ -46,12 +49,23 @@ pub enum TlsMode {
     /// Clear text; STARTTLS is not tried.
     None,
     /// STARTTLS when offered; without it, clear text. The caller retries in
-    /// clear text when the handshake fails.
+    /// clear text when the handshake fails ([`TlsMode::falls_back_to_clear`]).
     Opportunistic(Arc<ClientConfig>),
     /// STARTTLS, or no delivery.
     Required(Arc<ClientConfig>),
     /// TLS from the first byte (RFC 8314).
     Implicit(Arc<ClientConfig>),
+}
+
+impl TlsMode {
+    /// Whether a server that failed with `error` in this mode is to be
+    /// tried again at once in clear text: only when TLS was opportunistic
+    /// and TLS itself failed (STARTTLS refused, a failed handshake), as
+    /// opportunistic security would rather send in clear than not at all
+    /// (RFC 7435 3).
+    pub fn falls_back_to_clear(&self, error: &HostError) -> bool {
+        matches!(self, TlsMode::Opportunistic(_)) && matches!(error, HostError::Tls(_))
+    }
 }
 
 /// Everything needed to open a session with one server.
@@ -65,48 +79,59 @@ pub struct ClientOptions {
     pub auth: Option<(String, String)>,
 }
 
-/// Why a server could not be used; the caller tries the next one.
+/// Why a server could not be used; the caller tries the next one. The text
+/// shown (`greeting: 554 5.7.1 go away`, `timed out`) goes into the logs and
+/// the deferral reason stored with the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostError {
-    pub text: String,
-    /// The TLS handshake failed (an opportunistic sender may retry in clear).
-    pub tls_failed: bool,
-    /// The server refused for good (5xx greeting or EHLO/HELO, AUTH refused).
-    pub permanent: bool,
+pub enum HostError {
+    /// The connection failed: refused, timed out, closed by the server.
+    Connect(String),
+    /// No TLS could be had: the handshake failed, the server refused
+    /// STARTTLS, or did not offer it when it was required. An opportunistic
+    /// sender may retry in clear text.
+    Tls(String),
+    /// The server refused at `stage` (`greeting`, `EHLO`, `AUTH`, `MAIL`
+    /// with 421...).
+    Refused {
+        stage: &'static str,
+        reply: ServerReply,
+    },
+    /// The server broke the protocol (a malformed or overlong reply, data
+    /// after its STARTTLS reply), or the session cannot go on as configured
+    /// (no usable AUTH mechanism, AUTH over clear text).
+    Protocol(String),
+    /// A failure on our side, such as a message that cannot be read from
+    /// the spool.
+    Local(String),
 }
 
 impl HostError {
-    fn new(text: impl Into<String>) -> HostError {
-        HostError {
-            text: text.into(),
-            tls_failed: false,
-            permanent: false,
-        }
-    }
-
-    fn from_reply(what: &str, reply: &ServerReply) -> HostError {
-        HostError {
-            text: format!("{what}: {}", reply.text()),
-            tls_failed: false,
-            permanent: (500..600).contains(&reply.code),
-        }
+    fn refused(stage: &'static str, reply: ServerReply) -> HostError {
+        HostError::Refused { stage, reply }
     }
 }
 
 impl fmt::Display for HostError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        match self {
+            HostError::Connect(text)
+            | HostError::Tls(text)
+            | HostError::Protocol(text)
+            | HostError::Local(text) => f.write_str(text),
+            HostError::Refused { stage, reply } => write!(f, "{stage}: {}", reply.text()),
+        }
     }
 }
 
+impl std::error::Error for HostError {}
+
 impl From<io::Error> for HostError {
     fn from(e: io::Error) -> HostError {
-        let text = match e.kind() {
+        HostError::Connect(match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => "timed out".to_string(),
             io::ErrorKind::UnexpectedEof => "connection closed by server".to_string(),
             _ => e.to_string(),
-        };
-        HostError::new(text)
+        })
     }
 }
 
@@ -171,9 +196,62 @@ pub struct Outgoing<'a> {
     pub size: u64,
 }
 
+/// What the client talks over: a TCP connection that can start TLS
+/// ([`MaybeTls`]), or a scripted server in tests.
+pub trait RelayStream: Read + Write {
+    fn set_read_timeout(&self, timeout: Duration) -> io::Result<()>;
+    fn set_write_timeout(&self, timeout: Duration) -> io::Result<()>;
+    /// Runs the TLS handshake as a client of `host_name` (after STARTTLS,
+    /// or first of all for implicit TLS); returns the TLS version, e.g.
+    /// `TLSv1.3`.
+    fn start_tls(
+        &mut self,
+        config: &Arc<ClientConfig>,
+        host_name: &str,
+    ) -> Result<String, HostError>;
+    /// Ends the connection: a TLS close_notify, nothing for clear text.
+    fn close(&mut self);
+}
+
+impl RelayStream for MaybeTls {
+    fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
+        self.tcp().set_read_timeout(Some(timeout))
+    }
+
+    fn set_write_timeout(&self, timeout: Duration) -> io::Result<()> {
+        self.tcp().set_write_timeout(Some(timeout))
+    }
+
+    fn start_tls(
+        &mut self,
+        config: &Arc<ClientConfig>,
+        host_name: &str,
+    ) -> Result<String, HostError> {
+        if self.is_tls() {
+            return Err(HostError::Protocol(
+                "STARTTLS on a TLS connection".to_string(),
+            ));
+        }
+        // The TCP socket moves into the TLS stream; a duplicate of it holds
+        // its place until then.
+        let placeholder = MaybeTls::Plain(self.tcp().try_clone()?);
+        let MaybeTls::Plain(tcp) = std::mem::replace(self, placeholder) else {
+            unreachable!("checked above: not TLS yet");
+        };
+        let (tls, version) =
+            tls::connect(config, host_name, tcp).map_err(|e| HostError::Tls(e.to_string()))?;
+        *self = MaybeTls::Tls(Box::new(tls));
+        Ok(version)
+    }
+
+    fn close(&mut self) {
+        MaybeTls::close(self);
+    }
+}
+
 /// An open session with a server, ready for MAIL.
-pub struct SmtpClient {
-    stream: MaybeTls,
+pub struct SmtpClient<S = MaybeTls> {
+    stream: S,
     input: Vec<u8>,
     ext: Extensions,
     /// The negotiated TLS version, e.g. `TLSv1.3`; `None` for clear text.
@@ -183,31 +261,40 @@ pub struct SmtpClient {
 }
 
 impl SmtpClient {
-    /// Connects to `addr` (the server `host_name`), reads the greeting, says
-    /// EHLO, secures the connection as `options.tls` asks, and authenticates.
+    /// Connects to `addr` (the server `host_name`) and opens the session
+    /// there ([`SmtpClient::start`]).
     pub fn connect(
         addr: SocketAddr,
         host_name: &str,
         options: &ClientOptions,
     ) -> Result<SmtpClient, HostError> {
         let relay = format!("{host_name}[{}]:{}", addr.ip(), addr.port());
-        let tcp = TcpStream::connect_timeout(&addr, options.connect_timeout)
-            .map_err(|e| HostError::new(format!("connect to {relay}: {}", HostError::from(e))))?;
+        let tcp = TcpStream::connect_timeout(&addr, options.connect_timeout).map_err(|e| {
+            HostError::Connect(format!("connect to {relay}: {}", HostError::from(e)))
+        })?;
         let _ = tcp.set_nodelay(true);
-        let (stream, tls_version) = match &options.tls {
-            TlsMode::Implicit(config) => {
-                tcp.set_read_timeout(Some(GREETING_TIMEOUT))?;
-                tcp.set_write_timeout(Some(GREETING_TIMEOUT))?;
-                let (tls, version) =
-                    tls::connect(config, host_name, tcp).map_err(|e| HostError {
-                        text: e.to_string(),
-                        tls_failed: true,
-                        permanent: false,
-                    })?;
-                (MaybeTls::Tls(Box::new(tls)), Some(version))
-            }
-            _ => (MaybeTls::Plain(tcp), None),
-        };
+        SmtpClient::start(MaybeTls::Plain(tcp), host_name, relay, options)
+    }
+}
+
+impl<S: RelayStream> SmtpClient<S> {
+    /// Opens a session over `stream`, connected to the server `host_name`
+    /// (`relay` in the logs): TLS first if `options.tls` is implicit, then
+    /// reads the greeting, says EHLO, secures the connection as
+    /// `options.tls` asks, and authenticates.
+    pub fn start(
+        mut stream: S,
+        host_name: &str,
+        relay: String,
+        options: &ClientOptions,
+    ) -> Result<SmtpClient<S>, HostError> {
+        let mut tls_version = None;
+        if let TlsMode::Implicit(config) = &options.tls {
+            // RFC 8314 3.3: TLS from the first byte, before the greeting.
+            stream.set_read_timeout(GREETING_TIMEOUT)?;
+            stream.set_write_timeout(GREETING_TIMEOUT)?;
+            tls_version = Some(stream.start_tls(config, host_name)?);
+        }
         let mut client = SmtpClient {
             stream,
             input: Vec::new(),
@@ -217,13 +304,15 @@ impl SmtpClient {
         };
         let greeting = client.read_reply(GREETING_TIMEOUT)?;
         if greeting.code != 220 {
-            return Err(HostError::from_reply("greeting", &greeting));
+            return Err(HostError::refused("greeting", greeting));
         }
         client.ehlo(&options.helo_name)?;
         let starttls_config = match &options.tls {
             TlsMode::Required(config) => {
                 if !client.ext.starttls {
-                    return Err(HostError::new("STARTTLS required but not offered"));
+                    return Err(HostError::Tls(
+                        "STARTTLS required but not offered".to_string(),
+                    ));
                 }
                 Some(config)
             }
@@ -232,12 +321,13 @@ impl SmtpClient {
         };
         if let Some(config) = starttls_config {
             client.starttls(config, host_name)?;
+            // RFC 3207 4.2: what the server offered before TLS is forgotten.
             client.ehlo(&options.helo_name)?;
         }
         if let Some((user, password)) = &options.auth {
             if client.tls_version.is_none() && !matches!(options.tls, TlsMode::None) {
-                return Err(HostError::new(
-                    "refusing to send AUTH over a clear-text connection",
+                return Err(HostError::Protocol(
+                    "refusing to send AUTH over a clear-text connection".to_string(),
                 ));
             }
             client.authenticate(user, password)?;
@@ -252,12 +342,12 @@ impl SmtpClient {
             return Ok(());
         }
         if reply.code == 421 {
-            return Err(HostError::from_reply("EHLO", &reply));
+            return Err(HostError::refused("EHLO", reply));
         }
         // RFC 5321 3.2: a server that does not know EHLO gets HELO.
         let reply = self.command(&format!("HELO {name}"), COMMAND_TIMEOUT)?;
         if reply.code != 250 {
-            return Err(HostError::from_reply("HELO", &reply));
+            return Err(HostError::refused("HELO", reply));
         }
         self.ext = Extensions::default();
         Ok(())
@@ -266,28 +356,15 @@ impl SmtpClient {
     fn starttls(&mut self, config: &Arc<ClientConfig>, host_name: &str) -> Result<(), HostError> {
         let reply = self.command("STARTTLS", COMMAND_TIMEOUT)?;
         if reply.code != 220 {
-            return Err(HostError {
-                tls_failed: true,
-                ..HostError::from_reply("STARTTLS", &reply)
-            });
+            return Err(HostError::Tls(format!("STARTTLS: {}", reply.text())));
         }
         if !self.input.is_empty() {
             // RFC 3207 5: nothing may come between the 220 and the handshake.
-            return Err(HostError::new("server sent data after its STARTTLS reply"));
+            return Err(HostError::Protocol(
+                "server sent data after its STARTTLS reply".to_string(),
+            ));
         }
-        // The TCP socket moves into the TLS stream; a duplicate of it holds
-        // its place until then.
-        let placeholder = MaybeTls::Plain(self.stream.tcp().try_clone()?);
-        let MaybeTls::Plain(tcp) = std::mem::replace(&mut self.stream, placeholder) else {
-            return Err(HostError::new("STARTTLS on a TLS connection"));
-        };
-        let (tls, version) = tls::connect(config, host_name, tcp).map_err(|e| HostError {
-            text: e.to_string(),
-            tls_failed: true,
-            permanent: false,
-        })?;
-        self.stream = MaybeTls::Tls(Box::new(tls));
-        self.tls_version = Some(version);
+        self.tls_version = Some(self.stream.start_tls(config, host_name)?);
         Ok(())
     }
 
@@ -295,28 +372,27 @@ impl SmtpClient {
     /// message's fault: the caller defers rather than bounces.
     fn authenticate(&mut self, user: &str, password: &str) -> Result<(), HostError> {
         let reply = if self.ext.auth.iter().any(|m| m == "PLAIN") {
-            let token = base64(format!("\0{user}\0{password}").as_bytes());
+            let token = base64::encode(format!("\0{user}\0{password}").as_bytes());
             self.command_secret(&format!("AUTH PLAIN {token}"), "AUTH PLAIN <secret>")?
         } else if self.ext.auth.iter().any(|m| m == "LOGIN") {
             let reply = self.command("AUTH LOGIN", COMMAND_TIMEOUT)?;
             if reply.code != 334 {
-                return Err(HostError::from_reply("AUTH LOGIN", &reply));
+                return Err(HostError::refused("AUTH LOGIN", reply));
             }
-            let reply = self.command_secret(&base64(user.as_bytes()), "<user>")?;
+            let reply = self.command_secret(&base64::encode(user.as_bytes()), "<user>")?;
             if reply.code != 334 {
-                return Err(HostError::from_reply("AUTH LOGIN", &reply));
+                return Err(HostError::refused("AUTH LOGIN", reply));
             }
-            self.command_secret(&base64(password.as_bytes()), "<secret>")?
+            self.command_secret(&base64::encode(password.as_bytes()), "<secret>")?
         } else {
-            return Err(HostError::new("server offers no AUTH PLAIN or LOGIN"));
+            return Err(HostError::Protocol(
+                "server offers no AUTH PLAIN or LOGIN".to_string(),
+            ));
         };
         if reply.code == 235 {
             Ok(())
         } else {
-            Err(HostError {
-                permanent: false,
-                ..HostError::from_reply("AUTH", &reply)
-            })
+            Err(HostError::refused("AUTH", reply))
         }
     }
 
@@ -349,7 +425,7 @@ impl SmtpClient {
         }
         let reply = self.command(&mail, COMMAND_TIMEOUT)?;
         if reply.code == 421 {
-            return Err(HostError::from_reply("MAIL", &reply));
+            return Err(HostError::refused("MAIL", reply));
         }
         if reply.code != 250 {
             let outcome = Outcome::from_reply(&reply);
@@ -360,7 +436,7 @@ impl SmtpClient {
         for recipient in message.recipients {
             let reply = self.command(&format!("RCPT TO:<{recipient}>"), COMMAND_TIMEOUT)?;
             if reply.code == 421 {
-                return Err(HostError::from_reply("RCPT", &reply));
+                return Err(HostError::refused("RCPT", reply));
             }
             outcomes.push(if reply.code == 250 || reply.code == 251 {
                 None
@@ -375,7 +451,7 @@ impl SmtpClient {
         let reply = self.command("DATA", DATA_INIT_TIMEOUT)?;
         if reply.code != 354 {
             if reply.code == 421 {
-                return Err(HostError::from_reply("DATA", &reply));
+                return Err(HostError::refused("DATA", reply));
             }
             let outcome = Outcome::from_reply(&reply);
             self.reset()?;
@@ -384,9 +460,7 @@ impl SmtpClient {
                 .map(|o| o.unwrap_or_else(|| outcome.clone()))
                 .collect());
         }
-        self.stream
-            .tcp()
-            .set_write_timeout(Some(DATA_BLOCK_TIMEOUT))?;
+        self.stream.set_write_timeout(DATA_BLOCK_TIMEOUT)?;
         {
             let mut out = BufWriter::with_capacity(64 * 1024, &mut self.stream);
             write_dot_stuffed(text, &mut out)?;
@@ -394,7 +468,7 @@ impl SmtpClient {
         }
         let reply = self.read_reply(DATA_END_TIMEOUT)?;
         if reply.code == 421 {
-            return Err(HostError::from_reply("end of data", &reply));
+            return Err(HostError::refused("end of data", reply));
         }
         let outcome = Outcome::from_reply(&reply);
         Ok(outcomes
@@ -409,7 +483,7 @@ impl SmtpClient {
         if reply.code == 250 {
             Ok(())
         } else {
-            Err(HostError::from_reply("RSET", &reply))
+            Err(HostError::refused("RSET", reply))
         }
     }
 
@@ -434,7 +508,7 @@ impl SmtpClient {
         timeout: Duration,
     ) -> Result<ServerReply, HostError> {
         log::trace!("{} <- {shown}", self.relay);
-        self.stream.tcp().set_write_timeout(Some(timeout))?;
+        self.stream.set_write_timeout(timeout)?;
         self.stream.write_all(format!("{line}\r\n").as_bytes())?;
         self.stream.flush()?;
         self.read_reply(timeout)
@@ -442,12 +516,12 @@ impl SmtpClient {
 
     /// One reply, all its lines (RFC 5321 4.2.1).
     fn read_reply(&mut self, timeout: Duration) -> Result<ServerReply, HostError> {
-        self.stream.tcp().set_read_timeout(Some(timeout))?;
+        self.stream.set_read_timeout(timeout)?;
         let mut lines = Vec::new();
         loop {
             let line = self.read_line()?;
             let bad = || {
-                HostError::new(format!(
+                HostError::Protocol(format!(
                     "malformed reply from {}: {:?}",
                     self.relay,
                     String::from_utf8_lossy(&line)
@@ -477,7 +551,7 @@ impl SmtpClient {
                 return Ok(ServerReply { code, lines });
             }
             if lines.len() >= MAX_REPLY_LINES {
-                return Err(HostError::new("reply with too many lines"));
+                return Err(HostError::Protocol("reply with too many lines".to_string()));
             }
         }
     }
@@ -494,12 +568,14 @@ impl SmtpClient {
                 return Ok(line);
             }
             if self.input.len() > MAX_REPLY_LINE {
-                return Err(HostError::new("reply line too long"));
+                return Err(HostError::Protocol("reply line too long".to_string()));
             }
             let mut buf = [0u8; 4096];
             let n = self.stream.read(&mut buf)?;
             if n == 0 {
-                return Err(HostError::new("connection closed by server"));
+                return Err(HostError::Connect(
+                    "connection closed by server".to_string(),
+                ));
             }
             self.input.extend_from_slice(&buf[..n]);
         }
@@ -549,28 +625,50 @@ pub fn write_dot_stuffed(text: &mut impl Read, out: &mut impl Write) -> io::Resu
     out.write_all(b".\r\n")
 }
 
-/// RFC 4648 base64, for AUTH.
-pub fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::VecDeque;
+
     use super::*;
+
+    /// An outcome with the status the reply's text gives.
+    fn failed(status: &str, text: &str) -> Outcome {
+        Outcome::Failed(Failure {
+            status: Status::parse(status).unwrap(),
+            text: text.into(),
+        })
+    }
+
+    fn deferred(status: &str, text: &str) -> Outcome {
+        Outcome::Deferred(Failure {
+            status: Status::parse(status).unwrap(),
+            text: text.into(),
+        })
+    }
+
+    #[test]
+    fn a_reply_without_an_enhanced_code_is_x_0_0() {
+        let reply = |code: u16, text: &str| ServerReply {
+            code,
+            lines: vec![text.to_string()],
+        };
+        assert_eq!(
+            Outcome::from_reply(&reply(550, "no such user")),
+            failed("5.0.0", "550 no such user")
+        );
+        assert_eq!(
+            Outcome::from_reply(&reply(451, "busy, 5.1.1 not meant")),
+            deferred("4.0.0", "451 busy, 5.1.1 not meant")
+        );
+        assert_eq!(
+            Outcome::from_reply(&reply(550, "5.7.1 go away")),
+            failed("5.7.1", "550 5.7.1 go away")
+        );
+        assert_eq!(
+            Outcome::from_reply(&reply(250, "2.0.0 Ok")),
+            Outcome::Delivered("250 2.0.0 Ok".into())
+        );
+    }
 
     fn stuffed(text: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -586,22 +684,6 @@ mod tests {
         assert_eq!(stuffed(b"no end"), b"no end\r\n.\r\n");
         assert_eq!(stuffed(b"bare\nlf\rcr\r"), b"bare\r\nlf\r\ncr\r\n.\r\n");
         assert_eq!(stuffed(b"x\n.\n"), b"x\r\n..\r\n.\r\n");
-    }
-
-    #[test]
-    fn base64_matches_rfc4648() {
-        for (input, expected) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(input.as_bytes()), expected);
-        }
-        assert_eq!(base64(b"\0user\0pass"), "AHVzZXIAcGFzcw==");
     }
 
     #[test]
@@ -621,5 +703,705 @@ mod tests {
         assert!(ext.starttls && ext.pipelining && ext.eight_bit_mime);
         assert_eq!(ext.size, Some(1000));
         assert_eq!(ext.auth, ["LOGIN", "PLAIN"]);
+    }
+
+    // The session against a scripted server, in the manner of chasquid's
+    // courier/fakeserver_test.go: a table of what the client must send,
+    // line by line, and what the server answers.
+
+    /// One step of a script.
+    #[derive(Debug)]
+    enum Step {
+        /// The client sends exactly this line (without its CRLF).
+        Sends(String),
+        /// The server answers with these octets, all in one read.
+        Replies(Vec<u8>),
+        /// The client starts TLS here and the handshake succeeds; the script
+        /// goes on in clear text so that it can be read.
+        Tls,
+        /// The client starts TLS here and the handshake fails.
+        TlsFails,
+        /// The client closes the connection.
+        Closes,
+    }
+
+    fn sends(line: &str) -> Step {
+        Step::Sends(line.to_string())
+    }
+
+    fn replies(octets: &str) -> Step {
+        Step::Replies(octets.as_bytes().to_vec())
+    }
+
+    /// A server that follows a script. A client that strays from it panics
+    /// the test at once; one that stops early panics it when the stream is
+    /// dropped. After the last step the server has closed the connection.
+    struct Scripted {
+        steps: VecDeque<Step>,
+        /// What the client wrote that is not a whole line yet.
+        written: Vec<u8>,
+    }
+
+    impl Scripted {
+        fn new(steps: Vec<Step>) -> Scripted {
+            Scripted {
+                steps: steps.into(),
+                written: Vec::new(),
+            }
+        }
+    }
+
+    impl Drop for Scripted {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                assert!(
+                    self.steps.is_empty(),
+                    "the client stopped before {:?}",
+                    self.steps
+                );
+                assert!(
+                    self.written.is_empty(),
+                    "the client left a part line: {:?}",
+                    String::from_utf8_lossy(&self.written)
+                );
+            }
+        }
+    }
+
+    impl Read for Scripted {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.steps.front_mut() {
+                None => Ok(0),
+                Some(Step::Replies(octets)) => {
+                    let n = octets.len().min(buf.len());
+                    buf[..n].copy_from_slice(&octets[..n]);
+                    octets.drain(..n);
+                    if octets.is_empty() {
+                        self.steps.pop_front();
+                    }
+                    Ok(n)
+                }
+                Some(step) => panic!("the client waits for a reply; the script expects {step:?}"),
+            }
+        }
+    }
+
+    impl Write for Scripted {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.written.extend_from_slice(buf);
+            while let Some(pos) = self.written.windows(2).position(|w| w == b"\r\n") {
+                let line: Vec<u8> = self.written.drain(..pos + 2).collect();
+                let line = String::from_utf8_lossy(&line[..pos]).into_owned();
+                match self.steps.pop_front() {
+                    Some(Step::Sends(expected)) => assert_eq!(line, expected),
+                    step => panic!("the client sent {line:?}; the script expects {step:?}"),
+                }
+            }
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl RelayStream for Scripted {
+        fn set_read_timeout(&self, _timeout: Duration) -> io::Result<()> {
+            Ok(())
+        }
+
+        fn set_write_timeout(&self, _timeout: Duration) -> io::Result<()> {
+            Ok(())
+        }
+
+        fn start_tls(
+            &mut self,
+            _config: &Arc<ClientConfig>,
+            host_name: &str,
+        ) -> Result<String, HostError> {
+            assert_eq!(host_name, "mx.example");
+            match self.steps.pop_front() {
+                Some(Step::Tls) => Ok("TLSv1.3".to_string()),
+                Some(Step::TlsFails) => Err(HostError::Tls(
+                    "TLS handshake failed: no common protocol".to_string(),
+                )),
+                step => panic!("the client starts TLS; the script expects {step:?}"),
+            }
+        }
+
+        fn close(&mut self) {
+            match self.steps.pop_front() {
+                Some(Step::Closes) => {}
+                step => panic!("the client closes; the script expects {step:?}"),
+            }
+        }
+    }
+
+    const RELAY: &str = "mx.example[192.0.2.1]:25";
+
+    fn tls_config() -> Arc<ClientConfig> {
+        crate::tls::ClientConfigs::new(None, false)
+            .expect("an unverified config needs no files")
+            .unverified
+    }
+
+    fn options(tls: TlsMode, auth: Option<(&str, &str)>) -> ClientOptions {
+        ClientOptions {
+            helo_name: "me.example".to_string(),
+            connect_timeout: Duration::from_secs(1),
+            tls,
+            auth: auth.map(|(user, password)| (user.to_string(), password.to_string())),
+        }
+    }
+
+    fn start(steps: Vec<Step>, options: &ClientOptions) -> Result<SmtpClient<Scripted>, HostError> {
+        SmtpClient::start(
+            Scripted::new(steps),
+            "mx.example",
+            RELAY.to_string(),
+            options,
+        )
+    }
+
+    /// A session in clear text, ready for MAIL, after the script's greeting
+    /// and an EHLO answered with `ehlo_reply`.
+    fn started(ehlo_reply: &str, then: Vec<Step>) -> SmtpClient<Scripted> {
+        let mut steps = vec![
+            replies("220 mx.example ESMTP\r\n"),
+            sends("EHLO me.example"),
+            replies(ehlo_reply),
+        ];
+        steps.extend(then);
+        start(steps, &options(TlsMode::None, None)).unwrap()
+    }
+
+    fn send(
+        client: &mut SmtpClient<Scripted>,
+        recipients: &[&str],
+        size: u64,
+        text: &[u8],
+    ) -> Result<Vec<Outcome>, HostError> {
+        let recipients: Vec<String> = recipients.iter().map(|r| r.to_string()).collect();
+        let message = Outgoing {
+            sender: "me@here.example",
+            recipients: &recipients,
+            eight_bit: false,
+            size,
+        };
+        client.send(&message, &mut &text[..])
+    }
+
+    fn reply(code: u16, lines: &[&str]) -> ServerReply {
+        ServerReply {
+            code,
+            lines: lines.iter().map(|l| l.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn greeting_421_and_554_are_refusals_told_apart_by_their_reply() {
+        let none = options(TlsMode::None, None);
+        let busy = start(vec![replies("421 4.3.2 busy\r\n")], &none)
+            .err()
+            .unwrap();
+        assert_eq!(
+            busy,
+            HostError::Refused {
+                stage: "greeting",
+                reply: reply(421, &["4.3.2 busy"]),
+            }
+        );
+        assert_eq!(busy.to_string(), "greeting: 421 4.3.2 busy");
+        let gone = start(vec![replies("554 5.7.1 go away\r\n")], &none)
+            .err()
+            .unwrap();
+        assert_eq!(
+            gone,
+            HostError::Refused {
+                stage: "greeting",
+                reply: reply(554, &["5.7.1 go away"]),
+            }
+        );
+        assert_eq!(gone.to_string(), "greeting: 554 5.7.1 go away");
+    }
+
+    #[test]
+    fn ehlo_refused_falls_back_to_helo_with_no_extensions() {
+        let mut client = started(
+            "502 5.5.2 what?\r\n",
+            vec![
+                // RFC 5321 3.2: a server that does not know EHLO gets HELO.
+                sends("HELO me.example"),
+                replies("250 mx.example\r\n"),
+                // No SIZE parameter: after HELO there are no extensions.
+                sends("MAIL FROM:<me@here.example>"),
+                replies("250 ok\r\n"),
+                sends("RCPT TO:<you@there.example>"),
+                replies("250 ok\r\n"),
+                sends("DATA"),
+                replies("354 go on\r\n"),
+                sends("hi"),
+                sends("."),
+                replies("250 2.0.0 queued\r\n"),
+            ],
+        );
+        let outcomes = send(&mut client, &["you@there.example"], 4, b"hi\r\n").unwrap();
+        assert_eq!(outcomes, [Outcome::Delivered("250 2.0.0 queued".into())]);
+        assert_eq!(client.tls_version, None);
+    }
+
+    #[test]
+    fn ehlo_421_and_helo_refused_end_the_session() {
+        let none = options(TlsMode::None, None);
+        let steps = vec![
+            replies("220 hi\r\n"),
+            sends("EHLO me.example"),
+            replies("421 4.3.2 shutting down\r\n"),
+        ];
+        assert_eq!(
+            start(steps, &none).err().unwrap().to_string(),
+            "EHLO: 421 4.3.2 shutting down"
+        );
+        let steps = vec![
+            replies("220 hi\r\n"),
+            sends("EHLO me.example"),
+            replies("500 5.5.1 no\r\n"),
+            sends("HELO me.example"),
+            replies("550 5.7.1 not you\r\n"),
+        ];
+        assert_eq!(
+            start(steps, &none).err().unwrap(),
+            HostError::Refused {
+                stage: "HELO",
+                reply: reply(550, &["5.7.1 not you"]),
+            }
+        );
+    }
+
+    #[test]
+    fn a_partly_refused_recipient_list_gets_one_outcome_each() {
+        let mut client = started(
+            "250-mx.example\r\n250 8BITMIME\r\n",
+            vec![
+                sends("MAIL FROM:<me@here.example>"),
+                replies("250 2.1.0 ok\r\n"),
+                sends("RCPT TO:<a@there.example>"),
+                replies("250 2.1.5 ok\r\n"),
+                sends("RCPT TO:<b@there.example>"),
+                replies("550 5.1.1 no such user\r\n"),
+                sends("RCPT TO:<c@there.example>"),
+                replies("450 4.2.1 try later\r\n"),
+                sends("RCPT TO:<d@there.example>"),
+                replies("251 2.1.5 will forward\r\n"),
+                sends("DATA"),
+                replies("354 go on\r\n"),
+                sends("Subject: x"),
+                sends(""),
+                sends("body"),
+                sends("."),
+                replies("250 2.0.0 queued as 42\r\n"),
+                sends("QUIT"),
+                replies("221 2.0.0 bye\r\n"),
+                Step::Closes,
+            ],
+        );
+        let outcomes = send(
+            &mut client,
+            &[
+                "a@there.example",
+                "b@there.example",
+                "c@there.example",
+                "d@there.example",
+            ],
+            20,
+            b"Subject: x\r\n\r\nbody\r\n",
+        )
+        .unwrap();
+        let delivered = Outcome::Delivered("250 2.0.0 queued as 42".into());
+        assert_eq!(
+            outcomes,
+            [
+                delivered.clone(),
+                failed("5.1.1", "550 5.1.1 no such user"),
+                deferred("4.2.1", "450 4.2.1 try later"),
+                delivered,
+            ]
+        );
+        client.quit();
+    }
+
+    #[test]
+    fn every_recipient_refused_sends_no_data_but_rset() {
+        let mut client = started(
+            "250 mx.example\r\n",
+            vec![
+                sends("MAIL FROM:<me@here.example>"),
+                replies("250 ok\r\n"),
+                sends("RCPT TO:<a@there.example>"),
+                replies("550 5.1.1 no\r\n"),
+                sends("RCPT TO:<b@there.example>"),
+                replies("452 4.5.3 too many\r\n"),
+                sends("RSET"),
+                replies("250 ok\r\n"),
+            ],
+        );
+        let outcomes = send(
+            &mut client,
+            &["a@there.example", "b@there.example"],
+            1,
+            b"x",
+        )
+        .unwrap();
+        assert_eq!(
+            outcomes,
+            [
+                failed("5.1.1", "550 5.1.1 no"),
+                deferred("4.5.3", "452 4.5.3 too many"),
+            ]
+        );
+    }
+
+    #[test]
+    fn with_pipelining_offered_commands_still_go_one_at_a_time() {
+        // The client does not pipeline (RFC 2920 allows, does not require
+        // it): each command waits for its reply. A client that sent RCPT
+        // before the reply to MAIL would stray from this script.
+        let mut client = started(
+            "250-mx.example\r\n250-PIPELINING\r\n250 SIZE 0\r\n",
+            vec![
+                sends("MAIL FROM:<me@here.example> SIZE=3"),
+                replies("250 ok\r\n"),
+                sends("RCPT TO:<a@there.example>"),
+                replies("250 ok\r\n"),
+                sends("RCPT TO:<b@there.example>"),
+                replies("250 ok\r\n"),
+                sends("DATA"),
+                replies("354 go on\r\n"),
+                sends("x"),
+                sends("."),
+                replies("250 ok\r\n"),
+            ],
+        );
+        assert!(client.ext.pipelining);
+        let outcomes = send(
+            &mut client,
+            &["a@there.example", "b@there.example"],
+            3,
+            b"x\r\n",
+        );
+        assert_eq!(
+            outcomes.unwrap(),
+            vec![Outcome::Delivered("250 ok".into()); 2]
+        );
+    }
+
+    #[test]
+    fn starttls_required_but_not_offered() {
+        let steps = vec![
+            replies("220 hi\r\n"),
+            sends("EHLO me.example"),
+            replies("250-mx.example\r\n250 PIPELINING\r\n"),
+        ];
+        let required = options(TlsMode::Required(tls_config()), None);
+        let error = start(steps, &required).err().unwrap();
+        assert_eq!(
+            error,
+            HostError::Tls("STARTTLS required but not offered".into())
+        );
+        assert!(!required.tls.falls_back_to_clear(&error));
+    }
+
+    #[test]
+    fn starttls_then_ehlo_again() {
+        let steps = vec![
+            replies("220 hi\r\n"),
+            sends("EHLO me.example"),
+            replies("250-mx.example\r\n250 STARTTLS\r\n"),
+            sends("STARTTLS"),
+            replies("220 2.0.0 go ahead\r\n"),
+            Step::Tls,
+            sends("EHLO me.example"),
+            replies("250-mx.example\r\n250 SIZE 5000\r\n"),
+        ];
+        let client = start(steps, &options(TlsMode::Opportunistic(tls_config()), None)).unwrap();
+        assert_eq!(client.tls_version.as_deref(), Some("TLSv1.3"));
+        // RFC 3207 4.2: the extensions are those offered over TLS.
+        assert!(!client.ext.starttls);
+        assert_eq!(client.ext.size, Some(5000));
+    }
+
+    #[test]
+    fn implicit_tls_comes_before_the_greeting() {
+        let steps = vec![
+            Step::Tls,
+            replies("220 hi\r\n"),
+            sends("EHLO me.example"),
+            replies("250 mx.example\r\n"),
+        ];
+        let client = start(steps, &options(TlsMode::Implicit(tls_config()), None)).unwrap();
+        assert_eq!(client.tls_version.as_deref(), Some("TLSv1.3"));
+    }
+
+    #[test]
+    fn starttls_refused_when_opportunistic_falls_back_to_clear_text() {
+        let offered = || {
+            vec![
+                replies("220 hi\r\n"),
+                sends("EHLO me.example"),
+                replies("250-mx.example\r\n250 STARTTLS\r\n"),
+            ]
+        };
+        let mut steps = offered();
+        steps.extend([
+            sends("STARTTLS"),
+            replies("454 4.7.0 TLS not available\r\n"),
+        ]);
+        let mut opportunistic = options(TlsMode::Opportunistic(tls_config()), None);
+        let error = start(steps, &opportunistic).err().unwrap();
+        assert_eq!(
+            error,
+            HostError::Tls("STARTTLS: 454 4.7.0 TLS not available".into())
+        );
+        assert_eq!(error.to_string(), "STARTTLS: 454 4.7.0 TLS not available");
+        assert!(opportunistic.tls.falls_back_to_clear(&error));
+        // What remote.rs does next: the same server in clear text, where
+        // STARTTLS, though offered, is not tried.
+        opportunistic.tls = TlsMode::None;
+        let client = start(offered(), &opportunistic).unwrap();
+        assert_eq!(client.tls_version, None);
+    }
+
+    #[test]
+    fn only_tls_failures_of_opportunistic_tls_fall_back_to_clear_text() {
+        let failed = HostError::Tls("TLS handshake failed: no common protocol".into());
+        let refused = HostError::Refused {
+            stage: "greeting",
+            reply: reply(421, &["busy"]),
+        };
+        let opportunistic = TlsMode::Opportunistic(tls_config());
+        assert!(opportunistic.falls_back_to_clear(&failed));
+        assert!(!opportunistic.falls_back_to_clear(&refused));
+        assert!(!opportunistic.falls_back_to_clear(&HostError::Connect("timed out".into())));
+        assert!(!TlsMode::Required(tls_config()).falls_back_to_clear(&failed));
+        assert!(!TlsMode::Implicit(tls_config()).falls_back_to_clear(&failed));
+        assert!(!TlsMode::None.falls_back_to_clear(&failed));
+    }
+
+    #[test]
+    fn a_failed_handshake_and_data_after_the_starttls_reply() {
+        let opportunistic = options(TlsMode::Opportunistic(tls_config()), None);
+        let until_starttls = || {
+            vec![
+                replies("220 hi\r\n"),
+                sends("EHLO me.example"),
+                replies("250-mx.example\r\n250 STARTTLS\r\n"),
+                sends("STARTTLS"),
+            ]
+        };
+        let mut steps = until_starttls();
+        steps.extend([replies("220 go ahead\r\n"), Step::TlsFails]);
+        let error = start(steps, &opportunistic).err().unwrap();
+        assert_eq!(
+            error,
+            HostError::Tls("TLS handshake failed: no common protocol".into())
+        );
+        assert!(opportunistic.tls.falls_back_to_clear(&error));
+        // RFC 3207 5: nothing may come between the 220 and the handshake.
+        let mut steps = until_starttls();
+        steps.push(replies("220 go ahead\r\n250 injected\r\n"));
+        let error = start(steps, &opportunistic).err().unwrap();
+        assert_eq!(
+            error,
+            HostError::Protocol("server sent data after its STARTTLS reply".into())
+        );
+        assert!(!opportunistic.tls.falls_back_to_clear(&error));
+    }
+
+    #[test]
+    fn auth_plain_when_offered_after_starttls() {
+        let steps = vec![
+            replies("220 hi\r\n"),
+            sends("EHLO me.example"),
+            replies("250-mx.example\r\n250 STARTTLS\r\n"),
+            sends("STARTTLS"),
+            replies("220 go ahead\r\n"),
+            Step::Tls,
+            sends("EHLO me.example"),
+            replies("250-mx.example\r\n250 AUTH LOGIN PLAIN\r\n"),
+            sends("AUTH PLAIN AHVzZXIAcGFzcw=="),
+            replies("235 2.7.0 ok\r\n"),
+        ];
+        let required = options(TlsMode::Required(tls_config()), Some(("user", "pass")));
+        start(steps, &required).unwrap();
+    }
+
+    #[test]
+    fn auth_login_when_only_login_is_offered() {
+        let steps = vec![
+            replies("220 hi\r\n"),
+            sends("EHLO me.example"),
+            replies("250-mx.example\r\n250 AUTH LOGIN\r\n"),
+            sends("AUTH LOGIN"),
+            replies("334 VXNlcm5hbWU6\r\n"),
+            sends("dXNlcg=="),
+            replies("334 UGFzc3dvcmQ6\r\n"),
+            sends("cGFzcw=="),
+            replies("235 2.7.0 ok\r\n"),
+        ];
+        start(steps, &options(TlsMode::None, Some(("user", "pass")))).unwrap();
+    }
+
+    #[test]
+    fn auth_refused_or_impossible() {
+        let with_auth = options(TlsMode::None, Some(("user", "pass")));
+        let steps = vec![
+            replies("220 hi\r\n"),
+            sends("EHLO me.example"),
+            replies("250-mx.example\r\n250 AUTH PLAIN\r\n"),
+            sends("AUTH PLAIN AHVzZXIAcGFzcw=="),
+            replies("535 5.7.8 bad credentials\r\n"),
+        ];
+        let error = start(steps, &with_auth).err().unwrap();
+        assert_eq!(
+            error,
+            HostError::Refused {
+                stage: "AUTH",
+                reply: reply(535, &["5.7.8 bad credentials"]),
+            }
+        );
+        assert_eq!(error.to_string(), "AUTH: 535 5.7.8 bad credentials");
+        let steps = vec![
+            replies("220 hi\r\n"),
+            sends("EHLO me.example"),
+            replies("250-mx.example\r\n250 AUTH CRAM-MD5\r\n"),
+        ];
+        assert_eq!(
+            start(steps, &with_auth).err().unwrap(),
+            HostError::Protocol("server offers no AUTH PLAIN or LOGIN".into())
+        );
+        // Opportunistic TLS that did not happen: no password in clear text.
+        let steps = vec![
+            replies("220 hi\r\n"),
+            sends("EHLO me.example"),
+            replies("250-mx.example\r\n250 AUTH PLAIN\r\n"),
+        ];
+        let opportunistic = options(TlsMode::Opportunistic(tls_config()), Some(("u", "p")));
+        assert_eq!(
+            start(steps, &opportunistic).err().unwrap(),
+            HostError::Protocol("refusing to send AUTH over a clear-text connection".into())
+        );
+    }
+
+    #[test]
+    fn a_message_over_the_size_limit_fails_without_mail() {
+        // RFC 1870 6: the limit is known, so MAIL is not even tried.
+        let mut client = started("250-mx.example\r\n250 SIZE 1000\r\n", vec![]);
+        let outcomes = send(
+            &mut client,
+            &["a@there.example", "b@there.example"],
+            2000,
+            b"x",
+        );
+        assert_eq!(
+            outcomes.unwrap(),
+            vec![
+                failed(
+                    "5.3.4",
+                    "552 5.3.4 message of 2000 octets exceeds the server's limit of 1000"
+                );
+                2
+            ]
+        );
+    }
+
+    #[test]
+    fn mail_refused_for_size_and_mail_421() {
+        let mut client = started(
+            "250-mx.example\r\n250 SIZE 1000\r\n",
+            vec![
+                sends("MAIL FROM:<me@here.example> SIZE=500"),
+                replies("552 5.3.4 too big for me today\r\n"),
+                sends("RSET"),
+                replies("250 ok\r\n"),
+                sends("MAIL FROM:<me@here.example> SIZE=10"),
+                replies("421 4.3.2 going down\r\n"),
+            ],
+        );
+        let outcomes = send(&mut client, &["a@there.example"], 500, b"x");
+        assert_eq!(
+            outcomes.unwrap(),
+            [failed("5.3.4", "552 5.3.4 too big for me today")]
+        );
+        let error = send(&mut client, &["a@there.example"], 10, b"x").unwrap_err();
+        assert_eq!(
+            error,
+            HostError::Refused {
+                stage: "MAIL",
+                reply: reply(421, &["4.3.2 going down"]),
+            }
+        );
+    }
+
+    #[test]
+    fn replies_split_across_reads() {
+        let steps = vec![
+            replies("22"),
+            replies("0 mx.example\r\n"),
+            sends("EHLO me.example"),
+            replies("250-mx.exa"),
+            replies("mple\r\n250-SIZE 10"),
+            replies("00\r"),
+            replies("\n250 8BITMIME\r\n"),
+        ];
+        let client = start(steps, &options(TlsMode::None, None)).unwrap();
+        assert_eq!(client.ext.size, Some(1000));
+        assert!(client.ext.eight_bit_mime);
+    }
+
+    #[test]
+    fn bad_replies_and_a_closed_connection() {
+        let none = options(TlsMode::None, None);
+        assert_eq!(
+            start(vec![replies("hello\r\n")], &none).err().unwrap(),
+            HostError::Protocol(format!("malformed reply from {RELAY}: \"hello\""))
+        );
+        assert_eq!(
+            start(vec![replies("220 hi\r\n"), sends("EHLO me.example")], &none)
+                .err()
+                .unwrap(),
+            HostError::Connect("connection closed by server".into())
+        );
+        let long = format!("220 {}", "x".repeat(MAX_REPLY_LINE + 1));
+        assert_eq!(
+            start(vec![replies(&long)], &none).err().unwrap(),
+            HostError::Protocol("reply line too long".into())
+        );
+    }
+
+    #[test]
+    fn data_is_dot_stuffed() {
+        let mut client = started(
+            "250 mx.example\r\n",
+            vec![
+                sends("MAIL FROM:<me@here.example>"),
+                replies("250 ok\r\n"),
+                sends("RCPT TO:<a@there.example>"),
+                replies("250 ok\r\n"),
+                sends("DATA"),
+                replies("354 go on\r\n"),
+                sends("Subject: dots"),
+                sends(""),
+                sends("..leading dot"),
+                sends("..."),
+                sends("a.b"),
+                sends("bare lf"),
+                sends("no end"),
+                sends("."),
+                replies("250 ok\r\n"),
+            ],
+        );
+        let text = b"Subject: dots\r\n\r\n.leading dot\r\n..\r\na.b\r\nbare lf\nno end";
+        let outcomes = send(&mut client, &["a@there.example"], 1, text);
+        assert_eq!(outcomes.unwrap(), [Outcome::Delivered("250 ok".into())]);
     }
 }

@@ -76,7 +76,7 @@ impl RemoteDelivery<'_> {
                         target.addr.port(),
                         e
                     );
-                    last_error = Failure::ours(Status::new(4, 4, 1), &e.text);
+                    last_error = Failure::ours(Status::new(4, 4, 1), &e);
                     continue;
                 }
             };
@@ -92,7 +92,7 @@ impl RemoteDelivery<'_> {
                             // RFC 3463 4.4.2: bad connection.
                             last_error = Failure::ours(
                                 Status::new(4, 4, 2),
-                                format_args!("{} : {}", client.relay, e.text),
+                                format_args!("{} : {e}", client.relay),
                             );
                             break;
                         }
@@ -192,13 +192,13 @@ impl RemoteDelivery<'_> {
             MxTls::Require => TlsMode::Required(Arc::clone(&tls.verified)),
         };
         match SmtpClient::connect(target.addr, &target.name, &options) {
-            Err(e) if e.tls_failed && config.mx_tls == MxTls::Opportunistic => {
+            Err(e) if options.tls.falls_back_to_clear(&e) => {
                 log::warn!(
                     "{}[{}]:{}: {}; sending in clear text",
                     target.name,
                     target.addr.ip(),
                     target.addr.port(),
-                    e.text
+                    e
                 );
                 options.tls = TlsMode::None;
                 SmtpClient::connect(target.addr, &target.name, &options)
@@ -211,11 +211,7 @@ impl RemoteDelivery<'_> {
         let mut text = self
             .spool
             .open_message(&item.id, item.size)
-            .map_err(|e| HostError {
-                text: e.to_string(),
-                tls_failed: false,
-                permanent: false,
-            })?;
+            .map_err(|e| HostError::Local(e.to_string()))?;
         let recipients: Vec<String> = item.recipients.iter().map(|(_, r)| r.to_string()).collect();
         let message = Outgoing {
             sender: &item.sender,

@@ -11,7 +11,8 @@ use super::address::{Mailbox, Path};
 use super::command::{parse_command, Body, Command};
 use super::reply::{self, Reply};
 use crate::aliases::add_recipient;
-use crate::auth::{base64_decode, Users};
+use crate::auth::Users;
+use crate::base64;
 use crate::config::Config;
 
 /// Failed AUTH attempts before the session is closed.
@@ -400,7 +401,7 @@ impl Session {
         let decoded = if text == "=" {
             Some(Vec::new())
         } else {
-            base64_decode(text)
+            base64::decode(text)
         };
         let Some(decoded) = decoded else {
             return self.count_errors(Step::reply(reply::auth_bad_response()));
@@ -679,12 +680,11 @@ mod tests {
 
     #[test]
     fn auth_plain_and_login() {
-        use crate::deliver::client::base64;
         // From the box itself, in clear text.
         let mut s = with_user(session_from("127.0.0.1"));
         let ehlo = s.handle_line(b"EHLO c");
         assert!(ehlo.reply.lines.contains(&"AUTH PLAIN LOGIN".to_string()));
-        let plain = base64(b"\0box\0s3cret");
+        let plain = base64::encode(b"\0box\0s3cret");
         let step = s.handle_line(format!("AUTH PLAIN {plain}").as_bytes());
         assert_eq!(
             step.reply.to_wire(),
@@ -700,10 +700,17 @@ mod tests {
             "334 VXNlcm5hbWU6\r\n"
         );
         assert_eq!(
-            s.handle_line(base64(b"box").as_bytes()).reply.to_wire(),
+            s.handle_line(base64::encode(b"box").as_bytes())
+                .reply
+                .to_wire(),
             "334 UGFzc3dvcmQ6\r\n"
         );
-        assert_eq!(s.handle_line(base64(b"s3cret").as_bytes()).reply.code, 235);
+        assert_eq!(
+            s.handle_line(base64::encode(b"s3cret").as_bytes())
+                .reply
+                .code,
+            235
+        );
         let mut s = with_user(session_from("127.0.0.1"));
         dialogue(&mut s, &[("EHLO c", "250")]);
         assert_eq!(s.handle_line(b"AUTH PLAIN").reply.to_wire(), "334 \r\n");
@@ -721,10 +728,9 @@ mod tests {
 
     #[test]
     fn three_failures_close_the_session() {
-        use crate::deliver::client::base64;
         let mut s = with_user(session_from("127.0.0.1"));
         dialogue(&mut s, &[("EHLO c", "250")]);
-        let wrong = format!("AUTH PLAIN {}", base64(b"\0box\0guess"));
+        let wrong = format!("AUTH PLAIN {}", base64::encode(b"\0box\0guess"));
         dialogue(
             &mut s,
             &[(wrong.as_str(), "535 5.7.8"), (wrong.as_str(), "535 5.7.8")],
@@ -735,7 +741,6 @@ mod tests {
 
     #[test]
     fn auth_wants_tls_except_from_the_box_itself() {
-        use crate::deliver::client::base64;
         let mut remote = with_user(session_from("192.0.2.7"));
         let ehlo = remote.handle_line(b"EHLO c");
         assert!(!ehlo.reply.lines.iter().any(|l| l.starts_with("AUTH")));
@@ -746,7 +751,7 @@ mod tests {
         // Over TLS it works, and then the client may relay.
         let mut remote = with_user(session_from("192.0.2.7")).with_listener(true, true, false);
         dialogue(&mut remote, &[("EHLO c", "250")]);
-        let plain = format!("AUTH PLAIN {}", base64(b"\0box\0s3cret"));
+        let plain = format!("AUTH PLAIN {}", base64::encode(b"\0box\0s3cret"));
         dialogue(
             &mut remote,
             &[
