@@ -1111,18 +1111,25 @@ mod tests {
         assert!(!required.tls.falls_back_to_clear(&error));
     }
 
-    #[test]
-    fn starttls_then_ehlo_again() {
-        let steps = vec![
+    /// A server that offers STARTTLS, up to the client's STARTTLS command.
+    fn until_starttls() -> Vec<Step> {
+        vec![
             replies("220 hi\r\n"),
             sends("EHLO me.example"),
             replies("250-mx.example\r\n250 STARTTLS\r\n"),
             sends("STARTTLS"),
+        ]
+    }
+
+    #[test]
+    fn starttls_then_ehlo_again() {
+        let mut steps = until_starttls();
+        steps.extend([
             replies("220 2.0.0 go ahead\r\n"),
             Step::Tls,
             sends("EHLO me.example"),
             replies("250-mx.example\r\n250 SIZE 5000\r\n"),
-        ];
+        ]);
         let client = start(steps, &options(TlsMode::Opportunistic(tls_config()), None)).unwrap();
         assert_eq!(client.tls_version.as_deref(), Some("TLSv1.3"));
         // RFC 3207 4.2: the extensions are those offered over TLS.
@@ -1190,14 +1197,6 @@ mod tests {
     #[test]
     fn a_failed_handshake_and_data_after_the_starttls_reply() {
         let opportunistic = options(TlsMode::Opportunistic(tls_config()), None);
-        let until_starttls = || {
-            vec![
-                replies("220 hi\r\n"),
-                sends("EHLO me.example"),
-                replies("250-mx.example\r\n250 STARTTLS\r\n"),
-                sends("STARTTLS"),
-            ]
-        };
         let mut steps = until_starttls();
         steps.extend([replies("220 go ahead\r\n"), Step::TlsFails]);
         let error = start(steps, &opportunistic).err().unwrap();
@@ -1219,18 +1218,15 @@ mod tests {
 
     #[test]
     fn auth_plain_when_offered_after_starttls() {
-        let steps = vec![
-            replies("220 hi\r\n"),
-            sends("EHLO me.example"),
-            replies("250-mx.example\r\n250 STARTTLS\r\n"),
-            sends("STARTTLS"),
+        let mut steps = until_starttls();
+        steps.extend([
             replies("220 go ahead\r\n"),
             Step::Tls,
             sends("EHLO me.example"),
             replies("250-mx.example\r\n250 AUTH LOGIN PLAIN\r\n"),
             sends("AUTH PLAIN AHVzZXIAcGFzcw=="),
             replies("235 2.7.0 ok\r\n"),
-        ];
+        ]);
         let required = options(TlsMode::Required(tls_config()), Some(("user", "pass")));
         start(steps, &required).unwrap();
     }
