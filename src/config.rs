@@ -240,6 +240,9 @@ config_keys! {
         pid_file: Option<PathBuf> = None => optional(parse_path);
         /// Started as root, tinymta binds its listeners and then becomes this user.
         user: String = "tinymta".to_string() => value(parse_string);
+        /// The group of the set-group-id `tinymta` binary: it may put new
+        /// messages into the spool's maildrop/ and do nothing else there.
+        submit_group: String = "mail".to_string() => value(parse_string);
         /// On SIGTERM, how long sessions may go on before they are closed.
         shutdown_grace: Duration = Duration::from_secs(5) => value(parse_duration);
         log: LogTarget = LogTarget::Stderr => value(parse_log);
@@ -283,14 +286,10 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// Reads and checks a config file.
+    /// Reads and checks a config file, and the files it names, as the
+    /// daemon needs them.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read(path).map_err(|error| ConfigError::Read {
-            file: path.to_path_buf(),
-            error,
-        })?;
-        let text = String::from_utf8_lossy(&text);
-        let config = Config::parse(&text, path)?;
+        let config = Config::load_for_queueing(path)?;
         // A certificate that cannot be used is a config error, found now
         // rather than at the first STARTTLS.
         if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
@@ -301,7 +300,19 @@ impl Config {
             crate::auth::Users::load(users)
                 .map_err(|e| config.error_at("auth_users", &e.to_string()))?;
         }
-        let mut config = config;
+        Ok(config)
+    }
+
+    /// Reads a config file and the aliases, all that queueing a message
+    /// needs (the sendmail entry point): never the TLS key or the users
+    /// file, which may be root's alone while an ordinary user queues.
+    pub fn load_for_queueing(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read(path).map_err(|error| ConfigError::Read {
+            file: path.to_path_buf(),
+            error,
+        })?;
+        let text = String::from_utf8_lossy(&text);
+        let mut config = Config::parse(&text, path)?;
         if let Some(path) = &config.aliases {
             let table =
                 Aliases::load(path).map_err(|e| config.error_at("aliases", &e.to_string()))?;

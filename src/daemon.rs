@@ -23,6 +23,8 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Runs the server in the foreground (busybox init or another supervisor
 /// keeps it running); returns only when it cannot start.
 pub fn run(config: Config, config_path: PathBuf) -> Result<Infallible, String> {
+    // What the daemon creates (queue files, Maildirs, mail) is its own.
+    sys::set_umask(0o077);
     let log = crate::log::init(&config)?;
     // As root: the user to become, and directories that belong to it.
     let account = if sys::is_root() {
@@ -42,7 +44,12 @@ pub fn run(config: Config, config_path: PathBuf) -> Result<Infallible, String> {
     let server_tls = load_server_tls(&config)?;
     warn_about_risky_settings(&config);
     if let Some(pid_file) = &config.pid_file {
+        use std::os::unix::fs::PermissionsExt;
+        // Readable by all, as pid files are (init scripts, `tinymta flush`).
         std::fs::write(pid_file, format!("{}\n", std::process::id()))
+            .and_then(|()| {
+                std::fs::set_permissions(pid_file, std::fs::Permissions::from_mode(0o644))
+            })
             .map_err(|e| format!("pid_file {}: {e}", pid_file.display()))?;
     }
     if let Some(account) = &account {
@@ -186,32 +193,78 @@ fn find_account(config: &Config) -> Result<sys::Account, String> {
 }
 
 /// The spool and mailbox directories, created for `account` where missing;
-/// existing ones must already belong to it.
+/// existing ones must already belong to it. The spool's own directories get
+/// their modes at every start (an older install's group-writable tmp/ and
+/// new/ are closed): `tmp/`, `new/` 0700; the maildrop 3730 and the spool
+/// 0710 for `submit_group`, which may add to the maildrop and nothing else.
 fn prepare_directories(config: &Config, account: &sys::Account) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let submit = submit_group(config, account)?;
+    let (spool_group, spool_mode, drop_mode) = match submit {
+        Some(gid) => (gid, 0o710, 0o3730),
+        None => (account.gid, 0o700, 0o700),
+    };
+    let spool = &config.spool_dir;
     let dirs = [
-        config.spool_dir.clone(),
-        config.spool_dir.join("tmp"),
-        config.spool_dir.join("new"),
-        config.mailbox_dir.clone(),
+        (spool.clone(), spool_group, spool_mode),
+        (spool.join("tmp"), account.gid, 0o700),
+        (spool.join("new"), account.gid, 0o700),
+        (spool.join(crate::spool::MAILDROP), spool_group, drop_mode),
+        (config.mailbox_dir.clone(), account.gid, 0o700),
     ];
-    for dir in &dirs {
-        if !dir.exists() {
+    for (dir, gid, mode) in &dirs {
+        let created = !dir.exists();
+        if created {
             crate::spool::durable::create_dir_durably(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-            std::os::unix::fs::chown(dir, Some(account.uid), Some(account.gid))
-                .map_err(|e| format!("cannot give {} to {}: {e}", dir.display(), account.name))?;
-            // The queue and the mailboxes hold everyone's mail: for the mail
-            // user alone (README: how to let ordinary users queue mail).
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| format!("cannot protect {}: {e}", dir.display()))?;
+        } else if *dir == config.mailbox_dir {
+            continue;
         }
+        // Never through a symlink: root would give away what it points at.
+        let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        if !meta.is_dir() {
+            return Err(format!("{} is not a directory (a symlink?)", dir.display()));
+        }
+        std::os::unix::fs::lchown(dir, Some(account.uid), Some(*gid))
+            .map_err(|e| format!("cannot give {} to {}: {e}", dir.display(), account.name))?;
+        // The queue and the mailboxes hold everyone's mail: for the mail
+        // user alone, but for the maildrop's drop box.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(*mode))
+            .map_err(|e| format!("cannot protect {}: {e}", dir.display()))?;
     }
     let problems = ownership_problems(config, account.uid);
     if problems.is_empty() {
         Ok(())
     } else {
         Err(problems.join("; "))
+    }
+}
+
+/// The gid of `submit_group`; `None` where no such group exists (then only
+/// root and the daemon's user can queue). It must not be the daemon's own
+/// group: the daemon reads the maildrop's files as "other" (mode 0604), so
+/// that the group that submits can read none of them.
+fn submit_group(config: &Config, account: &sys::Account) -> Result<Option<u32>, String> {
+    match sys::find_group(&config.submit_group) {
+        Ok(Some(gid)) if gid == account.gid => Err(config
+            .error_at(
+                "submit_group",
+                &format!(
+                    "{} is the group of user {}: choose a group of its own for the set-group-id binary",
+                    config.submit_group, account.name
+                ),
+            )
+            .to_string()),
+        Ok(Some(gid)) => Ok(Some(gid)),
+        Ok(None) => {
+            ::log::info!(
+                "no group {:?}: only root and {} can queue mail",
+                config.submit_group,
+                account.name
+            );
+            Ok(None)
+        }
+        Err(e) => Err(format!("cannot look up group {:?}: {e}", config.submit_group)),
     }
 }
 
@@ -241,7 +294,11 @@ fn ownership_problems(config: &Config, uid: u32) -> Vec<String> {
 pub fn privilege_problems(config: &Config) -> Vec<String> {
     if sys::is_root() {
         match find_account(config) {
-            Ok(account) => ownership_problems(config, account.uid),
+            Ok(account) => {
+                let mut problems = ownership_problems(config, account.uid);
+                problems.extend(submit_group(config, &account).err());
+                problems
+            }
             Err(e) => vec![e],
         }
     } else {

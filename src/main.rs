@@ -14,6 +14,18 @@ use tinymta::sys::{self, Signal};
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// sysexits.h EX_USAGE.
 const EXIT_USAGE: u8 = 64;
+/// sysexits.h EX_NOPERM.
+const EXIT_NOPERM: u8 = 77;
+
+/// What a set-group-id caller gets for anything but queueing a message,
+/// before any file is read.
+fn refuse_privileged() -> ExitCode {
+    eprintln!(
+        "tinymta: run set-group-id, tinymta only queues a message (sendmail without -C, -bp, -bs or -q); \
+         run this as root or as the mail user"
+    );
+    ExitCode::from(EXIT_NOPERM)
+}
 
 fn main() -> ExitCode {
     // Before any thread exists: the signals go to the main thread's sigwait.
@@ -21,7 +33,19 @@ fn main() -> ExitCode {
         eprintln!("tinymta: cannot block signals: {e}");
         return ExitCode::FAILURE;
     }
-    let args: Vec<String> = std::env::args().collect();
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    // Run set-group-id (or set-user-id), tinymta only queues a message: the
+    // ids it was given open the maildrop and nothing else. Root gives them
+    // up and may do anything; anyone else gets the sendmail entry point's
+    // message submission alone (see `sendmail`).
+    if sys::privileged() && sys::real_uid() == 0 {
+        if let Err(e) = sys::drop_set_ids() {
+            eprintln!("tinymta: cannot give up the set-id privileges: {e}");
+            return ExitCode::from(EXIT_NOPERM);
+        }
+    }
     // Called as sendmail or mailq (a symlink), or with a subcommand.
     let program = args
         .first()
@@ -33,7 +57,12 @@ fn main() -> ExitCode {
                 .into_owned()
         })
         .unwrap_or_default();
-    match (program.as_str(), args.get(1).map(String::as_str)) {
+    let mode = args.get(1).map(String::as_str);
+    let submits = program == "sendmail" || (program != "mailq" && mode == Some("sendmail"));
+    if sys::privileged() && !submits {
+        return refuse_privileged();
+    }
+    match (program.as_str(), mode) {
         ("sendmail", _) => return sendmail(&args[1..]),
         ("mailq", _) => return sendmail(&with_config(&args[1..], "-bp")),
         (_, Some("sendmail")) => return sendmail(&args[2..]),
@@ -144,14 +173,22 @@ fn sendmail(args: &[String]) -> ExitCode {
         .config
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
-    // Set-group-id, a config file is read with the mail group's rights; one
-    // the real user could not read might leak through the error messages.
-    if options.config.is_some() && sys::running_setgid() && !sys::real_user_can_read(&path) {
-        eprintln!("sendmail: -C {}: not readable by you", path.display());
-        return ExitCode::from(exit::USAGE);
+    // Set-group-id, an ordinary user may not choose the config (it says
+    // where the spool is), nor do more than queue a message (Postfix's
+    // postdrop likewise).
+    if sys::privileged() && (options.config.is_some() || options.mode != Mode::Deliver) {
+        return refuse_privileged();
     }
-    let config = match Config::load(&path) {
+    let config = match Config::load_for_queueing(&path) {
         Ok(config) => config,
+        // An error quotes the file: not one the real user could not read.
+        Err(_) if sys::privileged() && !sys::real_user_can_read(&path) => {
+            eprintln!(
+                "sendmail: {} is not a usable config (what is wrong is not shown: you may not read it)",
+                path.display()
+            );
+            return ExitCode::from(exit::CONFIG);
+        }
         Err(e) => {
             eprintln!("sendmail: {e}");
             return ExitCode::from(exit::CONFIG);
@@ -167,7 +204,7 @@ fn sendmail(args: &[String]) -> ExitCode {
         Mode::ListQueue => list_queue(&config).map(|text| print!("{text}")),
         Mode::RunQueue => return flush(&config),
         Mode::Smtp => {
-            let spool = match Spool::open(&config.spool_dir) {
+            let spool = match Spool::for_submission(&config.spool_dir) {
                 Ok(spool) => Arc::new(spool),
                 Err(e) => {
                     eprintln!("sendmail: {e}");

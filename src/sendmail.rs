@@ -187,7 +187,7 @@ pub fn submit(
     if recipients.is_empty() {
         return Err(SubmitError::new(exit::USAGE, "no recipients given"));
     }
-    let spool = Spool::open(&config.spool_dir)?;
+    let spool = Spool::for_submission(&config.spool_dir)?;
     let mut message = spool.begin()?;
     let now = unix_now();
     let date = rfc5322_date(now);
@@ -455,7 +455,7 @@ fn header_recipients(raw_headers: &[u8]) -> Vec<String> {
 /// `mailq`, `sendmail -bp`: one entry per message with its id, size, age and
 /// sender, then each recipient with its state, attempts and last error.
 pub fn list_queue(config: &Config) -> Result<String, SubmitError> {
-    let spool = Spool::open(&config.spool_dir)?;
+    let spool = Spool::open_existing(&config.spool_dir)?;
     let ids = spool.list()?;
     let now = unix_now();
     let mut out = String::new();

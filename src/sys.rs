@@ -1,4 +1,5 @@
-//! The only `unsafe` in tinymta: signals and privileges, through libc.
+//! The only `unsafe` in tinymta: signals, privileges and a few file system
+//! calls, through libc.
 //! Everything here is a thin, checked wrapper with a safe interface.
 
 use std::ffi::{CStr, CString};
@@ -105,10 +106,73 @@ pub fn real_user() -> (String, u32) {
     (name.unwrap_or_else(|| uid.to_string()), uid)
 }
 
-/// Whether this process runs set-group-id (real and effective groups differ).
-pub fn running_setgid() -> bool {
-    // SAFETY: getgid and getegid cannot fail.
-    unsafe { libc::getgid() != libc::getegid() }
+/// Whether this process runs with ids it was given by a set-user-id or
+/// set-group-id binary: its real and effective ids differ. Such a process
+/// may only submit mail (see main.rs).
+pub fn privileged() -> bool {
+    // SAFETY: these calls cannot fail.
+    unsafe { libc::getuid() != libc::geteuid() || libc::getgid() != libc::getegid() }
+}
+
+/// Gives up what set-user-id or set-group-id bits gave: the effective and
+/// saved ids become the real ones.
+pub fn drop_set_ids() -> io::Result<()> {
+    // SAFETY: plain system calls with integer arguments.
+    unsafe {
+        let (gid, uid) = (libc::getgid(), libc::getuid());
+        if libc::setresgid(gid, gid, gid) != 0 || libc::setresuid(uid, uid, uid) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The real user id (who ran this process, whatever set-id bits say).
+pub fn real_uid() -> u32 {
+    // SAFETY: getuid cannot fail.
+    unsafe { libc::getuid() }
+}
+
+/// Sets the file mode creation mask; returns the old one.
+pub fn set_umask(mask: u32) -> u32 {
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}
+
+/// Commits the file system that `file` is on (syncfs(2)): how a process
+/// that may write a directory but not read it (the maildrop) makes its new
+/// entry there durable, as it cannot open the directory to fsync it.
+pub fn sync_file_system(file: &std::fs::File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is open for the life of `file`.
+    if unsafe { libc::syncfs(file.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Looks a group up by name: its gid, or `None` if there is no such group.
+pub fn find_group(name: &str) -> io::Result<Option<u32>> {
+    let c_name = CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: all pointers point at live, correctly sized storage; the
+    // result pointer is either null or points at `grp`.
+    unsafe {
+        let mut grp: libc::group = std::mem::zeroed();
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        let rc = libc::getgrnam_r(
+            c_name.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        );
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        Ok((!result.is_null()).then_some(grp.gr_gid))
+    }
 }
 
 /// Whether the real user and group (not the set-group-id one) may read

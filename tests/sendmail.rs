@@ -4,7 +4,6 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use support::peers::{free_port_on, SmtpSink};
 use support::{Dnsmasq, Server};
@@ -286,95 +285,6 @@ fn bad_command_lines_get_sendmail_exit_codes() {
     );
     assert_eq!(code, Some(78), "{err}");
     assert!(server.queue_files().is_empty());
-}
-
-/// Runs `tinymta sendmail` as the ordinary user `daemon` through setpriv.
-fn sendmail_as_daemon(program: &Path, config: &Path, input: &[u8]) -> (Option<i32>, String) {
-    let mut command = Command::new("setpriv");
-    command
-        .args(["--reuid=daemon", "--regid=daemon", "--clear-groups"])
-        .arg(program)
-        .args(["sendmail", "-C"])
-        .arg(config)
-        .args(["-oi", "root"]);
-    let (code, _, stderr) = support::run_with_input(command, input);
-    (code, stderr)
-}
-
-#[test]
-fn an_ordinary_user_queues_mail_through_a_setgid_binary_and_reads_no_one_elses() {
-    use std::os::unix::fs::{chown, PermissionsExt};
-    if !support::running_as_root() || std::env::var_os("TINYMTA_RUNNER").is_some() {
-        eprintln!("needs root to set up users and a setgid binary, and a native binary; skipped");
-        return;
-    }
-    let mail_gid = 8; // Debian's `mail` group
-    let server = Server::start("");
-    // Someone's mail is already there.
-    server.greeted().send_message(
-        "a@mx.test",
-        &["alice@mx.test"],
-        b"Subject: private\r\n\r\nfor alice\r\n.\r\n",
-    );
-    server.wait_for_mail("alice", 1);
-    // The set-up README.md gives: the spool's tmp/ and new/ group-writable
-    // by `mail`, the binary set-group-id `mail`.
-    let spool = server.spool();
-    for (dir, mode) in [
-        (spool.clone(), 0o750),
-        (spool.join("tmp"), 0o2770),
-        (spool.join("new"), 0o2770),
-    ] {
-        chown(&dir, None, Some(mail_gid)).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
-    }
-    let dir = support::test_dir();
-    let setgid = dir.path().join("tinymta");
-    std::fs::copy(support::binary(), &setgid).unwrap();
-    chown(&setgid, Some(0), Some(mail_gid)).unwrap();
-    std::fs::set_permissions(&setgid, std::fs::Permissions::from_mode(0o2755)).unwrap();
-    let plain = dir.path().join("tinymta-plain");
-    std::fs::copy(support::binary(), &plain).unwrap();
-    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let config = server.config_path();
-    // Without the setgid bit the user cannot write the queue...
-    let (code, err) = sendmail_as_daemon(&plain, &config, b"Subject: no\n\nx\n");
-    assert_eq!(code, Some(75), "{err}");
-    // ...with it, the message is queued and delivered.
-    let (code, err) = sendmail_as_daemon(&setgid, &config, b"Subject: from daemon\n\nhello\n");
-    assert_eq!((code, err.as_str()), (Some(0), ""));
-    let mail = server.wait_for_mail("root", 1);
-    let text = String::from_utf8_lossy(&mail[0]).into_owned();
-    assert!(
-        text.starts_with("Return-Path: <daemon@mx.test>\n"),
-        "{text}"
-    );
-    assert!(text.contains("(tinymta, from userid 1)"), "{text}");
-    // The user reads neither the queue nor anyone's mailbox.
-    let alice = server.mailboxes().join("alice/new");
-    let denied = |args: &[&str]| {
-        !Command::new("setpriv")
-            .args(["--reuid=daemon", "--regid=daemon", "--clear-groups"])
-            .args(args)
-            .stderr(Stdio::null())
-            .stdout(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-    };
-    assert!(denied(&["ls", alice.to_str().unwrap()]));
-    assert!(denied(&["ls", spool.join("new").to_str().unwrap()]));
-    // Nor may it make the set-group-id binary read a file it cannot read.
-    let secret = dir.path().join("secret.conf");
-    std::fs::write(&secret, "hostname = mx.test\n").unwrap();
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o640)).unwrap();
-    chown(&secret, Some(0), Some(mail_gid)).unwrap();
-    let (code, err) = sendmail_as_daemon(&setgid, &secret, b"x\n");
-    assert_eq!(code, Some(64));
-    assert_eq!(
-        err,
-        format!("sendmail: -C {}: not readable by you\n", secret.display())
-    );
 }
 
 #[test]

@@ -201,6 +201,7 @@ impl Scheduler {
     fn run(mut self, events: Receiver<Event>) {
         let mut scan_due = true;
         let mut seen_change = None;
+        let mut seen_drop = None;
         let mut looked = None::<Instant>;
         let mut last_scan = Instant::now();
         loop {
@@ -212,6 +213,15 @@ impl Scheduler {
                 if change != seen_change {
                     seen_change = change;
                     scan_due = true;
+                }
+                // Submissions of users who may not write the queue itself.
+                let dropped = self.spool.maildrop_change();
+                if dropped != seen_drop {
+                    seen_drop = dropped;
+                    match self.spool.pick_up() {
+                        Ok(ids) => self.queued.extend(ids),
+                        Err(e) => log::error!("cannot pick up the maildrop: {e}"),
+                    }
                 }
             }
             let now = Instant::now();

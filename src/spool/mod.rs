@@ -37,6 +37,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::line_error::LineError;
@@ -45,6 +46,9 @@ use crate::smtp::address::Mailbox;
 use crate::smtp::command::Body;
 use durable::{create_dir_durably, fsync_dir, DirSync};
 use queue::{QueueEnvelope, Recipient};
+
+/// The drop box of `sendmail` run set-group-id, below `spool_dir`.
+pub const MAILDROP: &str = "maildrop";
 
 /// How much message data is gathered before a write(2) to the spool file.
 const WRITE_BUFFER: usize = 64 * 1024;
@@ -97,6 +101,11 @@ impl SpoolError {
         }
     }
 
+    /// A file of that name exists already.
+    pub fn is_already_there(&self) -> bool {
+        matches!(self, SpoolError::Io { error, .. } if error.kind() == io::ErrorKind::AlreadyExists)
+    }
+
     /// The entry is not there (any more).
     pub fn is_not_found(&self) -> bool {
         matches!(self, SpoolError::Io { error, .. } if error.kind() == io::ErrorKind::NotFound)
@@ -124,25 +133,85 @@ fn bad_envelope(path: &Path, message: &str) -> SpoolError {
     }
 }
 
+/// Which part of the spool new messages are written to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Staging {
+    /// The queue proper: `tmp/<id>.msg`, committed as `new/<id>.msg`. Its
+    /// files are the spool owner's alone (0600).
+    Queue,
+    /// The drop box of users who may only submit: `maildrop/<id>.tmp`,
+    /// committed as `maildrop/<id>.msg`, then moved into the queue by the
+    /// daemon ([`Spool::pick_up`]). As Postfix's maildrop: the submitting
+    /// group may add files there (mode 3730) but neither list, read, rename
+    /// nor remove one; the daemon reads them as "other" (0604).
+    Maildrop,
+}
+
+/// The mode of files in the maildrop: the submitter's own (it cannot reach
+/// them once its process ends: the directory is closed to others), not the
+/// submitting group's, readable by the daemon, which is neither.
+const MAILDROP_FILE_MODE: u32 = 0o604;
+
 #[derive(Debug)]
 pub struct Spool {
     tmp: PathBuf,
     new: PathBuf,
-    /// fsyncs of `new/`, shared by sessions that commit at the same time.
+    maildrop: PathBuf,
+    staging: Staging,
+    /// fsyncs of the directory entries are committed into (`new/`, or the
+    /// maildrop), shared by sessions that commit at the same time.
     new_sync: DirSync,
+    /// Whom queue files are given to when root writes them: the owner of
+    /// `new/`, that is the daemon's user (`None` when that is this process).
+    give_to: Option<(u32, u32)>,
 }
 
 impl Spool {
-    /// Opens the spool, creating its directories.
+    /// Opens the spool as the daemon does, creating its directories.
     pub fn open(spool_dir: &Path) -> Result<Spool, SpoolError> {
-        let spool = Spool {
-            tmp: spool_dir.join("tmp"),
-            new: spool_dir.join("new"),
-            new_sync: DirSync::new(spool_dir.join("new")),
-        };
-        create_dir_durably(&spool.tmp).map_err(at(&spool.tmp))?;
-        create_dir_durably(&spool.new).map_err(at(&spool.new))?;
-        Ok(spool)
+        for dir in ["tmp", "new", MAILDROP] {
+            let path = spool_dir.join(dir);
+            create_dir_durably(&path).map_err(at(&path))?;
+        }
+        Spool::open_existing(spool_dir)
+    }
+
+    /// Opens a spool the daemon has made, creating nothing (sendmail,
+    /// mailq): a missing directory is an error, never made by the caller.
+    pub fn open_existing(spool_dir: &Path) -> Result<Spool, SpoolError> {
+        let new = spool_dir.join("new");
+        let owner = fs::metadata(&new).map_err(at(&new))?;
+        let tmp = spool_dir.join("tmp");
+        fs::metadata(&tmp).map_err(at(&tmp))?;
+        let give_to =
+            (crate::sys::effective_uid() != owner.uid()).then_some((owner.uid(), owner.gid()));
+        Ok(Spool {
+            tmp,
+            new_sync: DirSync::new(new.clone()),
+            new,
+            maildrop: spool_dir.join(MAILDROP),
+            staging: Staging::Queue,
+            give_to,
+        })
+    }
+
+    /// Where this process may queue a message: the queue proper for root
+    /// and for the spool's owner (root's files are given to the owner), the
+    /// maildrop for everyone else (a set-group-id `sendmail`).
+    pub fn for_submission(spool_dir: &Path) -> Result<Spool, SpoolError> {
+        let queue = Spool::open_existing(spool_dir)?;
+        if crate::sys::is_root() || queue.give_to.is_none() {
+            return Ok(queue);
+        }
+        let maildrop = spool_dir.join(MAILDROP);
+        Ok(Spool {
+            tmp: maildrop.clone(),
+            new: maildrop.clone(),
+            new_sync: DirSync::new(maildrop.clone()),
+            maildrop,
+            staging: Staging::Maildrop,
+            give_to: None,
+        })
     }
 
     /// Removes what no queue entry needs: files of messages that were never
@@ -175,35 +244,58 @@ impl Spool {
         Ok(count)
     }
 
-    /// Starts a new message in `tmp/`.
+    /// Starts a new message in `tmp/` (or the maildrop).
     pub fn begin(&self) -> Result<IncomingMessage<'_>, SpoolError> {
         loop {
-            let id = new_queue_id();
-            if self.message_path(&id).exists() {
-                continue;
+            match self.begin_with_id(new_queue_id()) {
+                Err(e) if e.is_already_there() => continue,
+                other => return other,
             }
-            let tmp_msg = self.tmp.join(format!("{id}.msg"));
-            let file = match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp_msg)
-            {
-                Ok(file) => file,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(at(&tmp_msg)(e)),
-            };
-            // Held until the commit is done, so that recovery by another
-            // process never takes this file for a leftover.
-            let _ = file.try_lock();
-            return Ok(IncomingMessage {
-                spool: self,
-                id,
-                tmp_msg,
-                file: Some(file),
-                buffer: SPARE_BUFFER.take(),
-                size: 0,
-            });
         }
+    }
+
+    /// Starts a new message with a given id; an error that
+    /// [`SpoolError::is_already_there`] when the id is taken.
+    fn begin_with_id(&self, id: String) -> Result<IncomingMessage<'_>, SpoolError> {
+        let committed = self.message_path(&id);
+        if committed.exists() {
+            let error = io::Error::from(io::ErrorKind::AlreadyExists);
+            return Err(at(&committed)(error));
+        }
+        let tmp_msg = match self.staging {
+            Staging::Queue => self.tmp.join(format!("{id}.msg")),
+            Staging::Maildrop => self.tmp.join(format!("{id}.tmp")),
+        };
+        let file = create_private(&tmp_msg)?;
+        let mode = match self.staging {
+            Staging::Queue => 0o600,
+            Staging::Maildrop => MAILDROP_FILE_MODE,
+        };
+        // Set outright: the caller's umask (077 from s-nail) must not decide
+        // whether the daemon can read it.
+        let given = file
+            .set_permissions(fs::Permissions::from_mode(mode))
+            .and_then(|()| match self.give_to {
+                Some((uid, gid)) if self.staging == Staging::Queue => {
+                    std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
+                }
+                _ => Ok(()),
+            });
+        if let Err(e) = given {
+            let _ = fs::remove_file(&tmp_msg);
+            return Err(at(&tmp_msg)(e));
+        }
+        // Held until the commit is done, so that recovery by another
+        // process never takes this file for a leftover.
+        let _ = file.try_lock();
+        Ok(IncomingMessage {
+            spool: self,
+            id,
+            tmp_msg,
+            file: Some(file),
+            buffer: SPARE_BUFFER.take(),
+            size: 0,
+        })
     }
 
     /// Queues a message held in memory (a bounce); returns its id.
@@ -328,6 +420,109 @@ impl Spool {
         self.new.join(format!("{id}.env"))
     }
 
+    /// When the maildrop last changed: a submission committed there.
+    pub fn maildrop_change(&self) -> Option<std::time::SystemTime> {
+        fs::metadata(&self.maildrop).and_then(|m| m.modified()).ok()
+    }
+
+    /// Moves what was submitted to the maildrop into the queue, each message
+    /// under the id it was submitted with, through [`IncomingMessage::commit`]
+    /// like any other; returns their ids. A message is removed from the
+    /// maildrop only once queued, and one queued before a crash took its
+    /// removal away is not queued twice. What is not a queue file is set
+    /// aside in `corrupt/`; what a submitter left half-written (an unlocked
+    /// `.tmp`) is removed.
+    pub fn pick_up(&self) -> Result<Vec<String>, SpoolError> {
+        let mut ids = Vec::new();
+        let entries = match fs::read_dir(&self.maildrop) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ids),
+            Err(e) => return Err(at(&self.maildrop)(e)),
+        };
+        for entry in entries {
+            let path = entry.map_err(at(&self.maildrop))?.path();
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            if let Some(id) = name.strip_suffix(".msg") {
+                match self.pick_up_one(id, &path) {
+                    Ok(()) => ids.push(id.to_string()),
+                    Err(e) if e.is_corrupt_envelope() => match self.set_aside_file(&path) {
+                        Ok(dir) => log::error!("{e}; moved to {}", dir.display()),
+                        Err(moving) => log::error!("{e}; cannot set it aside: {moving}"),
+                    },
+                    Err(e) if e.is_already_there() => {}
+                    Err(e) => log::error!("maildrop: {e}"),
+                }
+            } else if name.ends_with(".tmp") && is_unlocked(&path) && fs::remove_file(&path).is_ok()
+            {
+                log::warn!(
+                    "removed {}, left by an interrupted submission",
+                    path.display()
+                );
+            }
+        }
+        Ok(ids)
+    }
+
+    fn pick_up_one(&self, id: &str, path: &Path) -> Result<(), SpoolError> {
+        if self.message_path(id).exists() {
+            // Queued before a crash took the maildrop copy's removal away.
+            fs::remove_file(path).map_err(at(path))?;
+            return Err(at(path)(io::ErrorKind::AlreadyExists.into()));
+        }
+        // Nothing a submitter put there is followed, or read if it is not a
+        // plain file of its own.
+        let mut file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(at(path))?;
+        let meta = file.metadata().map_err(at(path))?;
+        if !meta.is_file() || meta.nlink() != 1 {
+            return Err(bad_envelope(path, "not a plain file with one name"));
+        }
+        let envelope = first_envelope_in(&mut file, path)?;
+        if envelope.id != id {
+            return Err(bad_envelope(path, "its id is not its name"));
+        }
+        let entry = NewEntry {
+            arrival: envelope.arrival,
+            client: "local".to_string(),
+            helo: envelope.helo,
+            sender: envelope.sender,
+            body: envelope.body,
+            recipients: envelope.recipients.into_iter().map(|r| r.address).collect(),
+        };
+        file.seek(SeekFrom::Start(0)).map_err(at(path))?;
+        let mut incoming = self.begin_with_id(id.to_string())?;
+        let mut message = file.take(envelope.size);
+        let mut chunk = vec![0u8; WRITE_BUFFER];
+        loop {
+            let n = message.read(&mut chunk).map_err(at(path))?;
+            if n == 0 {
+                break;
+            }
+            incoming.write(&chunk[..n])?;
+        }
+        incoming.commit(&entry)?;
+        fs::remove_file(path).map_err(at(path))?;
+        log::info!(
+            "{id}: picked up from the maildrop, submitted by uid {}",
+            meta.uid()
+        );
+        Ok(())
+    }
+
+    /// Moves a maildrop file that is no queue file into `corrupt/`.
+    fn set_aside_file(&self, path: &Path) -> Result<PathBuf, SpoolError> {
+        let corrupt = self.new.with_file_name("corrupt");
+        create_dir_durably(&corrupt).map_err(at(&corrupt))?;
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let target = corrupt.join(format!("maildrop.{name}"));
+        fs::rename(path, &target).map_err(at(path))?;
+        fsync_dir(&corrupt).map_err(at(&corrupt))?;
+        Ok(corrupt)
+    }
+
     fn message_path(&self, id: &str) -> PathBuf {
         self.new.join(format!("{id}.msg"))
     }
@@ -337,6 +532,11 @@ impl Spool {
 /// line.
 fn first_envelope(path: &Path) -> Result<QueueEnvelope, SpoolError> {
     let mut file = File::open(path).map_err(at(path))?;
+    first_envelope_in(&mut file, path)
+}
+
+/// The envelope of the queue file open as `file` (named `path` in errors).
+fn first_envelope_in(file: &mut File, path: &Path) -> Result<QueueEnvelope, SpoolError> {
     let len = file.metadata().map_err(at(path))?.len();
     let end = len
         .checked_sub(TRAILER_LEN as u64)
@@ -465,7 +665,17 @@ impl IncomingMessage<'_> {
         let spool = self.spool;
         let msg = spool.message_path(&self.id);
         fs::rename(&self.tmp_msg, &msg).map_err(at(&msg))?;
-        if let Err(e) = spool.new_sync.sync() {
+        let synced = match spool.new_sync.sync() {
+            // A submitter may not read the maildrop, so it cannot fsync it.
+            Err(e)
+                if e.kind() == io::ErrorKind::PermissionDenied
+                    && spool.staging == Staging::Maildrop =>
+            {
+                crate::sys::sync_file_system(&file)
+            }
+            other => other,
+        };
+        if let Err(e) = synced {
             // Not acknowledged, so it must not be delivered either.
             let _ = fs::remove_file(&msg);
             return Err(at(&spool.new)(e));
@@ -550,11 +760,7 @@ impl Drop for IncomingMessage<'_> {
 /// Writes a whole file and fsyncs it; on failure (a full disk) nothing of
 /// it is left behind.
 fn write_synced(path: &Path, data: &[u8]) -> Result<(), SpoolError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(at(path))?;
+    let mut file = create_private(path)?;
     let written = file.write_all(data).and_then(|()| file.sync_all());
     if let Err(e) = written {
         drop(file);
@@ -562,6 +768,17 @@ fn write_synced(path: &Path, data: &[u8]) -> Result<(), SpoolError> {
         return Err(at(path)(e));
     }
     Ok(())
+}
+
+/// Creates a new file, never through a symlink and never over one.
+fn create_private(path: &Path) -> Result<File, SpoolError> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(at(path))
 }
 
 /// Whether no live process holds `path` locked (a missing file is not locked).

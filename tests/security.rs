@@ -1,0 +1,268 @@
+//! What a local user can and cannot do with tinymta (issue 12): the
+//! set-group-id binary only submits, through a maildrop the submitting group
+//! can add to and nothing more; the queue and the mailboxes are the daemon
+//! user's alone.
+
+mod support;
+
+use std::os::unix::fs::{chown, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use support::Server;
+
+/// Debian's `mail` group: tinymta's default `submit_group`.
+const MAIL_GID: u32 = 8;
+
+fn skip_unless_root() -> bool {
+    if !support::running_as_root() || std::env::var_os("TINYMTA_RUNNER").is_some() {
+        eprintln!("needs root to set up users and a setgid binary, and a native binary; skipped");
+        return true;
+    }
+    false
+}
+
+/// A copy of tinymta, set-group-id `mail` as README's install makes it.
+fn setgid_binary(dir: &Path) -> PathBuf {
+    let setgid = dir.join("tinymta");
+    std::fs::copy(support::binary(), &setgid).unwrap();
+    chown(&setgid, Some(0), Some(MAIL_GID)).unwrap();
+    std::fs::set_permissions(&setgid, std::fs::Permissions::from_mode(0o2755)).unwrap();
+    setgid
+}
+
+/// Runs `program args` as the ordinary user `daemon` (uid 1), with
+/// `config` at /etc/tinymta.conf (where the set-group-id binary looks, as
+/// it takes no -C from ordinary users): /etc is an overlay in a private
+/// mount namespace, so the machine's own /etc is untouched.
+fn as_daemon(
+    dir: &Path,
+    config: &Path,
+    program: &Path,
+    args: &[&str],
+    input: &[u8],
+) -> (Option<i32>, String, String) {
+    let upper = dir.join("etc-upper");
+    let work = dir.join("etc-work");
+    for d in [&upper, &work] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let etc_config = upper.join("tinymta.conf");
+    std::fs::copy(config, &etc_config).unwrap();
+    std::fs::set_permissions(&etc_config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut command = Command::new("unshare");
+    command
+        .args(["-m", "sh", "-c"])
+        .arg(format!(
+            "mount -t overlay overlay -o lowerdir=/etc,upperdir={},workdir={} /etc && \
+             exec setpriv --reuid=daemon --regid=daemon --clear-groups \"$@\"",
+            upper.display(),
+            work.display()
+        ))
+        .arg("sh")
+        .arg(program)
+        .args(args);
+    support::run_with_input(command, input)
+}
+
+/// Whether `args` fails as another ordinary user (`bin`) holding the group
+/// `mail`: what the set-group-id binary's group would let a process do to
+/// an entry someone else submitted.
+fn denied_to_the_group(args: &[&str]) -> bool {
+    !Command::new("setpriv")
+        .args(["--reuid=bin", "--regid=bin", "--groups=mail"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path).unwrap().mode() & 0o7777
+}
+
+#[test]
+fn an_ordinary_user_queues_through_the_maildrop_and_reads_no_one_elses_mail() {
+    if skip_unless_root() {
+        return;
+    }
+    let mut server = Server::start("");
+    // Someone's mail is already there.
+    server.greeted().send_message(
+        "a@mx.test",
+        &["alice@mx.test"],
+        b"Subject: private\r\n\r\nfor alice\r\n.\r\n",
+    );
+    server.wait_for_mail("alice", 1);
+    let spool = server.spool();
+    let maildrop = spool.join("maildrop");
+    // The daemon (started as root, running as nobody) made the spool so.
+    let nobody = 65534;
+    for (dir, expected_mode, gid) in [
+        (&spool, 0o710, MAIL_GID),
+        (&spool.join("tmp"), 0o700, nobody),
+        (&spool.join("new"), 0o700, nobody),
+        (&maildrop, 0o3730, MAIL_GID),
+    ] {
+        let meta = std::fs::metadata(dir).unwrap();
+        assert_eq!(
+            (mode(dir), meta.uid(), meta.gid()),
+            (expected_mode, nobody, gid),
+            "{}",
+            dir.display()
+        );
+    }
+    let alice = server.mailboxes().join("alice");
+    assert_eq!(mode(&alice), 0o700);
+    let delivered = support::list_dir(&alice.join("new"));
+    assert_eq!(mode(&alice.join("new").join(&delivered[0])), 0o600);
+
+    let dir = support::test_dir();
+    let setgid = setgid_binary(dir.path());
+    let plain = dir.path().join("tinymta-plain");
+    std::fs::copy(support::binary(), &plain).unwrap();
+    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = server.config_path();
+    let submit = |program: &Path, input: &[u8]| {
+        as_daemon(
+            dir.path(),
+            &config,
+            program,
+            &["sendmail", "-oi", "root"],
+            input,
+        )
+    };
+    // Without the set-group-id bit the user cannot reach the spool...
+    let (code, _, err) = submit(&plain, b"Subject: no\n\nx\n");
+    assert_eq!(code, Some(75), "{err}");
+    // ...with it, the message is queued and delivered.
+    let (code, out, err) = submit(&setgid, b"Subject: from daemon\n\nhello\n");
+    assert_eq!((code, out.as_str(), err.as_str()), (Some(0), "", ""));
+    let mail = server.wait_for_mail("root", 1);
+    let text = String::from_utf8_lossy(&mail[0]).into_owned();
+    assert!(
+        text.starts_with("Return-Path: <daemon@mx.test>\n"),
+        "{text}"
+    );
+    assert!(text.contains("(tinymta, from userid 1)"), "{text}");
+    assert!(server
+        .log()
+        .contains(": picked up from the maildrop, submitted by uid 1"));
+
+    // While the daemon is stopped, a submission waits in the maildrop, where
+    // the group can neither list, read, rename nor remove it.
+    server.kill();
+    let (code, _, err) = submit(&setgid, b"Subject: second\n\nagain\n");
+    assert_eq!((code, err.as_str()), (Some(0), ""));
+    let waiting = support::list_dir(&maildrop);
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    let entry = maildrop.join(&waiting[0]);
+    assert!(waiting[0].ends_with(".msg"), "{waiting:?}");
+    let meta = std::fs::metadata(&entry).unwrap();
+    assert_eq!((mode(&entry), meta.uid(), meta.gid()), (0o604, 1, MAIL_GID));
+    let entry_text = entry.to_str().unwrap();
+    let moved = maildrop.join("moved");
+    assert!(denied_to_the_group(&["ls", maildrop.to_str().unwrap()]));
+    assert!(denied_to_the_group(&["cat", entry_text]));
+    assert!(denied_to_the_group(&[
+        "mv",
+        entry_text,
+        moved.to_str().unwrap()
+    ]));
+    assert!(denied_to_the_group(&["rm", "-f", entry_text]));
+    assert!(denied_to_the_group(&[
+        "ls",
+        spool.join("new").to_str().unwrap()
+    ]));
+    assert!(denied_to_the_group(&[
+        "ls",
+        alice.join("new").to_str().unwrap()
+    ]));
+    assert!(entry.exists());
+    // Picked up when the daemon is back.
+    server.restart();
+    server.wait_for_mail("root", 2);
+    server.wait_for_empty_queue();
+    assert!(support::list_dir(&maildrop).is_empty());
+}
+
+#[test]
+fn the_setgid_binary_only_submits_and_reads_no_file_of_the_users_choice() {
+    if skip_unless_root() {
+        return;
+    }
+    let server = Server::start("");
+    // A queue file the user cannot read: its first line must never show.
+    let mut server = server;
+    server.kill();
+    let (code, _, err) = support::run_with_input(
+        {
+            let mut c = Command::new(support::binary());
+            c.args(["sendmail", "-C"])
+                .arg(server.config_path())
+                .args(["-oi", "root"]);
+            c
+        },
+        b"Subject: secret subject\n\nsecret\n",
+    );
+    assert_eq!((code, err.as_str()), (Some(0), ""));
+    let queued = server.queue_files();
+    let queue_file = server.spool().join("new").join(&queued[0]);
+    // Root's submission belongs to the daemon's user, whatever root's umask.
+    let meta = std::fs::metadata(&queue_file).unwrap();
+    assert_eq!((mode(&queue_file), meta.uid()), (0o600, 65534));
+    let queue_file = queue_file.to_str().unwrap().to_string();
+
+    let dir = support::test_dir();
+    let setgid = setgid_binary(dir.path());
+    let own_config = dir.path().join("own.conf");
+    std::fs::write(&own_config, std::fs::read(server.config_path()).unwrap()).unwrap();
+    std::fs::set_permissions(&own_config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let own = own_config.to_str().unwrap();
+    let refused = "tinymta: run set-group-id, tinymta only queues a message (sendmail without -C, \
+                   -bp, -bs or -q); run this as root or as the mail user\n";
+    for args in [
+        vec!["-c", &queue_file],
+        vec![],
+        vec!["-t"],
+        vec!["test-send", "-C", &queue_file, "x@mx.test"],
+        vec!["mailq"],
+        vec!["mailq", "-C", own],
+        vec!["flush"],
+        vec!["passwd", "eve"],
+        vec!["sendmail", "-C", &queue_file, "root"],
+        vec!["sendmail", "-C", own, "root"],
+        vec!["sendmail", "-bp"],
+        vec!["sendmail", "-bs"],
+        vec!["sendmail", "-q"],
+    ] {
+        let (code, out, err) = as_daemon(
+            dir.path(),
+            &server.config_path(),
+            &setgid,
+            &args,
+            b"Subject: x\n\ny\n",
+        );
+        assert_eq!(
+            (code, out.as_str(), err.as_str()),
+            (Some(77), "", refused),
+            "{args:?}"
+        );
+    }
+    // As a `mailq` link too.
+    let mailq = dir.path().join("mailq");
+    std::os::unix::fs::symlink(&setgid, &mailq).unwrap();
+    let (code, _, err) = as_daemon(dir.path(), &server.config_path(), &mailq, &[], b"");
+    assert_eq!((code, err.as_str()), (Some(77), refused));
+    // Root running the set-group-id binary gives the group up and may do
+    // anything: here, list the queue.
+    let output = Command::new(&setgid)
+        .args(["mailq", "-C"])
+        .arg(server.config_path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("<root@mx.test> queued"));
+}
