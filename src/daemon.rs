@@ -35,6 +35,8 @@ pub fn run(config: Config, config_path: PathBuf) -> Result<Infallible, String> {
         None
     };
     let spool = Spool::open(&config.spool_dir).map_err(|e| format!("spool: {e}"))?;
+    crate::spool::durable::create_dir_durably(&config.mailbox_dir)
+        .map_err(|e| format!("mailbox_dir {}: {e}", config.mailbox_dir.display()))?;
     spool.recover().map_err(|e| format!("spool: {e}"))?;
     let spool = Arc::new(spool);
     let listeners = listener::bind_all(&config.listen)?;

@@ -255,3 +255,189 @@ pub fn drop_privileges(account: &Account) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// A directory held open, so that what is made in it is made there and
+/// nowhere a symlink points: every name is looked up relative to it
+/// (openat, mkdirat, renameat, unlinkat) and no symlink is followed.
+#[derive(Debug)]
+pub struct Dir {
+    fd: std::os::fd::OwnedFd,
+    path: std::path::PathBuf,
+}
+
+/// Adds the path to an error, so that a log line names it.
+fn at_path(path: &std::path::Path, error: io::Error) -> io::Error {
+    let text = if error.raw_os_error() == Some(libc::ELOOP) {
+        "a symbolic link: not followed".to_string()
+    } else {
+        error.to_string()
+    };
+    io::Error::new(error.kind(), format!("{}: {text}", path.display()))
+}
+
+fn c_name(name: &str) -> io::Result<CString> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a file name: {name:?}"),
+        ));
+    }
+    CString::new(name).map_err(|_| io::ErrorKind::InvalidInput.into())
+}
+
+impl Dir {
+    /// Opens a directory named by the config (which may be reached through
+    /// a symlink the admin made).
+    pub fn open(path: &std::path::Path) -> io::Result<Dir> {
+        use std::os::unix::ffi::OsStrExt;
+        let c_path =
+            CString::new(path.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
+        // SAFETY: a valid NUL-terminated path; the result is checked.
+        let fd = unsafe {
+            libc::open(
+                c_path.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        Dir::from_raw(fd, path.to_path_buf())
+    }
+
+    fn from_raw(fd: libc::c_int, path: std::path::PathBuf) -> io::Result<Dir> {
+        use std::os::fd::FromRawFd;
+        if fd < 0 {
+            return Err(at_path(&path, io::Error::last_os_error()));
+        }
+        // SAFETY: `fd` is a new descriptor that nothing else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        Ok(Dir { fd, path })
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    fn raw(&self) -> libc::c_int {
+        use std::os::fd::AsRawFd;
+        self.fd.as_raw_fd()
+    }
+
+    /// The directory `name` in this one, made (with `mode`) if missing;
+    /// never a symlink.
+    pub fn sub_dir(&self, name: &str, mode: u32) -> io::Result<Dir> {
+        let path = self.path.join(name);
+        let c = c_name(name)?;
+        // SAFETY: a valid descriptor and NUL-terminated name.
+        if unsafe { libc::mkdirat(self.raw(), c.as_ptr(), mode as libc::mode_t) } == 0 {
+            // The new entry is durable before anything is put below it.
+            self.sync()?;
+        } else {
+            let error = io::Error::last_os_error();
+            if error.kind() != io::ErrorKind::AlreadyExists {
+                return Err(at_path(&path, error));
+            }
+        }
+        // SAFETY: as above; the result is checked.
+        let fd = unsafe {
+            libc::openat(
+                self.raw(),
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            let error = io::Error::last_os_error();
+            // With O_DIRECTORY, Linux says a symlink is "not a directory".
+            let symlink = self
+                .entry(name)?
+                .is_some_and(|m| m.file_type().is_symlink());
+            let error = if symlink {
+                io::Error::from_raw_os_error(libc::ELOOP)
+            } else {
+                error
+            };
+            return Err(at_path(&path, error));
+        }
+        Dir::from_raw(fd, path)
+    }
+
+    /// A new file `name`, made with `mode`: never over an existing name,
+    /// never through a symlink.
+    pub fn create_file(&self, name: &str, mode: u32) -> io::Result<std::fs::File> {
+        use std::os::fd::FromRawFd;
+        let c = c_name(name)?;
+        // SAFETY: a valid descriptor and NUL-terminated name; the result is checked.
+        let fd = unsafe {
+            libc::openat(
+                self.raw(),
+                c.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                mode as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            return Err(at_path(&self.path.join(name), io::Error::last_os_error()));
+        }
+        // SAFETY: a new descriptor that nothing else owns.
+        Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+    }
+
+    /// What `name` is, without following it if it is a symlink; `None`
+    /// if there is no such name.
+    pub fn entry(&self, name: &str) -> io::Result<Option<std::fs::Metadata>> {
+        // std has no fstatat; the path through /proc names this very
+        // directory, whatever has been renamed since it was opened.
+        let path = std::path::Path::new("/proc/self/fd")
+            .join(self.raw().to_string())
+            .join(c_name(name)?.to_str().unwrap_or_default());
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) => Ok(Some(meta)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(at_path(&self.path.join(name), e)),
+        }
+    }
+
+    /// The names in this directory.
+    pub fn names(&self) -> io::Result<Vec<std::ffi::OsString>> {
+        let path = std::path::Path::new("/proc/self/fd").join(self.raw().to_string());
+        std::fs::read_dir(path)
+            .and_then(|entries| entries.map(|e| e.map(|e| e.file_name())).collect())
+            .map_err(|e| at_path(&self.path, e))
+    }
+
+    /// Removes the name `name` (a symlink itself, not what it points at).
+    pub fn remove_file(&self, name: &str) -> io::Result<()> {
+        let c = c_name(name)?;
+        // SAFETY: a valid descriptor and NUL-terminated name.
+        if unsafe { libc::unlinkat(self.raw(), c.as_ptr(), 0) } != 0 {
+            return Err(at_path(&self.path.join(name), io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    /// Renames `name` here to `to_name` in `to`.
+    pub fn rename(&self, name: &str, to: &Dir, to_name: &str) -> io::Result<()> {
+        let (from, target) = (c_name(name)?, c_name(to_name)?);
+        // SAFETY: valid descriptors and NUL-terminated names.
+        if unsafe { libc::renameat(self.raw(), from.as_ptr(), to.raw(), target.as_ptr()) } != 0 {
+            return Err(at_path(&to.path.join(to_name), io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    /// This directory's owner and mode (fstat).
+    pub fn metadata(&self) -> io::Result<std::fs::Metadata> {
+        self.fd
+            .try_clone()
+            .and_then(|fd| std::fs::File::from(fd).metadata())
+            .map_err(|e| at_path(&self.path, e))
+    }
+
+    /// fsync(2) of the directory: its entries are durable.
+    pub fn sync(&self) -> io::Result<()> {
+        // SAFETY: a valid descriptor.
+        if unsafe { libc::fsync(self.raw()) } != 0 {
+            return Err(at_path(&self.path, io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+}

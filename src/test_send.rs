@@ -52,7 +52,17 @@ pub fn run(args: &[String]) -> u8 {
     };
     let route = route(&config, &recipient);
     show_route(&settings, &route, &recipient);
-    let scratch = std::env::temp_dir().join(format!("tinymta-test-send-{}", std::process::id()));
+    // A new directory of an unguessable name: never one someone made (or
+    // symlinked) in the shared temporary directory beforehand.
+    let scratch = std::env::temp_dir().join(format!(
+        "tinymta-test-send-{}-{:016x}",
+        std::process::id(),
+        crate::random::random_u64()
+    ));
+    if let Err(e) = std::fs::create_dir(&scratch) {
+        eprintln!("test-send: {}: {e}", scratch.display());
+        return exit::TEMPFAIL;
+    }
     let outcome = send(&settings, &scratch, route, &recipient);
     let _ = std::fs::remove_dir_all(&scratch);
     match outcome {

@@ -266,3 +266,31 @@ fn the_setgid_binary_only_submits_and_reads_no_file_of_the_users_choice() {
     assert_eq!(output.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&output.stdout).contains("<root@mx.test> queued"));
 }
+
+#[test]
+fn a_symlinked_maildir_defers_the_delivery_and_writes_nothing_elsewhere() {
+    let server = Server::start("");
+    let elsewhere = support::test_dir();
+    let bob = server.mailboxes().join("bob");
+    std::os::unix::fs::symlink(elsewhere.path(), &bob).unwrap();
+    let id = server.greeted().send_message(
+        "a@example.net",
+        &["bob@mx.test"],
+        b"Subject: for bob\r\n\r\nhello\r\n.\r\n",
+    );
+    let refusal = format!(
+        "4.3.0 local delivery: {}: a symbolic link: not followed",
+        bob.display()
+    );
+    let envelope = server.wait_for_envelope_containing(&id, &format!("error: {refusal}\n"));
+    assert!(envelope.contains("\nstatus: 4.3.0\n"), "{envelope}");
+    assert!(
+        server.log().contains("to=<bob@mx.test> relay=local delay="),
+        "{}",
+        server.log()
+    );
+    assert!(server
+        .log()
+        .contains(&format!("status=deferred ({refusal})")));
+    assert!(support::list_dir(elsewhere.path()).is_empty());
+}

@@ -4,7 +4,7 @@
 //! 5321 4.4) and Unix line ends, as Postfix's local delivery writes them: the
 //! spool copy has CRLF and never a bare CR or LF, so the change is lossless.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -12,9 +12,10 @@ use super::{log_outcome, ItemResult, Job, JobItem, Outcome, Reporter};
 use crate::config::Config;
 use crate::smtp::address::Mailbox;
 use crate::smtp::status::Status;
-use crate::spool::durable::{create_dir_durably, fsync_dir};
+use crate::spool::durable::fsync_dir;
 use crate::spool::queue::Failure;
 use crate::spool::Spool;
+use crate::sys::{self, Dir};
 
 /// How many messages a worker delivers before it fsyncs the Maildir
 /// directories it renamed into and reports them: one directory fsync then
@@ -144,19 +145,42 @@ impl DeliveryName {
 
 /// Whether a Maildir already holds the file `name`: in new/, or in cur/
 /// with the info part a mail reader adds (`name:2,S`).
-fn already_delivered(maildir: &Path, name: &str) -> io::Result<Option<PathBuf>> {
-    let in_new = maildir.join("new").join(name);
-    if in_new.exists() {
-        return Ok(Some(in_new));
+fn already_delivered(new: &Dir, cur: &Dir, name: &str) -> io::Result<Option<PathBuf>> {
+    if new.entry(name)?.is_some() {
+        return Ok(Some(new.path().join(name)));
     }
     let prefix = format!("{name}:");
-    for entry in std::fs::read_dir(maildir.join("cur"))? {
-        let entry = entry?;
-        if entry.file_name().to_string_lossy().starts_with(&prefix) || entry.file_name() == name {
-            return Ok(Some(entry.path()));
+    for entry in cur.names()? {
+        let entry = entry.to_string_lossy();
+        if entry.starts_with(&prefix) || entry == name {
+            return Ok(Some(cur.path().join(&*entry)));
         }
     }
     Ok(None)
+}
+
+/// A Maildir directory that belongs to this process's user and that no one
+/// else may write (RFC-less, but what Postfix's local(8) and dovecot insist
+/// on too): anything else may be someone's trap, and is refused.
+fn check_private(dir: &Dir) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = dir.metadata()?;
+    let refuse = |why: String| {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("{}: {why}; not delivered into", dir.path().display()),
+        ))
+    };
+    if meta.uid() != sys::effective_uid() {
+        return refuse(format!("owned by uid {}, not by this user", meta.uid()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return refuse(format!(
+            "writable by group or others (mode {:o})",
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
 }
 
 /// Delivers the message read from `message` (the spool copy) to `recipient`.
@@ -165,6 +189,12 @@ fn already_delivered(maildir: &Path, name: &str) -> io::Result<Option<PathBuf>> 
 /// this is the `first_attempt` (see [`JobItem`]). The file is fsync'd; the
 /// fsync of the directory it is in is the caller's (`deliver_job` does it
 /// once a batch).
+///
+/// Nothing is followed: the Maildir and its tmp/, new/ and cur/ are opened
+/// without following a symlink, and the file is made new in tmp/ relative
+/// to it, so that a symlink planted anywhere in the Maildir makes this
+/// delivery fail (and be tried again), never write elsewhere. A Maildir that
+/// is not this user's alone is refused.
 pub fn deliver_local(
     mailbox_dir: &Path,
     file_name: &DeliveryName,
@@ -177,32 +207,49 @@ pub fn deliver_local(
     let name = recipient
         .mailbox_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "invalid mailbox name"))?;
-    let maildir = mailbox_dir.join(&name);
-    for sub in ["tmp", "new", "cur"] {
-        create_dir_durably(&maildir.join(sub))?;
-    }
+    let maildir = Dir::open(mailbox_dir)?.sub_dir(&name, MAILDIR_MODE)?;
+    check_private(&maildir)?;
+    let [tmp, new, cur] = ["tmp", "new", "cur"].map(|sub| maildir.sub_dir(sub, MAILDIR_MODE));
+    let (tmp, new, cur) = (tmp?, new?, cur?);
     let file_name = file_name.as_str();
     if !first_attempt {
-        if let Some(path) = already_delivered(&maildir, file_name)? {
+        if let Some(path) = already_delivered(&new, &cur, file_name)? {
             return Ok(path);
         }
     }
-    let tmp_path = maildir.join("tmp").join(file_name);
-    // A leftover of an interrupted attempt is replaced.
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp_path)?;
+    let file = match tmp.create_file(file_name, 0o600) {
+        // A leftover of an interrupted attempt is replaced; anything else
+        // at that name was put there by someone else, and is left alone.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            use std::os::unix::fs::MetadataExt;
+            let leftover = tmp.entry(file_name)?.is_some_and(|meta| {
+                meta.file_type().is_file() && meta.uid() == sys::effective_uid()
+            });
+            if !leftover {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "{}: not a file of this user's: not written over",
+                        tmp.path().join(file_name).display()
+                    ),
+                ));
+            }
+            tmp.remove_file(file_name)?;
+            tmp.create_file(file_name, 0o600)?
+        }
+        other => other?,
+    };
     let written = write_message(file, sender, recipient, message, buffers);
     if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp_path);
+        let _ = tmp.remove_file(file_name);
         return Err(e);
     }
-    let new_path = maildir.join("new").join(file_name);
-    std::fs::rename(&tmp_path, &new_path)?;
-    Ok(new_path)
+    tmp.rename(file_name, &new, file_name)?;
+    Ok(new.path().join(file_name))
 }
+
+/// Maildirs and their tmp/, new/ and cur/ are the mail user's alone.
+const MAILDIR_MODE: u32 = 0o700;
 
 /// How much of a message is read, and written, at a time.
 const COPY_CHUNK: usize = 64 * 1024;
@@ -325,6 +372,7 @@ mod tests {
         std::fs::write(&spool_copy, b"Subject: hi\r\n\r\nbody\r\n").unwrap();
         let rcpt = parse_mailbox("Bob@Example.org").unwrap();
         let boxes = dir.path().join("mail");
+        std::fs::create_dir(&boxes).unwrap();
         let name = delivery_name(1795364407, "ABC", 0, "mx.example.org");
         assert_eq!(name.as_str(), "1795364407.QABCI0.mx.example.org");
         let deliver = || {
@@ -357,5 +405,103 @@ mod tests {
         std::fs::rename(&path, &read).unwrap();
         assert_eq!(deliver(), read);
         assert_eq!(std::fs::read_dir(boxes.join("bob/new")).unwrap().count(), 0);
+    }
+
+    /// Delivers "Subject: hi" to `user` under `boxes`; the error's text.
+    fn refused(boxes: &Path, user: &str) -> String {
+        let rcpt = parse_mailbox(&format!("{user}@example.org")).unwrap();
+        let name = delivery_name(1, "ABC", 0, "mx.example.org");
+        deliver_local(
+            boxes,
+            &name,
+            "a@example.net",
+            &rcpt,
+            &mut &b"Subject: hi\r\n\r\nbody\r\n"[..],
+            true,
+            &mut CopyBuffers::default(),
+        )
+        .unwrap_err()
+        .to_string()
+    }
+
+    #[test]
+    fn nothing_in_a_maildir_is_followed_or_written_over() {
+        use std::os::unix::fs::{symlink, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let boxes = dir.path().join("mail");
+        let elsewhere = dir.path().join("attacker");
+        std::fs::create_dir_all(elsewhere.join("new")).unwrap();
+        std::fs::create_dir(&boxes).unwrap();
+        // A symlinked Maildir.
+        symlink(&elsewhere, boxes.join("bob")).unwrap();
+        assert_eq!(
+            refused(&boxes, "bob"),
+            format!(
+                "{}: a symbolic link: not followed",
+                boxes.join("bob").display()
+            )
+        );
+        // A symlinked new/.
+        for sub in ["tmp", "cur"] {
+            std::fs::create_dir_all(boxes.join("carol").join(sub)).unwrap();
+        }
+        std::fs::set_permissions(boxes.join("carol"), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
+        symlink(elsewhere.join("new"), boxes.join("carol/new")).unwrap();
+        assert_eq!(
+            refused(&boxes, "carol"),
+            format!(
+                "{}: a symbolic link: not followed",
+                boxes.join("carol/new").display()
+            )
+        );
+        assert_eq!(std::fs::read_dir(elsewhere.join("new")).unwrap().count(), 0);
+        // A symlink planted at the next delivery's name in tmp/: its target
+        // is neither truncated nor written.
+        let victim = elsewhere.join("victim");
+        std::fs::write(&victim, "someone's mail").unwrap();
+        std::fs::create_dir_all(boxes.join("dave/tmp")).unwrap();
+        std::fs::set_permissions(boxes.join("dave"), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
+        let planted = boxes.join("dave/tmp/1.QABCI0.mx.example.org");
+        symlink(&victim, &planted).unwrap();
+        assert_eq!(
+            refused(&boxes, "dave"),
+            format!(
+                "{}: not a file of this user's: not written over",
+                planted.display()
+            )
+        );
+        assert_eq!(std::fs::read(&victim).unwrap(), b"someone's mail");
+        // A Maildir others may write into.
+        std::fs::create_dir(boxes.join("erin")).unwrap();
+        std::fs::set_permissions(boxes.join("erin"), std::fs::Permissions::from_mode(0o777))
+            .unwrap();
+        assert_eq!(
+            refused(&boxes, "erin"),
+            format!(
+                "{}: writable by group or others (mode 777); not delivered into",
+                boxes.join("erin").display()
+            )
+        );
+        // A leftover of an interrupted delivery of ours is replaced.
+        std::fs::create_dir_all(boxes.join("fay/tmp")).unwrap();
+        std::fs::set_permissions(boxes.join("fay"), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
+        std::fs::write(boxes.join("fay/tmp/1.QABCI0.mx.example.org"), "torn").unwrap();
+        let rcpt = parse_mailbox("fay@example.org").unwrap();
+        let path = deliver_local(
+            &boxes,
+            &delivery_name(1, "ABC", 0, "mx.example.org"),
+            "a@example.net",
+            &rcpt,
+            &mut &b"Subject: hi\r\n\r\nbody\r\n"[..],
+            true,
+            &mut CopyBuffers::default(),
+        )
+        .unwrap();
+        assert!(std::fs::read(path)
+            .unwrap()
+            .ends_with(b"Subject: hi\n\nbody\n"));
     }
 }
