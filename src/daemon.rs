@@ -130,20 +130,38 @@ fn reload(path: &Path, ctx: &ServerContext, delivery: &Live<DeliverySettings>, l
     if let Err(e) = log.reopen() {
         ::log::error!("cannot reopen the log file: {e}");
     }
-    let config = match Config::load(path) {
+    // The files only root may read (the TLS key, the users file, the
+    // smarthost password) were read at start-up, before the privilege drop:
+    // where the config still names the same file and it cannot be read
+    // now, the copy read before is kept and the rest of the config applies.
+    let config = match Config::load_for_queueing(path) {
         Ok(config) => config,
         Err(e) => {
             ::log::error!("reload: {e}; keeping the running config");
             return;
         }
     };
+    let old = ctx.config.get();
+    let keep = |what: &str, e: String| ::log::warn!("reload: {e}; keeping the {what} read before");
     let loaded = (|| {
         let current = delivery.get();
-        Ok::<_, String>((
-            DeliverySettings::load(&config, current.smarthost_password.clone())?,
-            load_users(&config)?,
-            load_server_tls(&config)?,
-        ))
+        let settings = DeliverySettings::load(&config, current.smarthost_password.clone())?;
+        let users = match load_users(&config) {
+            Err(e) if config.auth_users == old.auth_users => {
+                keep("users file", e);
+                (*ctx.users.get()).clone()
+            }
+            other => other?,
+        };
+        let same_tls = (&config.tls_cert, &config.tls_key) == (&old.tls_cert, &old.tls_key);
+        let server_tls = match load_server_tls(&config) {
+            Err(e) if same_tls => {
+                keep("TLS certificate and key", e);
+                (*ctx.tls.get()).clone()
+            }
+            other => other?,
+        };
+        Ok::<_, String>((settings, users, server_tls))
     })();
     let (settings, users, server_tls) = match loaded {
         Ok(loaded) => loaded,
@@ -152,7 +170,6 @@ fn reload(path: &Path, ctx: &ServerContext, delivery: &Live<DeliverySettings>, l
             return;
         }
     };
-    let old = ctx.config.get();
     if old.listen != config.listen || old.spool_dir != config.spool_dir || old.user != config.user {
         ::log::warn!("reload: listen, spool_dir and user take effect at the next restart");
     }

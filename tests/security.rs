@@ -294,3 +294,53 @@ fn a_symlinked_maildir_defers_the_delivery_and_writes_nothing_elsewhere() {
         .contains(&format!("status=deferred ({refusal})")));
     assert!(support::list_dir(elsewhere.path()).is_empty());
 }
+
+#[test]
+fn root_only_files_stop_neither_an_ordinary_users_sendmail_nor_a_reload() {
+    if skip_unless_root() {
+        return;
+    }
+    let ca = support::peers::TestCa::new(&["mx.test"]);
+    let server = Server::start(&ca.tinymta_config());
+    let key = ca.ca().with_file_name("key.pem");
+    chown(&key, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // sendmail needs no TLS key: an ordinary user's alert is queued.
+    let dir = support::test_dir();
+    let setgid = setgid_binary(dir.path());
+    let (code, _, err) = as_daemon(
+        dir.path(),
+        &server.config_path(),
+        &setgid,
+        &["sendmail", "-oi", "root"],
+        b"Subject: smart\n\nsda failing\n",
+    );
+    assert_eq!((code, err.as_str()), (Some(0), ""));
+    server.wait_for_mail("root", 1);
+    // The daemon (now nobody) cannot read the key again: a reload keeps the
+    // one it read at start-up and applies the rest.
+    let config = std::fs::read_to_string(server.config_path()).unwrap();
+    std::fs::write(
+        server.config_path(),
+        config.replace("hostname = mx.test", "hostname = renamed.test"),
+    )
+    .unwrap();
+    server.signal(tinymta::sys::Signal::Reload);
+    server.wait_for_log("reloaded ");
+    let log = server.log();
+    assert!(
+        log.contains(&format!(
+            "[WARN] reload: {}:",
+            server.config_path().display()
+        )) && log.contains(": tls_cert: ")
+            && log.contains(
+                "key.pem: I/O error: Permission denied (os error 13); \
+                 keeping the TLS certificate and key read before"
+            ),
+        "{log}"
+    );
+    let mut client = server.connect();
+    assert_eq!(client.reply(), "220 renamed.test ESMTP\r\n");
+    let ehlo = client.command("EHLO client.test");
+    assert!(ehlo.contains("250-STARTTLS\r\n"), "{ehlo}");
+}
