@@ -317,8 +317,15 @@ fn replace_ignore_case(text: &str, from: &str, to: &str) -> String {
     out
 }
 
-/// RFC 5322 3.2.5: a display name with specials is quoted.
+/// RFC 5322 3.2.5: a display name with specials is quoted. A line end or
+/// any other control character (a `-F` value is anyone's) becomes a space,
+/// so that no name can add a header line.
 fn quote_phrase(name: &str) -> String {
+    let name: String = name
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let name = name.as_str();
     if name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == ' ' || "!#$%&'*+-/=?^_`{|}~".contains(c))
@@ -327,6 +334,21 @@ fn quote_phrase(name: &str) -> String {
     } else {
         format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
     }
+}
+
+/// A header line as tools write it, cleaned as the body is (see
+/// `copy_body`): a CR inside the line becomes a space and a NUL is dropped;
+/// its line end is kept.
+fn clean_text_line(line: &str) -> String {
+    let content = line.trim_end_matches(['\r', '\n']);
+    let end = &line[content.len()..];
+    let mut out: String = content
+        .chars()
+        .filter(|&c| c != '\0')
+        .map(|c| if c == '\r' { ' ' } else { c })
+        .collect();
+    out.push_str(end);
+    out
 }
 
 /// One header field with its continuation lines, CRLF line ends.
@@ -359,6 +381,7 @@ fn read_header_section(
             .position(|&b| b == b'\n')
             .map_or(buf.len(), |p| p + 1);
         let line = String::from_utf8_lossy(&buf[..end]).into_owned();
+        let line = clean_text_line(&line);
         let content = line.trim_end_matches(['\r', '\n']);
         let is_continuation = content.starts_with([' ', '\t']) && !headers.is_empty();
         let is_field = content.split_once(':').is_some_and(|(name, _)| {
@@ -420,6 +443,10 @@ fn copy_body(
         if !ignore_dots && line == b"." {
             return Ok(());
         }
+        // A bare CR (cron's progress bars) becomes a space (RFC 5321 2.3.8
+        // allows CR only before LF); a NUL is dropped (RFC 2045 2.7 allows
+        // none): the alert is still delivered, and nothing passes on either.
+        line.retain(|&b| b != 0);
         for b in line.iter_mut() {
             if *b == b'\r' {
                 *b = b' ';
@@ -553,5 +580,11 @@ mod tests {
     fn phrases_are_quoted_when_needed() {
         assert_eq!(quote_phrase("Cron Daemon"), "Cron Daemon");
         assert_eq!(quote_phrase("Doe, John"), "\"Doe, John\"");
+        // No name adds a header line.
+        assert_eq!(
+            quote_phrase("Eve\nReply-To: attacker@evil.test"),
+            "\"Eve Reply-To: attacker@evil.test\""
+        );
+        assert_eq!(quote_phrase("a\r\n\tb"), "a   b");
     }
 }

@@ -344,3 +344,45 @@ fn root_only_files_stop_neither_an_ordinary_users_sendmail_nor_a_reload() {
     let ehlo = client.command("EHLO client.test");
     assert!(ehlo.contains("250-STARTTLS\r\n"), "{ehlo}");
 }
+
+#[test]
+fn no_header_line_from_the_command_line_and_no_bare_cr_or_nul_passes_on() {
+    let server = Server::start("");
+    let mut sendmail = Command::new(support::binary());
+    sendmail
+        .args(["sendmail", "-C"])
+        .arg(server.config_path())
+        .args(["-F", "Eve\nReply-To: attacker@evil.test", "-oi", "root"]);
+    let (code, _, err) = support::run_with_input(
+        sendmail,
+        b"Subject: disk\rfull\0 now\nX-Tool: a\0b\n\ncopying... 10%\r20%\r100%\nend\0\n",
+    );
+    assert_eq!((code, err.as_str()), (Some(0), ""));
+    let mail = server.wait_for_mail("root", 1);
+    let text = String::from_utf8_lossy(&mail[0]).into_owned();
+    let header_end = text.find("\n\n").unwrap();
+    let (headers, body) = text.split_at(header_end);
+    assert!(!headers.contains("\nReply-To:"), "{headers}");
+    assert!(
+        headers.contains("\nFrom: \"Eve Reply-To: attacker@evil.test\" <root@mx.test>\n"),
+        "{headers}"
+    );
+    assert!(headers.contains("\nSubject: disk full now\n"), "{headers}");
+    assert!(headers.contains("\nX-Tool: ab\n"), "{headers}");
+    // The cron output's progress bar is delivered, its CRs as spaces.
+    assert_eq!(body, "\n\ncopying... 10% 20% 100%\nend\n");
+    assert!(!mail[0].contains(&b'\r') && !mail[0].contains(&0));
+    // By SMTP, a NUL refuses the message (the client is told).
+    let mut client = server.greeted();
+    client.command("MAIL FROM:<a@example.net>");
+    client.command("RCPT TO:<root@mx.test>");
+    assert_eq!(
+        client.command("DATA"),
+        "354 End data with <CR><LF>.<CR><LF>\r\n"
+    );
+    client.send_raw(b"Subject: x\r\n\r\n\0\r\n.\r\n");
+    assert_eq!(
+        client.reply(),
+        "550 5.6.0 Error: NUL character in message\r\n"
+    );
+}

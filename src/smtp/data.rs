@@ -54,6 +54,9 @@ pub struct DataDecoder {
     name_len: usize,
     received_count: usize,
     bare_line_end: bool,
+    /// A NUL octet: RFC 2045 2.7 and 2.8 allow none in 7bit or 8bit text
+    /// (RFC 6152 likewise), and some readers cut the message there.
+    nul: bool,
     line_too_long: bool,
 }
 
@@ -73,6 +76,7 @@ impl DataDecoder {
             name_len: 0,
             received_count: 0,
             bare_line_end: false,
+            nul: false,
             line_too_long: false,
         }
     }
@@ -134,6 +138,9 @@ impl DataDecoder {
 
     /// Octets of a line, none of them CR or LF (unless the line end was bare).
     fn content(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        if bytes.contains(&0) {
+            self.nul = true;
+        }
         for &b in bytes {
             if self.line_kind != LineKind::Unknown {
                 break;
@@ -209,6 +216,7 @@ impl DataDecoder {
     /// Whether the message will be refused whatever follows.
     pub fn refused(&self) -> bool {
         self.bare_line_end
+            || self.nul
             || self.line_too_long
             || self.size > self.max_size
             || self.header_size > self.max_header_size
@@ -226,6 +234,8 @@ impl DataDecoder {
             Err(reply::bare_line_end())
         } else if self.line_too_long {
             Err(reply::data_line_too_long())
+        } else if self.nul {
+            Err(reply::nul_in_message())
         } else if self.size > self.max_size {
             Err(reply::message_too_big())
         } else if self.header_size > self.max_header_size {
@@ -293,6 +303,21 @@ mod tests {
         assert_eq!(msg, b"Subject: x\r\n\r\nhello\r\n");
         assert_eq!(rest, b"QUIT\r\n");
         assert_eq!(code, None);
+    }
+
+    #[test]
+    fn a_nul_anywhere_refuses_the_message() {
+        for input in [
+            &b"\0\r\n.\r\nQUIT\r\n"[..],
+            b"Subject: a\0b\r\n\r\nx\r\n.\r\nQUIT\r\n",
+            b"Subject: a\r\n\r\nlong body line \0 here\r\n.\r\nQUIT\r\n",
+        ] {
+            let (msg, rest, code) = every_chunking(input, 1000);
+            assert_eq!(
+                (msg.as_slice(), rest.as_slice(), code),
+                (&b""[..], &b"QUIT\r\n"[..], Some(550))
+            );
+        }
     }
 
     #[test]

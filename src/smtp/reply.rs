@@ -158,6 +158,12 @@ pub fn bare_line_end() -> Reply {
         "Error: bare <CR> or <LF> in message; use <CR><LF> line endings",
     )
 }
+/// A NUL is refused, not removed: the client is told, and can say so
+/// (RFC 2045 2.7/2.8, RFC 6152: no NUL in 7bit or 8bit text; Postfix's
+/// message_reject_characters).
+pub fn nul_in_message() -> Reply {
+    Reply::new(550, "5.6.0", "Error: NUL character in message")
+}
 pub fn data_line_too_long() -> Reply {
     // RFC 5321 4.5.3.1.6: a text line is at most 1000 octets with its CRLF.
     Reply::new(500, "5.5.2", "Error: message line longer than 1000 octets")
