@@ -2,7 +2,7 @@
 //! finds what is due, groups recipients by route into jobs, and applies
 //! the outcomes that the worker threads report back: `delivery_workers`
 //! remote workers and one for local delivery only, with a cap on the
-//! workers one MX domain may hold (see [`WorkerKind`], [`route_limit`]). Every
+//! workers one MX domain may hold (see `WorkerKind` and `route_limit`). Every
 //! outcome is written to the envelope as soon as it is known, so a delivered
 //! recipient is never sent again, also after a restart.
 //!
