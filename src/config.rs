@@ -205,6 +205,9 @@ config_keys! {
         smarthost: Option<HostPort> = None => optional(parse_host_port);
         /// The port of MX hosts.
         mx_port: u16 = 25 => value(parse_port);
+        /// The most addresses tried in one delivery attempt, over all MX hosts
+        /// (or the smarthost's addresses), as Postfix's smtp_mx_address_limit.
+        mx_address_limit: usize = 5 => value(parse_count);
         /// Nameservers (port 53 unless given); empty means those of `resolv_conf`.
         dns_servers: Vec<SocketAddr> = Vec::new() => list(add_dns_servers);
         /// Where nameservers are read from when `dns_servers` is not given.
@@ -223,6 +226,9 @@ config_keys! {
         smarthost_password_file: Option<PathBuf> = None => optional(parse_path);
         /// How long to wait for a TCP connection to an upstream server.
         connect_timeout: Duration = Duration::from_secs(30) => value(parse_duration);
+        /// How long to wait for an upstream server's greeting and for its
+        /// reply to EHLO or HELO, as Postfix's smtp_helo_timeout.
+        smtp_helo_timeout: Duration = Duration::from_secs(60) => value(parse_duration);
         /// The first retry delay, doubled at each attempt up to `retry_max`.
         retry_min: Duration = Duration::from_secs(60) => value(parse_duration);
         retry_max: Duration = Duration::from_secs(3600) => value(parse_duration);

@@ -19,8 +19,10 @@ use crate::smtp::status::Status;
 use crate::spool::queue::Failure;
 use crate::tls::{self, MaybeTls};
 
-/// RFC 5321 4.5.3.2: how long to wait for each reply.
-const GREETING_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// RFC 5321 4.5.3.2: how long to wait for each reply. The greeting and the
+/// EHLO/HELO reply wait `ClientOptions::helo_timeout` instead (the config's
+/// `smtp_helo_timeout`): a server that accepts connections and never speaks
+/// must not hold a delivery worker for the RFC's five minutes per address.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 const DATA_INIT_TIMEOUT: Duration = Duration::from_secs(2 * 60);
 const DATA_BLOCK_TIMEOUT: Duration = Duration::from_secs(3 * 60);
@@ -74,6 +76,9 @@ pub struct ClientOptions {
     /// Our name in EHLO.
     pub helo_name: String,
     pub connect_timeout: Duration,
+    /// How long to wait for the greeting (and an implicit TLS handshake
+    /// before it) and for the reply to each EHLO or HELO.
+    pub helo_timeout: Duration,
     pub tls: TlsMode,
     /// User and password for AUTH (only ever sent over TLS, unless `tls` is `None`).
     pub auth: Option<(String, String)>,
@@ -291,8 +296,8 @@ impl<S: RelayStream> SmtpClient<S> {
         let mut tls_version = None;
         if let TlsMode::Implicit(config) = &options.tls {
             // RFC 8314 3.3: TLS from the first byte, before the greeting.
-            stream.set_read_timeout(GREETING_TIMEOUT)?;
-            stream.set_write_timeout(GREETING_TIMEOUT)?;
+            stream.set_read_timeout(options.helo_timeout)?;
+            stream.set_write_timeout(options.helo_timeout)?;
             tls_version = Some(stream.start_tls(config, host_name)?);
         }
         let mut client = SmtpClient {
@@ -302,11 +307,11 @@ impl<S: RelayStream> SmtpClient<S> {
             tls_version,
             relay,
         };
-        let greeting = client.read_reply(GREETING_TIMEOUT)?;
+        let greeting = client.read_reply(options.helo_timeout)?;
         if greeting.code != 220 {
             return Err(HostError::refused("greeting", greeting));
         }
-        client.ehlo(&options.helo_name)?;
+        client.ehlo(options)?;
         let starttls_config = match &options.tls {
             TlsMode::Required(config) => {
                 if !client.ext.starttls {
@@ -322,7 +327,7 @@ impl<S: RelayStream> SmtpClient<S> {
         if let Some(config) = starttls_config {
             client.starttls(config, host_name)?;
             // RFC 3207 4.2: what the server offered before TLS is forgotten.
-            client.ehlo(&options.helo_name)?;
+            client.ehlo(options)?;
         }
         if let Some((user, password)) = &options.auth {
             if client.tls_version.is_none() && !matches!(options.tls, TlsMode::None) {
@@ -335,8 +340,9 @@ impl<S: RelayStream> SmtpClient<S> {
         Ok(client)
     }
 
-    fn ehlo(&mut self, name: &str) -> Result<(), HostError> {
-        let reply = self.command(&format!("EHLO {name}"), COMMAND_TIMEOUT)?;
+    fn ehlo(&mut self, options: &ClientOptions) -> Result<(), HostError> {
+        let name = &options.helo_name;
+        let reply = self.command(&format!("EHLO {name}"), options.helo_timeout)?;
         if reply.code == 250 {
             self.ext = Extensions::from_ehlo(&reply);
             return Ok(());
@@ -345,7 +351,7 @@ impl<S: RelayStream> SmtpClient<S> {
             return Err(HostError::refused("EHLO", reply));
         }
         // RFC 5321 3.2: a server that does not know EHLO gets HELO.
-        let reply = self.command(&format!("HELO {name}"), COMMAND_TIMEOUT)?;
+        let reply = self.command(&format!("HELO {name}"), options.helo_timeout)?;
         if reply.code != 250 {
             return Err(HostError::refused("HELO", reply));
         }
@@ -740,6 +746,8 @@ mod tests {
         steps: VecDeque<Step>,
         /// What the client wrote that is not a whole line yet.
         written: Vec<u8>,
+        /// Each read timeout the client set, in order.
+        read_timeouts: std::cell::RefCell<Vec<Duration>>,
     }
 
     impl Scripted {
@@ -747,6 +755,7 @@ mod tests {
             Scripted {
                 steps: steps.into(),
                 written: Vec::new(),
+                read_timeouts: Default::default(),
             }
         }
     }
@@ -806,7 +815,8 @@ mod tests {
     }
 
     impl RelayStream for Scripted {
-        fn set_read_timeout(&self, _timeout: Duration) -> io::Result<()> {
+        fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
+            self.read_timeouts.borrow_mut().push(timeout);
             Ok(())
         }
 
@@ -839,6 +849,9 @@ mod tests {
 
     const RELAY: &str = "mx.example[192.0.2.1]:25";
 
+    /// Unlike every other timeout, so that the tests can tell it apart.
+    const HELO_TIMEOUT: Duration = Duration::from_secs(7);
+
     fn tls_config() -> Arc<ClientConfig> {
         crate::tls::ClientConfigs::new(None, false)
             .expect("an unverified config needs no files")
@@ -849,6 +862,7 @@ mod tests {
         ClientOptions {
             helo_name: "me.example".to_string(),
             connect_timeout: Duration::from_secs(1),
+            helo_timeout: HELO_TIMEOUT,
             tls,
             auth: auth.map(|(user, password)| (user.to_string(), password.to_string())),
         }
@@ -1119,6 +1133,45 @@ mod tests {
             replies("250-mx.example\r\n250 STARTTLS\r\n"),
             sends("STARTTLS"),
         ]
+    }
+
+    #[test]
+    fn greeting_and_each_ehlo_wait_the_helo_timeout() {
+        let mut steps = until_starttls();
+        steps.extend([
+            replies("220 2.0.0 go ahead\r\n"),
+            Step::Tls,
+            sends("EHLO me.example"),
+            replies("250 mx.example\r\n"),
+            sends("MAIL FROM:<me@here.example>"),
+            replies("250 ok\r\n"),
+            sends("RCPT TO:<you@there.example>"),
+            replies("550 5.1.1 no\r\n"),
+            sends("RSET"),
+            replies("250 ok\r\n"),
+        ]);
+        let mut client =
+            start(steps, &options(TlsMode::Opportunistic(tls_config()), None)).unwrap();
+        send(&mut client, &["you@there.example"], 4, b"hi\r\n").unwrap();
+        // Greeting, EHLO, STARTTLS, EHLO over TLS, MAIL, RCPT, RSET.
+        let helo = HELO_TIMEOUT;
+        let command = COMMAND_TIMEOUT;
+        assert_eq!(
+            *client.stream.read_timeouts.borrow(),
+            [helo, helo, command, helo, command, command, command]
+        );
+        // Implicit TLS: the handshake before the greeting waits as long.
+        let client = start(
+            vec![
+                Step::Tls,
+                replies("220 hi\r\n"),
+                sends("EHLO me.example"),
+                replies("250 mx.example\r\n"),
+            ],
+            &options(TlsMode::Implicit(tls_config()), None),
+        )
+        .unwrap();
+        assert_eq!(*client.stream.read_timeouts.borrow(), [helo, helo, helo]);
     }
 
     #[test]

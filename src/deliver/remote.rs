@@ -132,7 +132,7 @@ impl RemoteDelivery<'_> {
         }
     }
 
-    /// The servers for a route, best first.
+    /// The servers for a route, best first, at most `mx_address_limit`.
     fn targets(&self, route: &Route) -> Result<Vec<Target>, DnsError> {
         let config = &self.settings.config;
         let resolver = &self.settings.resolver;
@@ -159,6 +159,17 @@ impl RemoteDelivery<'_> {
             }
             Route::Local => unreachable!("local mail is not sent over SMTP"),
         }
+        // A domain with 20 MX hosts that accept and never speak would
+        // otherwise hold a worker for 20 helo timeouts per attempt; the
+        // best `mx_address_limit` addresses are tried, the rest not.
+        if targets.len() > config.mx_address_limit {
+            log::debug!(
+                "{route:?}: trying {} of {} addresses (mx_address_limit)",
+                config.mx_address_limit,
+                targets.len()
+            );
+            targets.truncate(config.mx_address_limit);
+        }
         Ok(targets)
     }
 
@@ -170,6 +181,7 @@ impl RemoteDelivery<'_> {
         let mut options = ClientOptions {
             helo_name: config.hostname.clone(),
             connect_timeout: config.connect_timeout,
+            helo_timeout: config.smtp_helo_timeout,
             tls: TlsMode::None,
             auth: None,
         };

@@ -1,6 +1,8 @@
 //! The queue runner. One scheduler thread owns the queue's envelopes: it
 //! finds what is due, groups recipients by route into jobs, and applies
-//! the outcomes that `delivery_workers` worker threads report back. Every
+//! the outcomes that the worker threads report back: `delivery_workers`
+//! remote workers and one for local delivery only, with a cap on the
+//! workers one MX domain may hold (see `WorkerKind` and `route_limit`). Every
 //! outcome is written to the envelope as soon as it is known, so a delivered
 //! recipient is never sent again, also after a restart.
 //!
@@ -66,37 +68,128 @@ impl QueueWaker {
     }
 }
 
-/// Jobs waiting for a worker.
-#[derive(Default)]
-struct JobQueue {
-    jobs: Mutex<VecDeque<Job>>,
-    ready: Condvar,
+/// Which jobs a worker takes.
+///
+/// Local delivery never waits behind remote delivery: one worker takes
+/// local jobs only, so a local job always has a worker that no silent
+/// server can hold, and it needs no guess at which destinations are slow.
+/// The `delivery_workers` remote workers take local jobs too when there
+/// are some, so that a local backlog is still shared (see
+/// MAX_LOCAL_MESSAGES_PER_JOB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WorkerKind {
+    Local,
+    Remote,
 }
 
-impl JobQueue {
-    fn push(&self, job: Job) {
-        self.lock().push_back(job);
-        self.ready.notify_one();
-    }
+/// The jobs waiting for a worker, and how many workers each route has now.
+struct Jobs {
+    waiting: VecDeque<Job>,
+    busy: HashMap<Route, usize>,
+    /// The number of remote workers (`delivery_workers`).
+    remote_workers: usize,
+}
 
-    fn pop(&self) -> Job {
-        let mut jobs = self.lock();
-        loop {
-            if let Some(job) = jobs.pop_front() {
-                return job;
-            }
-            jobs = self.ready.wait(jobs).unwrap_or_else(|p| p.into_inner());
+impl Jobs {
+    fn new(remote_workers: usize) -> Jobs {
+        Jobs {
+            waiting: VecDeque::new(),
+            busy: HashMap::new(),
+            remote_workers,
         }
     }
 
-    /// A waiting job for `route`, for a worker that has a connection open.
-    fn take_for(&self, route: &Route) -> Option<Job> {
-        let mut jobs = self.lock();
-        let pos = jobs.iter().position(|j| j.route == *route)?;
-        jobs.remove(pos)
+    /// The first waiting job that a `kind` worker may take, in the order
+    /// they were queued; the job's route counts one worker more.
+    fn take(&mut self, kind: WorkerKind) -> Option<Job> {
+        let pos = self.waiting.iter().position(|job| match kind {
+            WorkerKind::Local => job.route == Route::Local,
+            WorkerKind::Remote => {
+                let busy = self.busy.get(&job.route).copied().unwrap_or(0);
+                busy < route_limit(&job.route, self.remote_workers)
+            }
+        })?;
+        let job = self.waiting.remove(pos)?;
+        *self.busy.entry(job.route.clone()).or_default() += 1;
+        Some(job)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Job>> {
+    /// A worker has finished a job on `route`.
+    fn done(&mut self, route: &Route) {
+        if let Some(busy) = self.busy.get_mut(route) {
+            *busy -= 1;
+            if *busy == 0 {
+                self.busy.remove(route);
+            }
+        }
+    }
+
+    /// A waiting job for `route`, for a worker that has a connection open
+    /// there (it counts for the route already).
+    fn take_for(&mut self, route: &Route) -> Option<Job> {
+        let pos = self.waiting.iter().position(|j| j.route == *route)?;
+        self.waiting.remove(pos)
+    }
+}
+
+/// The most workers one route may have at once. An MX domain leaves one
+/// remote worker free for the other domains: however many of its messages
+/// are due and however slow its servers are, mail for elsewhere still has a
+/// worker (with one remote worker, there is no one to leave). The smarthost
+/// takes every non-local recipient when it is set, so no other remote
+/// route competes with it and it may use every worker. Local jobs have
+/// their own worker and are never held long.
+fn route_limit(route: &Route, remote_workers: usize) -> usize {
+    match route {
+        Route::Local => usize::MAX,
+        Route::Smarthost => remote_workers,
+        Route::Mx(_) => remote_workers.saturating_sub(1).max(1),
+    }
+}
+
+/// [`Jobs`] shared between the scheduler and the workers.
+struct JobQueue {
+    jobs: Mutex<Jobs>,
+    /// Signalled when a job is queued or a worker leaves a route: a
+    /// waiting worker may have something to take.
+    changed: Condvar,
+}
+
+impl JobQueue {
+    fn new(remote_workers: usize) -> JobQueue {
+        JobQueue {
+            jobs: Mutex::new(Jobs::new(remote_workers)),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn push(&self, job: Job) {
+        self.lock().waiting.push_back(job);
+        // All: the first to wake may be a worker that may not take it.
+        self.changed.notify_all();
+    }
+
+    /// Waits for a job that a `kind` worker may take.
+    fn take(&self, kind: WorkerKind) -> Job {
+        let mut jobs = self.lock();
+        loop {
+            if let Some(job) = jobs.take(kind) {
+                return job;
+            }
+            jobs = self.changed.wait(jobs).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn done(&self, route: &Route) {
+        self.lock().done(route);
+        self.changed.notify_all();
+    }
+
+    fn take_for(&self, route: &Route) -> Option<Job> {
+        self.lock().take_for(route)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Jobs> {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -121,16 +214,20 @@ impl QueueRunner {
     /// Starts the scheduler and the workers; the queue is run at once.
     pub fn start(self) -> std::io::Result<QueueWaker> {
         let (events, receiver) = channel();
-        let jobs = Arc::new(JobQueue::default());
         // The number of workers is fixed at start-up; SIGHUP does not change it.
-        for n in 0..self.settings.get().config.delivery_workers {
+        let remote_workers = self.settings.get().config.delivery_workers;
+        let jobs = Arc::new(JobQueue::new(remote_workers));
+        let workers = (0..remote_workers)
+            .map(|n| (format!("delivery {n}"), WorkerKind::Remote))
+            .chain([("local delivery".to_string(), WorkerKind::Local)]);
+        for (name, kind) in workers {
             let jobs = Arc::clone(&jobs);
             let results = events.clone();
             let settings = Arc::clone(&self.settings);
             let spool = Arc::clone(&self.spool);
             thread::Builder::new()
-                .name(format!("delivery {n}"))
-                .spawn(move || worker(&jobs, &settings, &spool, results))?;
+                .name(name)
+                .spawn(move || worker(&jobs, kind, &settings, &spool, results))?;
         }
         let waker = QueueWaker { events };
         let scheduler = Scheduler {
@@ -150,12 +247,13 @@ impl QueueRunner {
 
 fn worker(
     jobs: &JobQueue,
+    kind: WorkerKind,
     settings: &Live<DeliverySettings>,
     spool: &Arc<Spool>,
     results: Sender<Event>,
 ) {
     loop {
-        let job = jobs.pop();
+        let job = jobs.take(kind);
         // A job keeps the settings it started with, whatever SIGHUP does.
         let current = settings.get();
         let route = job.route.clone();
@@ -169,6 +267,7 @@ fn worker(
         if run.is_err() {
             log::error!("delivery to {route:?} panicked; its messages are deferred");
         }
+        jobs.done(&route);
         // Dropping the reporter answers whatever the job left unanswered.
     }
 }
@@ -563,6 +662,110 @@ mod tests {
 
     fn config(text: &str) -> Config {
         Config::parse(text, Path::new("t.conf")).unwrap()
+    }
+
+    fn job(route: Route, id: &str) -> Job {
+        Job {
+            route,
+            items: vec![JobItem {
+                id: id.to_string(),
+                sender: String::new(),
+                eight_bit: false,
+                size: 1,
+                arrival: 0,
+                recipients: Vec::new(),
+                first_attempt: true,
+            }],
+        }
+    }
+
+    fn mx(domain: &str) -> Route {
+        Route::Mx(domain.to_string())
+    }
+
+    /// The id of the job a `kind` worker takes now, if any.
+    fn take(jobs: &mut Jobs, kind: WorkerKind) -> Option<String> {
+        jobs.take(kind).map(|job| job.items[0].id.clone())
+    }
+
+    #[test]
+    fn local_jobs_have_a_worker_that_never_takes_remote_ones() {
+        let mut jobs = Jobs::new(2);
+        jobs.waiting.push_back(job(mx("slow.test"), "remote"));
+        jobs.waiting.push_back(job(Route::Smarthost, "relayed"));
+        jobs.waiting.push_back(job(Route::Local, "local"));
+        // Behind remote jobs, and with every remote worker busy.
+        assert_eq!(take(&mut jobs, WorkerKind::Local).as_deref(), Some("local"));
+        assert_eq!(take(&mut jobs, WorkerKind::Local), None);
+        // Remote workers take local jobs too, in queue order.
+        jobs.waiting.push_back(job(Route::Local, "local 2"));
+        assert_eq!(
+            take(&mut jobs, WorkerKind::Remote).as_deref(),
+            Some("remote")
+        );
+        assert_eq!(
+            take(&mut jobs, WorkerKind::Remote).as_deref(),
+            Some("relayed")
+        );
+        assert_eq!(
+            take(&mut jobs, WorkerKind::Remote).as_deref(),
+            Some("local 2")
+        );
+    }
+
+    #[test]
+    fn one_mx_domain_leaves_a_worker_for_the_others() {
+        let mut jobs = Jobs::new(2);
+        for id in ["slow 1", "slow 2", "slow 3"] {
+            jobs.waiting.push_back(job(mx("slow.test"), id));
+        }
+        jobs.waiting.push_back(job(mx("healthy.test"), "healthy"));
+        assert_eq!(
+            take(&mut jobs, WorkerKind::Remote).as_deref(),
+            Some("slow 1")
+        );
+        // The second worker passes over slow.test's other jobs.
+        assert_eq!(
+            take(&mut jobs, WorkerKind::Remote).as_deref(),
+            Some("healthy")
+        );
+        // Nothing else may go now, even to a third worker.
+        assert_eq!(take(&mut jobs, WorkerKind::Remote), None);
+        // The worker on slow.test reuses its connection: no worker more.
+        assert_eq!(
+            jobs.take_for(&mx("slow.test"))
+                .map(|j| j.items[0].id.clone()),
+            Some("slow 2".to_string())
+        );
+        assert_eq!(take(&mut jobs, WorkerKind::Remote), None);
+        jobs.done(&mx("healthy.test"));
+        assert_eq!(take(&mut jobs, WorkerKind::Remote), None);
+        jobs.done(&mx("slow.test"));
+        assert_eq!(
+            take(&mut jobs, WorkerKind::Remote).as_deref(),
+            Some("slow 3")
+        );
+        assert!(jobs.waiting.is_empty());
+        jobs.done(&mx("slow.test"));
+        assert!(jobs.busy.is_empty());
+    }
+
+    #[test]
+    fn route_limits() {
+        // With one remote worker there is no one to leave free.
+        assert_eq!(route_limit(&mx("a.test"), 1), 1);
+        assert_eq!(route_limit(&mx("a.test"), 2), 1);
+        assert_eq!(route_limit(&mx("a.test"), 4), 3);
+        // The smarthost is the one remote route when it is set.
+        assert_eq!(route_limit(&Route::Smarthost, 2), 2);
+        assert_eq!(route_limit(&Route::Local, 2), usize::MAX);
+        let mut jobs = Jobs::new(2);
+        for id in ["r1", "r2", "r3"] {
+            jobs.waiting.push_back(job(Route::Smarthost, id));
+        }
+        assert_eq!(take(&mut jobs, WorkerKind::Remote).as_deref(), Some("r1"));
+        assert_eq!(take(&mut jobs, WorkerKind::Remote).as_deref(), Some("r2"));
+        assert_eq!(take(&mut jobs, WorkerKind::Remote), None);
     }
 
     #[test]
