@@ -205,6 +205,9 @@ config_keys! {
         smarthost: Option<HostPort> = None => optional(parse_host_port);
         /// The port of MX hosts.
         mx_port: u16 = 25 => value(parse_port);
+        /// Whether mail may go to MX hosts or address literals on loopback
+        /// addresses; off, such a destination loops back to this box.
+        deliver_to_loopback: bool = false => value(parse_bool);
         /// The most addresses tried in one delivery attempt, over all MX hosts
         /// (or the smarthost's addresses), as Postfix's smtp_mx_address_limit.
         mx_address_limit: usize = 5 => value(parse_count);

@@ -152,6 +152,41 @@ pub fn sync_file_system(file: &std::fs::File) -> io::Result<()> {
     }
 }
 
+/// The IP addresses of this machine's network interfaces (getifaddrs(3)).
+pub fn local_addresses() -> io::Result<Vec<std::net::IpAddr>> {
+    let mut found = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list that is read here
+    // only while it lives, then freed once; each address is read as the
+    // family it says it is.
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut entry = list;
+        while !entry.is_null() {
+            let addr = (*entry).ifa_addr;
+            if !addr.is_null() {
+                match (*addr).sa_family as libc::c_int {
+                    libc::AF_INET => {
+                        let v4 = &*(addr as *const libc::sockaddr_in);
+                        let octets = v4.sin_addr.s_addr.to_ne_bytes();
+                        found.push(std::net::IpAddr::from(octets));
+                    }
+                    libc::AF_INET6 => {
+                        let v6 = &*(addr as *const libc::sockaddr_in6);
+                        found.push(std::net::IpAddr::from(v6.sin6_addr.s6_addr));
+                    }
+                    _ => {}
+                }
+            }
+            entry = (*entry).ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    Ok(found)
+}
+
 /// Looks a group up by name: its gid, or `None` if there is no such group.
 pub fn find_group(name: &str) -> io::Result<Option<u32>> {
     let c_name = CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;

@@ -386,3 +386,73 @@ fn no_header_line_from_the_command_line_and_no_bare_cr_or_nul_passes_on() {
         "550 5.6.0 Error: NUL character in message\r\n"
     );
 }
+
+/// Sends a@mx.test's message to `to` and returns the one bounce `a` gets.
+fn bounce_of(server: &Server, to: &str) -> String {
+    let id = server.greeted().send_message(
+        "a@mx.test",
+        &[to],
+        b"Subject: round and round\r\n\r\nx\r\n.\r\n",
+    );
+    let bounce = server.wait_for_mail("a", 1);
+    server.wait_for_empty_queue();
+    assert_eq!(server.mail_count("a"), 1);
+    assert!(server
+        .log()
+        .contains(&format!("{id}: sender non-delivery notification")));
+    String::from_utf8_lossy(&bounce[0]).into_owned()
+}
+
+#[test]
+fn mail_for_this_server_itself_bounces_once_and_no_copy_is_made() {
+    // Loopback destinations are a loop unless deliver_to_loopback says so.
+    let server = Server::start("deliver_to_loopback = no");
+    let text = bounce_of(&server, "v@[127.0.0.1]");
+    assert!(
+        text.contains("\nStatus: 5.4.6\n")
+            && text.contains("<v@[127.0.0.1]>: 5.4.6 mail for [127.0.0.1] loops back to myself\n"),
+        "{text}"
+    );
+    // An address and port it listens on is a loop in any case.
+    let mut server = Server::start("");
+    let config = std::fs::read_to_string(server.config_path()).unwrap();
+    let mx_port = config
+        .lines()
+        .find_map(|l| l.strip_prefix("mx_port = "))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        server.config_path(),
+        config.replace(
+            &format!("mx_port = {mx_port}"),
+            &format!("mx_port = {}", server.port),
+        ),
+    )
+    .unwrap();
+    server.signal(tinymta::sys::Signal::Reload);
+    server.wait_for_log("reloaded ");
+    let text = bounce_of(&server, "v@[127.0.0.1]");
+    assert!(text.contains("loops back to myself\n"), "{text}");
+    server.kill();
+    assert_eq!(
+        server.log().matches("accepted from=").count(),
+        1,
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn a_general_address_literal_is_refused_at_rcpt() {
+    let server = Server::start("");
+    let mut client = server.greeted();
+    assert_eq!(client.command("MAIL FROM:<a@mx.test>"), "250 2.1.0 Ok\r\n");
+    assert_eq!(
+        client.command("RCPT TO:<v@[x-tag:abc]>"),
+        "501 5.1.3 Error: an address literal must be an IP address\r\n"
+    );
+    assert_eq!(
+        client.command("RCPT TO:<v@[192.0.2.1]>"),
+        "250 2.1.5 Ok\r\n"
+    );
+}

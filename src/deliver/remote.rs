@@ -3,7 +3,7 @@
 //! A connection failure or 421 moves on to the next host; replies to MAIL,
 //! RCPT and DATA are outcomes for the recipients.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use super::client::{ClientOptions, HostError, Outgoing, SmtpClient, TlsMode};
@@ -56,6 +56,34 @@ impl RemoteDelivery<'_> {
                 return self.settle_all(pending, reporter, "-", &outcome);
             }
         };
+        let (looping, targets): (Vec<Target>, Vec<Target>) = targets
+            .into_iter()
+            .partition(|target| self.loops_back(target.addr, &route));
+        for target in &looping {
+            log::info!(
+                "{}[{}]: not tried: that is this server",
+                target.name,
+                target.addr
+            );
+        }
+        if targets.is_empty() && !looping.is_empty() {
+            // RFC 3463 X.4.6: routing loop detected. For a domain, its
+            // mail can never leave (Postfix's words); a smarthost that is
+            // this server is a mistake in the config, which may be mended:
+            // its mail waits.
+            let outcome = match &route {
+                Route::Smarthost => Outcome::Deferred(Failure::ours(
+                    Status::new(4, 4, 6),
+                    format_args!("smarthost {} loops back to myself", looping[0].name),
+                )),
+                Route::Mx(domain) => Outcome::Failed(Failure::ours(
+                    Status::new(5, 4, 6),
+                    format_args!("mail for {domain} loops back to myself"),
+                )),
+                Route::Local => unreachable!("local mail is not sent over SMTP"),
+            };
+            return self.settle_all(pending, reporter, "-", &outcome);
+        }
         // RFC 3463 4.4.1: no answer from host.
         let mut last_error = Failure::ours(Status::new(4, 4, 1), "no server could be reached");
         for target in &targets {
@@ -130,6 +158,16 @@ impl RemoteDelivery<'_> {
         } else {
             format!("{version}, certificate not checked")
         }
+    }
+
+    /// Whether sending to `addr` would be sending to this server itself.
+    fn loops_back(&self, addr: SocketAddr, route: &Route) -> bool {
+        let config = &self.settings.config;
+        let listening: Vec<SocketAddr> = config.listen.iter().map(|l| l.addr).collect();
+        let loopback_allowed = config.deliver_to_loopback || *route == Route::Smarthost;
+        is_myself(addr, &listening, loopback_allowed, &|| {
+            crate::sys::local_addresses().unwrap_or_default()
+        })
     }
 
     /// The servers for a route, best first, at most `mx_address_limit`.
@@ -290,5 +328,57 @@ impl RemoteDelivery<'_> {
                 outcomes,
             });
         }
+    }
+}
+
+/// Whether `addr` is this server: an address and port it listens on (or,
+/// where it listens on all addresses, one of this box's `local` addresses
+/// at that port), an unspecified address (0.0.0.0, ::, which connect to
+/// this box), or a loopback address unless `loopback_allowed`.
+fn is_myself(
+    addr: SocketAddr,
+    listening: &[SocketAddr],
+    loopback_allowed: bool,
+    local: &dyn Fn() -> Vec<IpAddr>,
+) -> bool {
+    let ip = addr.ip().to_canonical();
+    if ip.is_unspecified() || (ip.is_loopback() && !loopback_allowed) {
+        return true;
+    }
+    listening.iter().any(|listener| {
+        listener.port() == addr.port()
+            && (listener.ip().to_canonical() == ip
+                || (listener.ip().is_unspecified() && (ip.is_loopback() || local().contains(&ip))))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_this_server() {
+        let addr = |text: &str| text.parse::<SocketAddr>().unwrap();
+        let box_ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let local = || vec![box_ip];
+        let on_25 = [addr("127.0.0.1:25"), addr("[::1]:25")];
+        let myself = |target: &str, listening: &[SocketAddr], loopback| {
+            is_myself(addr(target), listening, loopback, &local)
+        };
+        // Loopback, unless allowed; an allowed one is still this server
+        // where it is an address and port it listens on.
+        assert!(myself("127.0.0.5:2525", &on_25, false));
+        assert!(!myself("127.0.0.5:2525", &on_25, true));
+        assert!(myself("127.0.0.1:25", &on_25, true));
+        assert!(myself("[::1]:25", &on_25, true));
+        assert!(myself("[::ffff:127.0.0.1]:25", &on_25, true));
+        assert!(myself("0.0.0.0:25", &on_25, true));
+        assert!(myself("[::]:2525", &on_25, true));
+        // Listening on all addresses: this box's own address at that port.
+        let everywhere = [addr("0.0.0.0:25")];
+        assert!(myself("192.0.2.7:25", &everywhere, true));
+        assert!(!myself("192.0.2.7:587", &everywhere, true));
+        assert!(!myself("192.0.2.8:25", &everywhere, true));
+        assert!(!myself("192.0.2.7:25", &on_25, true));
     }
 }

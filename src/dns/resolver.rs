@@ -434,15 +434,7 @@ fn single_host(name: &str, addresses: Vec<IpAddr>) -> MxHost {
 
 /// `[192.0.2.1]`, `[ipv6:2001:db8::1]`, or a bare IP address.
 fn address_literal(text: &str) -> Option<IpAddr> {
-    let inner = text
-        .strip_prefix('[')
-        .and_then(|t| t.strip_suffix(']'))
-        .unwrap_or(text);
-    let inner = inner
-        .get(..5)
-        .filter(|tag| tag.eq_ignore_ascii_case("ipv6:"))
-        .map_or(inner, |_| &inner[5..]);
-    inner.parse().ok()
+    crate::smtp::address::literal_ip(text).or_else(|| text.parse().ok())
 }
 
 /// Fisher-Yates with the system's random source.

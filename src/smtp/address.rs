@@ -1,7 +1,7 @@
 //! RFC 5321 4.1.2 paths and mailboxes, ASCII only (SMTPUTF8 is not offered).
 
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// RFC 5321 4.5.3.1.1: the longest local part.
 const MAX_LOCAL_PART: usize = 64;
@@ -218,6 +218,19 @@ fn check_domain(domain: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("bad domain {domain:?}"))
+    }
+}
+
+/// The IP address of an address literal, `[192.0.2.1]` or
+/// `[IPv6:2001:db8::1]` (RFC 5321 4.1.3); `None` for a domain name or a
+/// General-address-literal (`[tag:text]`), which names no address.
+pub fn literal_ip(domain: &str) -> Option<IpAddr> {
+    let inner = domain.strip_prefix('[')?.strip_suffix(']')?;
+    match inner.get(..5) {
+        Some(tag) if tag.eq_ignore_ascii_case("IPv6:") => {
+            inner[5..].parse::<Ipv6Addr>().ok().map(IpAddr::V6)
+        }
+        _ => inner.parse::<Ipv4Addr>().ok().map(IpAddr::V4),
     }
 }
 

@@ -133,6 +133,13 @@ pub fn bad_recipient(text: &str) -> Reply {
         format!("Bad recipient address syntax: {text}"),
     )
 }
+pub fn unusable_address_literal() -> Reply {
+    Reply::new(
+        501,
+        "5.1.3",
+        "Error: an address literal must be an IP address",
+    )
+}
 pub fn bad_mailbox_name() -> Reply {
     Reply::new(550, "5.1.3", "Error: invalid mailbox name")
 }

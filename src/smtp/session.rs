@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::address::{Mailbox, Path};
+use super::address::{literal_ip, Mailbox, Path};
 use super::command::{parse_command, Body, Command};
 use super::reply::{self, Reply};
 use crate::aliases::add_recipient;
@@ -338,6 +338,11 @@ impl Session {
                 domain: self.config.local_domains[0].clone(),
             },
         };
+        // RFC 5321 4.1.3: a General-address-literal names no address this
+        // server could deliver to; it is refused here, never looked up.
+        if recipient.domain.starts_with('[') && literal_ip(&recipient.domain).is_none() {
+            return reply::unusable_address_literal();
+        }
         if self.config.is_local_domain(&recipient.domain) {
             // `user%other@local`, `other!user@local` and `"user@other"@local`
             // ask a local domain to pass mail on: relaying by another name.

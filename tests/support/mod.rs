@@ -131,6 +131,8 @@ impl Server {
             ("dns_timeout", "1s".to_string()),
             ("connect_timeout", "5s".to_string()),
             ("mx_port", free_port().to_string()),
+            // The tests' MX hosts are on loopback addresses.
+            ("deliver_to_loopback", "yes".to_string()),
             ("retry_min", "1h".to_string()),
             ("retry_max", "1h".to_string()),
             // Started as root (as in CI), tinymta becomes nobody; it must
