@@ -116,6 +116,7 @@ impl Resolver {
         if let Some(ip) = address_literal(&domain) {
             return Ok(vec![single_host(&domain, vec![ip])]);
         }
+        not_a_literal(&domain)?;
         if let Some(addresses) = self.hosts.get(&domain) {
             return Ok(vec![single_host(&domain, addresses.clone())]);
         }
@@ -168,6 +169,7 @@ impl Resolver {
         if let Some(ip) = address_literal(&name) {
             return Ok(vec![ip]);
         }
+        not_a_literal(&name)?;
         if let Some(addresses) = self.hosts.get(&name) {
             return Ok(addresses.clone());
         }
@@ -432,6 +434,18 @@ fn single_host(name: &str, addresses: Vec<IpAddr>) -> MxHost {
     }
 }
 
+/// A bracketed name that is no IP address literal (RFC 5321 4.1.3's
+/// General-address-literal, `[tag:text]`) names nothing DNS could find: it
+/// is never sent as a query.
+fn not_a_literal(name: &str) -> Result<(), DnsError> {
+    if name.starts_with('[') {
+        return Err(DnsError::Permanent(format!(
+            "address literal {name} is not an IP address"
+        )));
+    }
+    Ok(())
+}
+
 /// `[192.0.2.1]`, `[ipv6:2001:db8::1]`, or a bare IP address.
 fn address_literal(text: &str) -> Option<IpAddr> {
     crate::smtp::address::literal_ip(text).or_else(|| text.parse().ok())
@@ -537,6 +551,25 @@ mod tests {
 
     fn resolver(servers: Vec<SocketAddr>) -> Resolver {
         Resolver::new(servers, Duration::from_millis(300), HashMap::new())
+    }
+
+    #[test]
+    fn a_general_address_literal_is_never_a_query() {
+        // No server at all: a query would fail as temporary, not this way.
+        let r = resolver(vec![]);
+        for name in ["[x-tag:abc]", "[ipv6:nonsense]", "[300.1.1.1]"] {
+            assert_eq!(
+                r.resolve_mx(name),
+                Err(DnsError::Permanent(format!(
+                    "address literal {name} is not an IP address"
+                )))
+            );
+            assert!(matches!(r.resolve_host(name), Err(DnsError::Permanent(_))));
+        }
+        assert_eq!(
+            r.resolve_host("[IPv6:::1]").unwrap(),
+            vec![IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])]
+        );
     }
 
     #[test]
