@@ -327,13 +327,16 @@ impl Dir {
         use std::os::unix::ffi::OsStrExt;
         let c_path =
             CString::new(path.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
-        // SAFETY: a valid NUL-terminated path; the result is checked.
-        let fd = unsafe {
-            libc::open(
-                c_path.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
+        let open = |mode: libc::c_int| {
+            // SAFETY: a valid NUL-terminated path; the result is checked.
+            unsafe { libc::open(c_path.as_ptr(), mode | libc::O_DIRECTORY | libc::O_CLOEXEC) }
         };
+        let mut fd = open(libc::O_RDONLY);
+        // One this process may pass through but not read (the spool, for
+        // the set-group-id submitter): held by path only, see `open_sub`.
+        if fd < 0 && io::Error::last_os_error().kind() == io::ErrorKind::PermissionDenied {
+            fd = open(libc::O_PATH);
+        }
         Dir::from_raw(fd, path.to_path_buf())
     }
 
@@ -382,6 +385,42 @@ impl Dir {
         if fd < 0 {
             let error = io::Error::last_os_error();
             // With O_DIRECTORY, Linux says a symlink is "not a directory".
+            let symlink = self
+                .entry(name)?
+                .is_some_and(|m| m.file_type().is_symlink());
+            let error = if symlink {
+                io::Error::from_raw_os_error(libc::ELOOP)
+            } else {
+                error
+            };
+            return Err(at_path(&path, error));
+        }
+        Dir::from_raw(fd, path)
+    }
+
+    /// The existing directory `name` in this one, never a symlink. Where
+    /// this process may write the directory but not read it (the maildrop,
+    /// for the set-group-id submitter), it is held by path only (O_PATH):
+    /// enough to make files in it and rename them, not to list or fsync it.
+    pub fn open_sub(&self, name: &str) -> io::Result<Dir> {
+        let path = self.path.join(name);
+        let c = c_name(name)?;
+        let open = |mode: libc::c_int| {
+            // SAFETY: a valid descriptor and NUL-terminated name.
+            unsafe {
+                libc::openat(
+                    self.raw(),
+                    c.as_ptr(),
+                    mode | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                )
+            }
+        };
+        let mut fd = open(libc::O_RDONLY);
+        if fd < 0 && io::Error::last_os_error().kind() == io::ErrorKind::PermissionDenied {
+            fd = open(libc::O_PATH);
+        }
+        if fd < 0 {
+            let error = io::Error::last_os_error();
             let symlink = self
                 .entry(name)?
                 .is_some_and(|m| m.file_type().is_symlink());

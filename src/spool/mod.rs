@@ -44,6 +44,7 @@ use crate::line_error::LineError;
 use crate::random::random_u64;
 use crate::smtp::address::Mailbox;
 use crate::smtp::command::Body;
+use crate::sys::Dir;
 use durable::{create_dir_durably, fsync_dir, DirSync};
 use queue::{QueueEnvelope, Recipient};
 
@@ -81,6 +82,8 @@ pub enum SpoolError {
 impl fmt::Display for SpoolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // Errors of sys::Dir name their path themselves.
+            SpoolError::Io { path, error } if path.as_os_str().is_empty() => error.fmt(f),
             SpoolError::Io { path, error } => write!(f, "{}: {}", path.display(), error),
             SpoolError::BadEnvelope { path, error } => {
                 write!(f, "{}: bad envelope: {}", path.display(), error)
@@ -158,6 +161,10 @@ pub struct Spool {
     new: PathBuf,
     maildrop: PathBuf,
     staging: Staging,
+    /// `tmp` and `new` held open: files are made and renamed relative to
+    /// them (openat, renameat), and neither is ever a symlink.
+    tmp_dir: Dir,
+    new_dir: Dir,
     /// fsyncs of the directory entries are committed into (`new/`, or the
     /// maildrop), shared by sessions that commit at the same time.
     new_sync: DirSync,
@@ -179,14 +186,17 @@ impl Spool {
     /// Opens a spool the daemon has made, creating nothing (sendmail,
     /// mailq): a missing directory is an error, never made by the caller.
     pub fn open_existing(spool_dir: &Path) -> Result<Spool, SpoolError> {
-        let new = spool_dir.join("new");
-        let owner = fs::metadata(&new).map_err(at(&new))?;
-        let tmp = spool_dir.join("tmp");
-        fs::metadata(&tmp).map_err(at(&tmp))?;
+        let top = Dir::open(spool_dir).map_err(held)?;
+        let new_dir = top.open_sub("new").map_err(held)?;
+        let owner = new_dir.metadata().map_err(held)?;
+        let tmp_dir = top.open_sub("tmp").map_err(held)?;
         let give_to =
             (crate::sys::effective_uid() != owner.uid()).then_some((owner.uid(), owner.gid()));
+        let (tmp, new) = (spool_dir.join("tmp"), spool_dir.join("new"));
         Ok(Spool {
             tmp,
+            tmp_dir,
+            new_dir,
             new_sync: DirSync::new(new.clone()),
             new,
             maildrop: spool_dir.join(MAILDROP),
@@ -204,8 +214,11 @@ impl Spool {
             return Ok(queue);
         }
         let maildrop = spool_dir.join(MAILDROP);
+        let drop_dir = || Dir::open(spool_dir).and_then(|top| top.open_sub(MAILDROP));
         Ok(Spool {
             tmp: maildrop.clone(),
+            tmp_dir: drop_dir().map_err(held)?,
+            new_dir: drop_dir().map_err(held)?,
             new: maildrop.clone(),
             new_sync: DirSync::new(maildrop.clone()),
             maildrop,
@@ -262,11 +275,12 @@ impl Spool {
             let error = io::Error::from(io::ErrorKind::AlreadyExists);
             return Err(at(&committed)(error));
         }
-        let tmp_msg = match self.staging {
-            Staging::Queue => self.tmp.join(format!("{id}.msg")),
-            Staging::Maildrop => self.tmp.join(format!("{id}.tmp")),
+        let tmp_name = match self.staging {
+            Staging::Queue => format!("{id}.msg"),
+            Staging::Maildrop => format!("{id}.tmp"),
         };
-        let file = create_private(&tmp_msg)?;
+        let tmp_msg = self.tmp.join(&tmp_name);
+        let file = self.tmp_dir.create_file(&tmp_name, 0o600).map_err(held)?;
         let mode = match self.staging {
             Staging::Queue => 0o600,
             Staging::Maildrop => MAILDROP_FILE_MODE,
@@ -292,6 +306,7 @@ impl Spool {
             spool: self,
             id,
             tmp_msg,
+            tmp_name,
             file: Some(file),
             buffer: SPARE_BUFFER.take(),
             size: 0,
@@ -363,14 +378,12 @@ impl Spool {
 
     /// Replaces an entry's envelope atomically (recipient states changed).
     pub fn update_envelope(&self, envelope: &QueueEnvelope) -> Result<(), SpoolError> {
-        let tmp = self
-            .tmp
-            .join(format!("{}.env.{:016x}", envelope.id, random_u64()));
-        write_synced(&tmp, envelope.to_text().as_bytes())?;
-        let path = self.envelope_path(&envelope.id);
-        if let Err(e) = fs::rename(&tmp, &path) {
-            let _ = fs::remove_file(&tmp);
-            return Err(at(&path)(e));
+        let tmp = format!("{}.env.{:016x}", envelope.id, random_u64());
+        write_synced(&self.tmp_dir, &tmp, envelope.to_text().as_bytes())?;
+        let name = format!("{}.env", envelope.id);
+        if let Err(e) = self.tmp_dir.rename(&tmp, &self.new_dir, &name) {
+            let _ = self.tmp_dir.remove_file(&tmp);
+            return Err(held(e));
         }
         self.new_sync.sync().map_err(at(&self.new))
     }
@@ -592,6 +605,8 @@ pub struct IncomingMessage<'a> {
     spool: &'a Spool,
     pub id: String,
     tmp_msg: PathBuf,
+    /// Its name in the spool's `tmp_dir`.
+    tmp_name: String,
     /// `None` once committed.
     file: Option<File>,
     /// Data not yet written to `file`.
@@ -663,8 +678,11 @@ impl IncomingMessage<'_> {
         let file = self.file.take().expect("committed twice");
         file.sync_all().map_err(at(&self.tmp_msg))?;
         let spool = self.spool;
-        let msg = spool.message_path(&self.id);
-        fs::rename(&self.tmp_msg, &msg).map_err(at(&msg))?;
+        let msg = format!("{}.msg", self.id);
+        spool
+            .tmp_dir
+            .rename(&self.tmp_name, &spool.new_dir, &msg)
+            .map_err(held)?;
         let synced = match spool.new_sync.sync() {
             // A submitter may not read the maildrop, so it cannot fsync it.
             Err(e)
@@ -677,7 +695,7 @@ impl IncomingMessage<'_> {
         };
         if let Err(e) = synced {
             // Not acknowledged, so it must not be delivered either.
-            let _ = fs::remove_file(&msg);
+            let _ = spool.new_dir.remove_file(&msg);
             return Err(at(&spool.new)(e));
         }
         // The lock on the file goes when `file` is closed here.
@@ -749,7 +767,7 @@ impl Drop for IncomingMessage<'_> {
     fn drop(&mut self) {
         if !self.tmp_msg.as_os_str().is_empty() {
             self.file = None;
-            let _ = fs::remove_file(&self.tmp_msg);
+            let _ = self.spool.tmp_dir.remove_file(&self.tmp_name);
         }
         let mut buffer = std::mem::take(&mut self.buffer);
         buffer.clear();
@@ -759,26 +777,23 @@ impl Drop for IncomingMessage<'_> {
 
 /// Writes a whole file and fsyncs it; on failure (a full disk) nothing of
 /// it is left behind.
-fn write_synced(path: &Path, data: &[u8]) -> Result<(), SpoolError> {
-    let mut file = create_private(path)?;
+fn write_synced(dir: &Dir, name: &str, data: &[u8]) -> Result<(), SpoolError> {
+    let mut file = dir.create_file(name, 0o600).map_err(held)?;
     let written = file.write_all(data).and_then(|()| file.sync_all());
     if let Err(e) = written {
         drop(file);
-        let _ = fs::remove_file(path);
-        return Err(at(path)(e));
+        let _ = dir.remove_file(name);
+        return Err(at(&dir.path().join(name))(e));
     }
     Ok(())
 }
 
-/// Creates a new file, never through a symlink and never over one.
-fn create_private(path: &Path) -> Result<File, SpoolError> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(at(path))
+/// An error of a `sys::Dir` call, which names its path itself.
+fn held(error: io::Error) -> SpoolError {
+    SpoolError::Io {
+        path: PathBuf::new(),
+        error,
+    }
 }
 
 /// Whether no live process holds `path` locked (a missing file is not locked).
@@ -996,6 +1011,26 @@ mod tests {
         assert!(message(&spool, &id) == pieces.concat());
         let small = committed(&spool, b"small");
         assert_eq!(message(&spool, &small), b"small");
+    }
+
+    #[test]
+    fn a_symlinked_tmp_or_new_is_not_followed() {
+        for sub in ["tmp", "new"] {
+            let dir = tempfile::tempdir().unwrap();
+            Spool::open(dir.path()).unwrap();
+            let elsewhere = dir.path().join("elsewhere");
+            fs::create_dir(&elsewhere).unwrap();
+            fs::remove_dir(dir.path().join(sub)).unwrap();
+            std::os::unix::fs::symlink(&elsewhere, dir.path().join(sub)).unwrap();
+            let error = Spool::open_existing(dir.path()).unwrap_err().to_string();
+            assert_eq!(
+                error,
+                format!(
+                    "{}: a symbolic link: not followed",
+                    dir.path().join(sub).display()
+                )
+            );
+        }
     }
 
     #[test]
