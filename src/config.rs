@@ -183,6 +183,10 @@ config_keys! {
             "::1/128".parse().expect("valid literal"),
         ] => list(add_networks);
         max_connections: usize = 16 => value(parse_count);
+        /// Of `max_connections`, the places only clients in relay_networks may
+        /// take. Unless set: a quarter of max_connections (filled in after
+        /// parsing, so the table's 0 is only a placeholder).
+        reserved_connections: usize = 0 => value(parse_number);
         max_message_size: u64 = 10 * 1024 * 1024 => value(parse_size);
         max_recipients: usize = 100 => value(parse_count);
         /// Sessions at once from one client address (relay_networks are exempt).
@@ -196,6 +200,9 @@ config_keys! {
         /// Time for a whole command line (also against a client that sends one
         /// byte at a time).
         command_timeout: Duration = Duration::from_secs(5 * 60) => value(parse_duration);
+        /// `command_timeout` for clients outside relay_networks while the
+        /// server is under stress (see [`Config::outsider_connections`]).
+        stress_command_timeout: Duration = Duration::from_secs(10) => value(parse_duration);
         data_timeout: Duration = Duration::from_secs(10 * 60) => value(parse_duration);
         /// How often the queue runner rescans the spool when nothing wakes it.
         queue_interval: Duration = Duration::from_secs(5 * 60) => value(parse_duration);
@@ -394,6 +401,14 @@ impl Config {
         if config.listen.is_empty() {
             return Err(config.error_at("listen", "no listener"));
         }
+        // Clients outside relay_networks keep at least one place.
+        if !config.was_set("reserved_connections") {
+            config.reserved_connections = config.max_connections / 4;
+        } else if config.reserved_connections >= config.max_connections {
+            return Err(
+                config.error_at("reserved_connections", "must be less than max_connections")
+            );
+        }
         Ok(config)
     }
 
@@ -425,6 +440,14 @@ impl Config {
         self.local_domains
             .iter()
             .any(|local| local.eq_ignore_ascii_case(domain))
+    }
+
+    /// Sessions at once from clients outside relay_networks; it is also the
+    /// number of running sessions from which the server is under stress:
+    /// outsiders hold every place open to them, or the box is as busy
+    /// anyway. Under stress, outsiders get `stress_command_timeout`.
+    pub fn outsider_connections(&self) -> usize {
+        self.max_connections - self.reserved_connections
     }
 
     /// Whether a client at `ip` may send to non-local recipients.
@@ -635,6 +658,13 @@ fn parse_log_level(value: &str) -> Result<log::LevelFilter, String> {
     }
 }
 
+/// A whole number, 0 included.
+fn parse_number(value: &str) -> Result<usize, String> {
+    value
+        .parse::<usize>()
+        .map_err(|_| format!("expected a whole number, found {value:?}"))
+}
+
 fn parse_count(value: &str) -> Result<usize, String> {
     match value.parse::<usize>() {
         Ok(0) => Err("must be at least 1".to_string()),
@@ -756,6 +786,32 @@ mod tests {
         assert_eq!(
             parse("max_connections = 0\n").unwrap_err(),
             "t.conf:1: max_connections: must be at least 1"
+        );
+    }
+
+    #[test]
+    fn reserved_places_and_stress_keys() {
+        let config = parse("").unwrap();
+        assert_eq!(config.reserved_connections, 4);
+        assert_eq!(config.outsider_connections(), 12);
+        assert_eq!(config.stress_command_timeout, Duration::from_secs(10));
+        // Unless set, a quarter of max_connections.
+        let config = parse("max_connections = 40\n").unwrap();
+        assert_eq!(config.reserved_connections, 10);
+        assert_eq!(
+            parse("max_connections = 2\n").unwrap().reserved_connections,
+            0
+        );
+        let config = parse("reserved_connections = 0\nstress_command_timeout = 3s\n").unwrap();
+        assert_eq!(config.outsider_connections(), 16);
+        assert_eq!(config.stress_command_timeout, Duration::from_secs(3));
+        assert_eq!(
+            parse("\nreserved_connections = 8\nmax_connections = 8\n").unwrap_err(),
+            "t.conf:2: reserved_connections: must be less than max_connections"
+        );
+        assert_eq!(
+            parse("reserved_connections = x\n").unwrap_err(),
+            "t.conf:1: reserved_connections: expected a whole number, found \"x\""
         );
     }
 

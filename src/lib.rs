@@ -21,7 +21,7 @@
 //!   session         the server state machine: line in, reply and action out
 //!   data            DATA: dot-unstuffing, end of data, the checks on a message
 //! server/         the I/O around the state machine
-//!   listener        accept loop, per-address limits, 421 when full
+//!   listener        accept loop, per-address limits, reserved places, 421 when full
 //!   pool            the bounded pool of session threads
 //!   connection      one client: line reading with limits, DATA streaming, STARTTLS
 //! spool/          the queue: one file per entry, one way in (IncomingMessage::commit)
