@@ -169,6 +169,15 @@ config_keys! {
         }] => list(add_listener);
         /// The users file for SMTP AUTH; AUTH is offered only with one.
         auth_users: Option<PathBuf> = None => optional(parse_path);
+        /// Failed AUTH attempts from one client address, across its sessions,
+        /// within `auth_failure_window`; then its AUTH gets 454 until the
+        /// window has passed (Postfix's anvil, smtpd_client_auth_rate_limit).
+        auth_failure_limit: usize = 10 => value(parse_count);
+        /// The window starts at an address's first failure.
+        auth_failure_window: Duration = Duration::from_secs(10 * 60) => value(parse_duration);
+        /// Client addresses whose failures are remembered; when the table is
+        /// full, the one whose window started first is forgotten.
+        auth_failure_addresses: usize = 1000 => value(parse_count);
         /// PEM certificate chain and key for STARTTLS and implicit TLS.
         tls_cert: Option<PathBuf> = None => optional(parse_path);
         tls_key: Option<PathBuf> = None => optional(parse_path);
@@ -812,6 +821,30 @@ mod tests {
         assert_eq!(
             parse("reserved_connections = x\n").unwrap_err(),
             "t.conf:1: reserved_connections: expected a whole number, found \"x\""
+        );
+    }
+
+    #[test]
+    fn auth_failure_keys() {
+        let config = parse("").unwrap();
+        assert_eq!(config.auth_failure_limit, 10);
+        assert_eq!(config.auth_failure_window, Duration::from_secs(600));
+        assert_eq!(config.auth_failure_addresses, 1000);
+        let config = parse(
+            "auth_failure_limit = 3\nauth_failure_window = 1h\nauth_failure_addresses = 50\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                config.auth_failure_limit,
+                config.auth_failure_window,
+                config.auth_failure_addresses
+            ),
+            (3, Duration::from_secs(3600), 50)
+        );
+        assert_eq!(
+            parse("auth_failure_limit = 0\n").unwrap_err(),
+            "t.conf:1: auth_failure_limit: must be at least 1"
         );
     }
 

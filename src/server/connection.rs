@@ -16,6 +16,7 @@ use crate::auth::Users;
 use crate::config::{Config, Listener};
 use crate::deliver::runner::QueueWaker;
 use crate::live::Live;
+use crate::server::auth_failures::AuthFailures;
 use crate::smtp::data::DataDecoder;
 use crate::smtp::reply::{self, Reply};
 use crate::smtp::session::{Action, Envelope, Session};
@@ -50,6 +51,8 @@ pub struct ServerContext {
     next_session: AtomicU64,
     /// How many sessions run, and when that is stress.
     pub load: Load,
+    /// Failed AUTH attempts per client address, across sessions.
+    auth_failures: Mutex<AuthFailures>,
 }
 
 /// Sessions running now, and from how many on the server is under stress:
@@ -79,6 +82,7 @@ impl ServerContext {
                 running: AtomicUsize::new(0),
                 stress_from: config.outsider_connections(),
             },
+            auth_failures: Mutex::new(AuthFailures::from_config(&config)),
             config: Live::new(config),
             spool,
             waker,
@@ -96,6 +100,21 @@ impl ServerContext {
         self.lock_sessions().insert(id, stream);
         self.load.running.fetch_add(1, Ordering::SeqCst);
         Registration { ctx: self, id }
+    }
+
+    /// Whether AUTH from `ip` is refused now, after too many failures
+    /// (`auth_failure_limit` within `auth_failure_window`).
+    pub fn auth_refused(&self, ip: IpAddr) -> bool {
+        self.lock_auth_failures().refuses(ip, Instant::now())
+    }
+
+    /// Counts a failed AUTH attempt from `ip`.
+    pub fn auth_failed(&self, ip: IpAddr) {
+        self.lock_auth_failures().record(ip, Instant::now());
+    }
+
+    fn lock_auth_failures(&self) -> MutexGuard<'_, AuthFailures> {
+        self.auth_failures.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Ends every running session: their reads see the end of the stream,
@@ -509,6 +528,8 @@ fn run_session<S: ClientStream>(
 ) -> io::Result<()> {
     let config = settings.config;
     let session_end = settings.session_end;
+    let client = session.client_ip();
+    let mut auth_failures = session.auth_failures();
     conn.send(&session.greeting());
     loop {
         // Replies wait in the buffer while the client has pipelined more
@@ -523,9 +544,22 @@ fn run_session<S: ClientStream>(
             _ => None,
         };
         let mut step = match conn.read_line(MAX_COMMAND_LINE)? {
-            Line::Text(line) => session.handle_line(line),
+            Line::Text(line) => {
+                // The verdict as of this line (a lock and a lookup, cheap
+                // beside the read): other sessions from the address may
+                // have failed meanwhile, and a line may answer a 334.
+                session.set_auth_refused(ctx.auth_refused(client));
+                session.handle_line(line)
+            }
             Line::TooLong => session.line_too_long(),
         };
+        // Counted for every address, relay_networks too: a password guessed
+        // from the LAN is still guessed, and the box's own tools that fail
+        // get a 454, which they retry, not a bounce.
+        if session.auth_failures() > auth_failures {
+            auth_failures = session.auth_failures();
+            ctx.auth_failed(client);
+        }
         match step.action {
             Action::ReceiveData => {
                 conn.send(&step.reply);
