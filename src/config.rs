@@ -169,6 +169,15 @@ config_keys! {
         }] => list(add_listener);
         /// The users file for SMTP AUTH; AUTH is offered only with one.
         auth_users: Option<PathBuf> = None => optional(parse_path);
+        /// Failed AUTH attempts from one client address, across its sessions,
+        /// within `auth_failure_window`; then its AUTH gets 454 until the
+        /// window has passed (Postfix's anvil, smtpd_client_auth_rate_limit).
+        auth_failure_limit: usize = 10 => value(parse_count);
+        /// The window starts at an address's first failure.
+        auth_failure_window: Duration = Duration::from_secs(10 * 60) => value(parse_duration);
+        /// Client addresses whose failures are remembered; when the table is
+        /// full, the one whose window started first is forgotten.
+        auth_failure_addresses: usize = 1000 => value(parse_count);
         /// PEM certificate chain and key for STARTTLS and implicit TLS.
         tls_cert: Option<PathBuf> = None => optional(parse_path);
         tls_key: Option<PathBuf> = None => optional(parse_path);
@@ -183,6 +192,10 @@ config_keys! {
             "::1/128".parse().expect("valid literal"),
         ] => list(add_networks);
         max_connections: usize = 16 => value(parse_count);
+        /// Of `max_connections`, the places only clients in relay_networks may
+        /// take. Unless set: a quarter of max_connections (filled in after
+        /// parsing, so the table's 0 is only a placeholder).
+        reserved_connections: usize = 0 => value(parse_number);
         max_message_size: u64 = 10 * 1024 * 1024 => value(parse_size);
         max_recipients: usize = 100 => value(parse_count);
         /// Sessions at once from one client address (relay_networks are exempt).
@@ -196,6 +209,9 @@ config_keys! {
         /// Time for a whole command line (also against a client that sends one
         /// byte at a time).
         command_timeout: Duration = Duration::from_secs(5 * 60) => value(parse_duration);
+        /// `command_timeout` for clients outside relay_networks while the
+        /// server is under stress (see [`Config::outsider_connections`]).
+        stress_command_timeout: Duration = Duration::from_secs(10) => value(parse_duration);
         data_timeout: Duration = Duration::from_secs(10 * 60) => value(parse_duration);
         /// How often the queue runner rescans the spool when nothing wakes it.
         queue_interval: Duration = Duration::from_secs(5 * 60) => value(parse_duration);
@@ -414,6 +430,14 @@ impl Config {
         if config.listen.is_empty() {
             return Err(config.error_at("listen", "no listener"));
         }
+        // Clients outside relay_networks keep at least one place.
+        if !config.was_set("reserved_connections") {
+            config.reserved_connections = config.max_connections / 4;
+        } else if config.reserved_connections >= config.max_connections {
+            return Err(
+                config.error_at("reserved_connections", "must be less than max_connections")
+            );
+        }
         Ok(config)
     }
 
@@ -445,6 +469,14 @@ impl Config {
         self.local_domains
             .iter()
             .any(|local| local.eq_ignore_ascii_case(domain))
+    }
+
+    /// Sessions at once from clients outside relay_networks; it is also the
+    /// number of running sessions from which the server is under stress:
+    /// outsiders hold every place open to them, or the box is as busy
+    /// anyway. Under stress, outsiders get `stress_command_timeout`.
+    pub fn outsider_connections(&self) -> usize {
+        self.max_connections - self.reserved_connections
     }
 
     /// Whether a client at `ip` may send to non-local recipients.
@@ -655,6 +687,13 @@ fn parse_log_level(value: &str) -> Result<log::LevelFilter, String> {
     }
 }
 
+/// A whole number, 0 included.
+fn parse_number(value: &str) -> Result<usize, String> {
+    value
+        .parse::<usize>()
+        .map_err(|_| format!("expected a whole number, found {value:?}"))
+}
+
 fn parse_count(value: &str) -> Result<usize, String> {
     match value.parse::<usize>() {
         Ok(0) => Err("must be at least 1".to_string()),
@@ -776,6 +815,56 @@ mod tests {
         assert_eq!(
             parse("max_connections = 0\n").unwrap_err(),
             "t.conf:1: max_connections: must be at least 1"
+        );
+    }
+
+    #[test]
+    fn reserved_places_and_stress_keys() {
+        let config = parse("").unwrap();
+        assert_eq!(config.reserved_connections, 4);
+        assert_eq!(config.outsider_connections(), 12);
+        assert_eq!(config.stress_command_timeout, Duration::from_secs(10));
+        // Unless set, a quarter of max_connections.
+        let config = parse("max_connections = 40\n").unwrap();
+        assert_eq!(config.reserved_connections, 10);
+        assert_eq!(
+            parse("max_connections = 2\n").unwrap().reserved_connections,
+            0
+        );
+        let config = parse("reserved_connections = 0\nstress_command_timeout = 3s\n").unwrap();
+        assert_eq!(config.outsider_connections(), 16);
+        assert_eq!(config.stress_command_timeout, Duration::from_secs(3));
+        assert_eq!(
+            parse("\nreserved_connections = 8\nmax_connections = 8\n").unwrap_err(),
+            "t.conf:2: reserved_connections: must be less than max_connections"
+        );
+        assert_eq!(
+            parse("reserved_connections = x\n").unwrap_err(),
+            "t.conf:1: reserved_connections: expected a whole number, found \"x\""
+        );
+    }
+
+    #[test]
+    fn auth_failure_keys() {
+        let config = parse("").unwrap();
+        assert_eq!(config.auth_failure_limit, 10);
+        assert_eq!(config.auth_failure_window, Duration::from_secs(600));
+        assert_eq!(config.auth_failure_addresses, 1000);
+        let config = parse(
+            "auth_failure_limit = 3\nauth_failure_window = 1h\nauth_failure_addresses = 50\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                config.auth_failure_limit,
+                config.auth_failure_window,
+                config.auth_failure_addresses
+            ),
+            (3, Duration::from_secs(3600), 50)
+        );
+        assert_eq!(
+            parse("auth_failure_limit = 0\n").unwrap_err(),
+            "t.conf:1: auth_failure_limit: must be at least 1"
         );
     }
 

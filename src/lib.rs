@@ -21,9 +21,10 @@
 //!   session         the server state machine: line in, reply and action out
 //!   data            DATA: dot-unstuffing, end of data, the checks on a message
 //! server/         the I/O around the state machine
-//!   listener        accept loop, per-address limits, 421 when full
+//!   listener        accept loop, per-address limits, reserved places, 421 when full
 //!   pool            the bounded pool of session threads
 //!   connection      one client: line reading with limits, DATA streaming, STARTTLS
+//!   auth_failures   failed AUTHs per client address, across sessions (Postfix's anvil)
 //! spool/          the queue: one file per entry, one way in (IncomingMessage::commit)
 //!   queue           an entry's envelope and each recipient's state
 //!   durable         tmp/, fsync, rename, directory fsync

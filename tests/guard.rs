@@ -265,3 +265,100 @@ fn a_flood_of_1000_connections_leaves_memory_bounded() {
     // Bounded: a pool of 16 sessions, not 1000 of anything.
     assert!(peak_rss < 32 * 1024, "peak RSS {peak_rss} KiB");
 }
+
+/// Issue 12, item 4: strangers' slow sessions (4 from each of 127.0.0.2 to
+/// 127.0.0.9, each at max_connections_per_ip) once took every place and the
+/// box's own 127.0.0.1 got 421 4.3.2. With the defaults (16 places, a
+/// quarter reserved for relay_networks) they get 12, and the box still
+/// gets in and sends its alert.
+#[test]
+fn strangers_cannot_take_the_places_reserved_for_the_relay_network() {
+    let server = strict_server("");
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for n in 2..=9 {
+        for _ in 0..4 {
+            let mut c = Client::connect_from(&format!("127.0.0.{n}"), &server);
+            let reply = c.reply();
+            if reply == "220 mx.test ESMTP\r\n" {
+                held.push(c);
+            } else {
+                assert_eq!(
+                    reply,
+                    "421 4.3.2 mx.test Error: too many connections, try again later\r\n"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((held.len(), refused), (12, 20));
+    // The 4 reserved places are the relay network's, all of them.
+    let mut alerts: Vec<Client> = (0..4).map(|_| server.connect()).collect();
+    for c in &mut alerts {
+        assert_eq!(c.reply(), "220 mx.test ESMTP\r\n");
+    }
+    let c = &mut alerts[0];
+    assert!(c.command("EHLO box.test").starts_with("250-mx.test\r\n"));
+    c.send_message(
+        "smartd@mx.test",
+        &["root@mx.test"],
+        b"Subject: disk failing\r\n\r\nsda\r\n.\r\n",
+    );
+    server.wait_for_mail("root", 1);
+    // The strangers still hold their places and are served.
+    assert_eq!(held[0].command("NOOP"), "250 2.0.0 Ok\r\n");
+}
+
+/// Postfix's stress mode: while max_connections - reserved_connections
+/// sessions run, outsiders get stress_command_timeout for a command, those
+/// already waiting when stress begins too; the relay network keeps
+/// command_timeout, and so do outsiders when there is no stress.
+#[test]
+fn under_stress_outsiders_get_the_short_command_timeout() {
+    let server = strict_server(
+        "max_connections = 6\nreserved_connections = 2\nstress_command_timeout = 1s\n\
+         command_timeout = 30s",
+    );
+    // One outsider alone is no stress: it may idle past the short timeout.
+    let mut first = greeted_from("127.0.0.2", &server);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(first.command("NOOP"), "250 2.0.0 Ok\r\n");
+    // Four outsiders (and a relay client): stress.
+    let started = Instant::now();
+    let mut others: Vec<Client> = (3..=5)
+        .map(|n| greeted_from(&format!("127.0.0.{n}"), &server))
+        .collect();
+    let mut local = server.greeted();
+    let timeout = "421 4.4.2 mx.test Error: timeout exceeded\r\n";
+    for c in std::iter::once(&mut first).chain(others.iter_mut()) {
+        assert_eq!(c.reply(), timeout);
+        assert!(c.closed());
+    }
+    // Dropped after the stress timeout (looked at every second), long
+    // before command_timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(server
+        .log()
+        .contains("timeout under stress from 127.0.0.2:"));
+    // The relay client waited as long, and is still served.
+    assert_eq!(local.command("NOOP"), "250 2.0.0 Ok\r\n");
+    // The stress is over once their sessions have closed: a new outsider
+    // may take its time again.
+    drop(first);
+    drop(others);
+    let deadline = Instant::now() + support::WAIT;
+    let mut later = loop {
+        let mut c = Client::connect_from("127.0.0.6", &server);
+        if c.reply() == "220 mx.test ESMTP\r\n" {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "no place after the stress");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(later.command("NOOP"), "250 2.0.0 Ok\r\n");
+}

@@ -128,6 +128,79 @@ fn three_failed_attempts_close_the_session_and_outsiders_get_no_relay() {
     );
 }
 
+/// Issue 12, item 9c: three tries per session, but one address guessed 56
+/// times a second across sessions. Failures are counted per address across
+/// sessions; past auth_failure_limit, AUTH gets 454 4.7.0 (the right
+/// password too) until auth_failure_window has passed.
+#[test]
+fn failed_auth_is_limited_per_address_across_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = users_file(dir.path());
+    let server = Server::start(&format!(
+        "auth_users = {}\nrelay_networks = 127.0.0.1/32\n\
+         auth_failure_limit = 4\nauth_failure_window = 5s",
+        users.display()
+    ));
+    let wrong = "AUTH PLAIN AGJveABndWVzcw==";
+    let right = "AUTH PLAIN AGJveABzM2NyZXQ=";
+    let failed = "535 5.7.8 Error: authentication failed\r\n";
+    let limited = "454 4.7.0 Error: too many failed authentication attempts, try again later\r\n";
+    let session_from = |ip: &str| {
+        let mut c = Client::connect_from(ip, &server);
+        assert_eq!(c.reply(), "220 mx.test ESMTP\r\n");
+        assert!(c
+            .command("EHLO guesser.test")
+            .contains("250-AUTH PLAIN LOGIN\r\n"));
+        c
+    };
+    // A new session for every guess, as a guesser does: each is its first.
+    let started = std::time::Instant::now();
+    for _ in 0..4 {
+        let mut c = session_from("127.0.0.2");
+        assert_eq!(c.command(wrong), failed);
+        assert_eq!(c.command("QUIT"), "221 2.0.0 Bye\r\n");
+    }
+    let mut c = session_from("127.0.0.2");
+    assert_eq!(c.command(wrong), limited);
+    assert_eq!(c.command(right), limited);
+    assert_eq!(c.command("AUTH LOGIN"), limited);
+    // The session goes on, without AUTH.
+    assert_eq!(c.command("MAIL FROM:<a@b.test>"), "250 2.1.0 Ok\r\n");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(server
+        .log()
+        .contains("AUTH from 127.0.0.2: refused, too many failures from the address"));
+    // Another address is not affected; the relay network is limited too.
+    let mut other = session_from("127.0.0.3");
+    assert_eq!(
+        other.command(right),
+        "235 2.7.0 Authentication successful\r\n"
+    );
+    let mut local = server.greeted();
+    for _ in 0..2 {
+        assert_eq!(local.command(wrong), failed);
+    }
+    let mut local = server.greeted();
+    for _ in 0..2 {
+        assert_eq!(local.command(wrong), failed);
+    }
+    let mut local = server.greeted();
+    assert_eq!(local.command(right), limited);
+    // Once the window that began at the first failure has passed, AUTH
+    // works again (a refused attempt does not count as a failure).
+    loop {
+        let mut c = session_from("127.0.0.2");
+        let reply = c.command(right);
+        if reply == "235 2.7.0 Authentication successful\r\n" {
+            break;
+        }
+        assert_eq!(reply, limited);
+        assert!(started.elapsed() < support::WAIT, "still refused");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(started.elapsed() >= std::time::Duration::from_secs(5));
+}
+
 #[test]
 fn a_broken_users_file_is_a_config_error() {
     let dir = tempfile::tempdir().unwrap();

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rustls::{ServerConfig, ServerConnection};
@@ -16,6 +16,7 @@ use crate::auth::Users;
 use crate::config::{Config, Listener};
 use crate::deliver::runner::QueueWaker;
 use crate::live::Live;
+use crate::server::auth_failures::AuthFailures;
 use crate::smtp::data::DataDecoder;
 use crate::smtp::reply::{self, Reply};
 use crate::smtp::session::{Action, Envelope, Session};
@@ -48,6 +49,24 @@ pub struct ServerContext {
     /// The sockets of running sessions, so that shutdown can end them.
     sessions: Mutex<HashMap<u64, TcpStream>>,
     next_session: AtomicU64,
+    /// How many sessions run, and when that is stress.
+    pub load: Load,
+    /// Failed AUTH attempts per client address, across sessions.
+    auth_failures: Mutex<AuthFailures>,
+}
+
+/// Sessions running now, and from how many on the server is under stress:
+/// `max_connections - reserved_connections` of the config it started with
+/// (see [`Config::outsider_connections`]).
+pub struct Load {
+    running: AtomicUsize,
+    stress_from: usize,
+}
+
+impl Load {
+    pub fn under_stress(&self) -> bool {
+        self.running.load(Ordering::SeqCst) >= self.stress_from
+    }
 }
 
 impl ServerContext {
@@ -59,6 +78,11 @@ impl ServerContext {
         users: Option<Arc<Users>>,
     ) -> ServerContext {
         ServerContext {
+            load: Load {
+                running: AtomicUsize::new(0),
+                stress_from: config.outsider_connections(),
+            },
+            auth_failures: Mutex::new(AuthFailures::from_config(&config)),
             config: Live::new(config),
             spool,
             waker,
@@ -74,7 +98,23 @@ impl ServerContext {
     pub fn register(&self, stream: TcpStream) -> Registration<'_> {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
         self.lock_sessions().insert(id, stream);
+        self.load.running.fetch_add(1, Ordering::SeqCst);
         Registration { ctx: self, id }
+    }
+
+    /// Whether AUTH from `ip` is refused now, after too many failures
+    /// (`auth_failure_limit` within `auth_failure_window`).
+    pub fn auth_refused(&self, ip: IpAddr) -> bool {
+        self.lock_auth_failures().refuses(ip, Instant::now())
+    }
+
+    /// Counts a failed AUTH attempt from `ip`.
+    pub fn auth_failed(&self, ip: IpAddr) {
+        self.lock_auth_failures().record(ip, Instant::now());
+    }
+
+    fn lock_auth_failures(&self) -> MutexGuard<'_, AuthFailures> {
+        self.auth_failures.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Ends every running session: their reads see the end of the stream,
@@ -85,7 +125,7 @@ impl ServerContext {
         }
     }
 
-    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<u64, TcpStream>> {
+    fn lock_sessions(&self) -> MutexGuard<'_, HashMap<u64, TcpStream>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -99,6 +139,7 @@ pub struct Registration<'a> {
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
         self.ctx.lock_sessions().remove(&self.id);
+        self.ctx.load.running.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -125,24 +166,45 @@ pub type ServerStream = MaybeTls<ServerConnection>;
 /// One client connection: the stream, what was read from it and not used
 /// yet, and the replies not sent yet. Reads run against a deadline: a client
 /// sending one byte a minute gets no more time than one sending at once.
-struct Conn<S> {
+struct Conn<'a, S> {
     stream: S,
     buf: Box<[u8]>,
     start: usize,
     end: usize,
     deadline: Option<Instant>,
+    /// The stress rule, for a client outside relay_networks.
+    stress: Option<StressRule<'a>>,
+    /// While a command is read under the stress rule: when the server's
+    /// load is looked at next.
+    stress_check: Option<Instant>,
+    /// The read ended because the server was under stress.
+    cut_by_stress: bool,
     /// Replies wait here while the client pipelines (RFC 2920).
     out: Vec<u8>,
 }
 
-impl<S: TimedRead + Write> Conn<S> {
-    fn new(stream: S) -> Conn<S> {
+/// Postfix's stress mode: while the server is under stress, a client outside
+/// relay_networks gets `stress_command_timeout` for a command instead of
+/// `command_timeout`. A read that is already waiting when stress begins is
+/// not told, so the load is looked at every `limit` while the client is
+/// silent or slow; the client is cut off at the first look that finds
+/// stress.
+struct StressRule<'a> {
+    load: &'a Load,
+    limit: Duration,
+}
+
+impl<S: TimedRead + Write> Conn<'_, S> {
+    fn new(stream: S) -> Self {
         Conn {
             stream,
             buf: vec![0; READ_BUFFER].into_boxed_slice(),
             start: 0,
             end: 0,
             deadline: None,
+            stress: None,
+            stress_check: None,
+            cut_by_stress: false,
             out: Vec::new(),
         }
     }
@@ -177,19 +239,47 @@ impl<S: TimedRead + Write> Conn<S> {
             self.end -= self.start;
             self.start = 0;
         }
-        if let Some(deadline) = self.deadline {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::ErrorKind::TimedOut.into());
+        let n = loop {
+            if let Some(deadline) = self.deadline {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                let until = match self.next_stress_check(now)? {
+                    Some(check) => check.min(deadline),
+                    None => deadline,
+                };
+                self.stream.set_read_timeout(until - now)?;
             }
-            self.stream.set_read_timeout(left)?;
-        }
-        let n = self.stream.read(&mut self.buf[self.end..])?;
+            match self.stream.read(&mut self.buf[self.end..]) {
+                // Time to look at the load (or a hair before the deadline).
+                Err(e) if is_timeout(&e) && self.stress_check.is_some() => continue,
+                read => break read?,
+            }
+        };
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         self.end += n;
         Ok(())
+    }
+
+    /// When the server's load is to be looked at next; an error when it is
+    /// under stress and the time for this command has run out.
+    fn next_stress_check(&mut self, now: Instant) -> io::Result<Option<Instant>> {
+        let (Some(check), Some(rule)) = (self.stress_check, &self.stress) else {
+            return Ok(None);
+        };
+        if now < check {
+            return Ok(Some(check));
+        }
+        if rule.load.under_stress() {
+            self.cut_by_stress = true;
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        let next = now + rule.limit;
+        self.stress_check = Some(next);
+        Ok(Some(next))
     }
 
     /// The next line without its line end (CRLF, or a bare LF, tolerated in
@@ -246,7 +336,7 @@ impl ClientStream for ServerStream {
     }
 }
 
-impl<S: ClientStream> Conn<S> {
+impl<S: ClientStream> Conn<'_, S> {
     /// The STARTTLS handshake. Nothing may wait in the buffer: the caller
     /// has checked that the client pipelined nothing after STARTTLS.
     fn upgrade(&mut self, config: &Arc<ServerConfig>, timeout: Duration) -> Result<String, String> {
@@ -340,6 +430,12 @@ pub fn serve(tcp: TcpStream, listener: &Listener, ctx: &ServerContext) {
         .with_listener(tls.is_some(), stream.is_tls(), listener.submission)
         .with_users(ctx.users.get().as_ref().clone());
     let mut conn = Conn::new(stream);
+    if !config.may_relay(session.client_ip()) {
+        conn.stress = Some(StressRule {
+            load: &ctx.load,
+            limit: config.stress_command_timeout,
+        });
+    }
     let session_end = Instant::now() + config.max_session_time;
     log::debug!("connect from {peer}");
     let settings = SessionSettings {
@@ -355,6 +451,10 @@ pub fn serve(tcp: TcpStream, listener: &Listener, ctx: &ServerContext) {
         // RFC 5321 3.8: a server that must stop says 421 first.
         Err(_) if ctx.stopping.load(Ordering::SeqCst) => {
             Some(reply::shutting_down(&config.hostname))
+        }
+        Err(e) if is_timeout(&e) && conn.cut_by_stress => {
+            log::info!("timeout under stress from {peer}");
+            Some(reply::timeout(&config.hostname))
         }
         Err(e) if is_timeout(&e) => {
             // Which limit ran out: the session's own, when it was the
@@ -422,12 +522,14 @@ fn deadline(limit: Duration, session_end: Instant) -> Instant {
 
 fn run_session<S: ClientStream>(
     session: &mut Session,
-    conn: &mut Conn<S>,
+    conn: &mut Conn<'_, S>,
     ctx: &ServerContext,
     settings: &SessionSettings<'_>,
 ) -> io::Result<()> {
     let config = settings.config;
     let session_end = settings.session_end;
+    let client = session.client_ip();
+    let mut auth_failures = session.auth_failures();
     conn.send(&session.greeting());
     loop {
         // Replies wait in the buffer while the client has pipelined more
@@ -436,15 +538,34 @@ fn run_session<S: ClientStream>(
             conn.flush()?;
         }
         conn.deadline = Some(deadline(config.command_timeout, session_end));
+        // An authenticated client is known: the stress rule spares it.
+        conn.stress_check = match &conn.stress {
+            Some(rule) if session.authenticated().is_none() => Some(Instant::now() + rule.limit),
+            _ => None,
+        };
         let mut step = match conn.read_line(MAX_COMMAND_LINE)? {
-            Line::Text(line) => session.handle_line(line),
+            Line::Text(line) => {
+                // The verdict as of this line (a lock and a lookup, cheap
+                // beside the read): other sessions from the address may
+                // have failed meanwhile, and a line may answer a 334.
+                session.set_auth_refused(ctx.auth_refused(client));
+                session.handle_line(line)
+            }
             Line::TooLong => session.line_too_long(),
         };
+        // Counted for every address, relay_networks too: a password guessed
+        // from the LAN is still guessed, and the box's own tools that fail
+        // get a 454, which they retry, not a bounce.
+        if session.auth_failures() > auth_failures {
+            auth_failures = session.auth_failures();
+            ctx.auth_failed(client);
+        }
         match step.action {
             Action::ReceiveData => {
                 conn.send(&step.reply);
                 conn.flush()?;
                 conn.deadline = Some(deadline(config.data_timeout, session_end));
+                conn.stress_check = None;
                 let reply = receive_message(session, conn, ctx, config)?;
                 step = session.data_reply(reply);
             }
@@ -490,7 +611,7 @@ fn run_session<S: ClientStream>(
 /// the partial message is then removed (`IncomingMessage`'s Drop).
 fn receive_message<S: ClientStream>(
     session: &mut Session,
-    input: &mut Conn<S>,
+    input: &mut Conn<'_, S>,
     ctx: &ServerContext,
     config: &Config,
 ) -> io::Result<Reply> {

@@ -43,10 +43,26 @@ pub fn bind_all(listeners: &[Listener]) -> Result<Vec<BoundListener>, String> {
         .collect()
 }
 
-/// Sessions per client address, shared by all listeners.
+/// Sessions of clients outside relay_networks, per address and in all,
+/// shared by all listeners.
 #[derive(Default)]
 pub struct ClientCounts {
-    sessions: Mutex<HashMap<IpAddr, usize>>,
+    sessions: Mutex<Sessions>,
+}
+
+#[derive(Default)]
+struct Sessions {
+    by_ip: HashMap<IpAddr, usize>,
+    total: usize,
+}
+
+/// Why a client gets no place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoPlace {
+    /// Its address has `max_connections_per_ip` sessions.
+    ForAddress,
+    /// Outsiders hold every place not reserved for relay_networks.
+    ForOutsiders,
 }
 
 /// One client's place among the sessions; given back when dropped.
@@ -56,15 +72,24 @@ pub struct ClientSlot {
 }
 
 impl ClientCounts {
-    /// A place for one more session from `ip`, if it has fewer than `max`.
-    pub fn try_take(counts: &Arc<ClientCounts>, ip: IpAddr, max: usize) -> Option<ClientSlot> {
+    /// A place for one more session from `ip`, if it has fewer than
+    /// `per_ip` and outsiders have fewer than `total` in all.
+    pub fn try_take(
+        counts: &Arc<ClientCounts>,
+        ip: IpAddr,
+        per_ip: usize,
+        total: usize,
+    ) -> Result<ClientSlot, NoPlace> {
         let mut sessions = counts.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let count = sessions.entry(ip).or_insert(0);
-        if *count >= max {
-            return None;
+        if sessions.by_ip.get(&ip).copied().unwrap_or(0) >= per_ip {
+            return Err(NoPlace::ForAddress);
         }
-        *count += 1;
-        Some(ClientSlot {
+        if sessions.total >= total {
+            return Err(NoPlace::ForOutsiders);
+        }
+        *sessions.by_ip.entry(ip).or_insert(0) += 1;
+        sessions.total += 1;
+        Ok(ClientSlot {
             counts: Arc::clone(counts),
             ip,
         })
@@ -78,41 +103,47 @@ impl Drop for ClientSlot {
             .sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = sessions.get_mut(&self.ip) {
+        if let Some(count) = sessions.by_ip.get_mut(&self.ip) {
             *count -= 1;
             if *count == 0 {
-                sessions.remove(&self.ip);
+                sessions.by_ip.remove(&self.ip);
             }
+            sessions.total -= 1;
         }
     }
 }
 
 /// Starts an accept thread for each listener; sessions share one pool, which
 /// is returned so that shutdown can wait for it to empty. `max_connections`
-/// is fixed here: SIGHUP does not change it.
+/// and `reserved_connections` are fixed here: SIGHUP does not change them.
 pub fn start(listeners: Vec<BoundListener>, ctx: Arc<ServerContext>) -> std::io::Result<Arc<Pool>> {
-    let pool = Arc::new(Pool::new(
-        ctx.config.get().max_connections,
-        IDLE_THREAD_LIFETIME,
-    ));
-    let counts = Arc::new(ClientCounts::default());
+    let config = ctx.config.get();
+    let pool = Arc::new(Pool::new(config.max_connections, IDLE_THREAD_LIFETIME));
+    let places = Places {
+        outsiders: config.outsider_connections(),
+        counts: Arc::new(ClientCounts::default()),
+    };
     for listener in listeners {
         let ctx = Arc::clone(&ctx);
         let pool = Arc::clone(&pool);
-        let counts = Arc::clone(&counts);
+        let places = places.clone();
         thread::Builder::new()
             .name(format!("listen {}", listener.config.addr))
-            .spawn(move || accept_loop(listener, &ctx, &pool, &counts))?;
+            .spawn(move || accept_loop(listener, &ctx, &pool, &places))?;
     }
     Ok(pool)
 }
 
-fn accept_loop(
-    listener: BoundListener,
-    ctx: &Arc<ServerContext>,
-    pool: &Pool,
-    counts: &Arc<ClientCounts>,
-) {
+/// The places of clients outside relay_networks: the pool's places but the
+/// `reserved_connections`, so that the box itself and the LAN always find
+/// one, however many strangers hold sessions.
+#[derive(Clone)]
+struct Places {
+    outsiders: usize,
+    counts: Arc<ClientCounts>,
+}
+
+fn accept_loop(listener: BoundListener, ctx: &Arc<ServerContext>, pool: &Pool, places: &Places) {
     loop {
         let (stream, peer) = match listener.socket.accept() {
             Ok(accepted) => accepted,
@@ -129,19 +160,31 @@ fn accept_loop(
             continue;
         }
         // Clients that may relay (the box itself, the LAN) are not limited
-        // per address, as Postfix exempts $mynetworks.
+        // per address, as Postfix exempts $mynetworks, and may take the
+        // reserved places.
         let ip = peer.ip().to_canonical();
         let slot = if config.may_relay(ip) {
             None
         } else {
-            match ClientCounts::try_take(counts, ip, config.max_connections_per_ip) {
-                Some(slot) => Some(slot),
-                None => {
+            let taken = ClientCounts::try_take(
+                &places.counts,
+                ip,
+                config.max_connections_per_ip,
+                places.outsiders,
+            );
+            match taken {
+                Ok(slot) => Some(slot),
+                Err(NoPlace::ForAddress) => {
                     log::warn!("too many connections from {ip}, refused");
                     refuse(
                         &stream,
                         &reply::too_many_connections_from_ip(&config.hostname),
                     );
+                    continue;
+                }
+                Err(NoPlace::ForOutsiders) => {
+                    log::warn!("no place left outside the reserved ones, refused {peer}");
+                    refuse(&stream, &reply::too_many_connections(&config.hostname));
                     continue;
                 }
             }
@@ -211,6 +254,24 @@ fn refuse(stream: &TcpStream, reply: &Reply) {
 mod tests {
     use super::*;
     use std::io::Read;
+
+    #[test]
+    fn outsiders_are_limited_per_address_and_in_all() {
+        let counts = Arc::new(ClientCounts::default());
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let c: IpAddr = "192.0.2.3".parse().unwrap();
+        let take = |ip| ClientCounts::try_take(&counts, ip, 2, 3);
+        let a1 = take(a).unwrap();
+        let _a2 = take(a).unwrap();
+        assert_eq!(take(a).err(), Some(NoPlace::ForAddress));
+        let _b1 = take(b).unwrap();
+        assert_eq!(take(c).err(), Some(NoPlace::ForOutsiders));
+        // A place given back is free for anyone.
+        drop(a1);
+        let _c1 = take(c).unwrap();
+        assert_eq!(take(b).err(), Some(NoPlace::ForOutsiders));
+    }
 
     #[test]
     fn a_panicking_session_gets_421() {

@@ -1,5 +1,6 @@
 //! The I/O around the SMTP state machine.
 
+pub mod auth_failures;
 pub mod connection;
 pub mod listener;
 pub mod pool;

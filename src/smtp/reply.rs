@@ -245,6 +245,15 @@ pub fn too_many_auth_failures(hostname: &str) -> Reply {
         format!("{hostname} Error: too many failed authentication attempts"),
     )
 }
+/// RFC 4954 6: 454 4.7.0, a temporary authentication failure. The address
+/// has failed `auth_failure_limit` times within `auth_failure_window`.
+pub fn auth_failures_from_address() -> Reply {
+    Reply::new(
+        454,
+        "4.7.0",
+        "Error: too many failed authentication attempts, try again later",
+    )
+}
 pub fn timeout(hostname: &str) -> Reply {
     Reply::new(421, "4.4.2", format!("{hostname} Error: timeout exceeded"))
 }

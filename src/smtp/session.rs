@@ -15,7 +15,9 @@ use crate::auth::Users;
 use crate::base64;
 use crate::config::Config;
 
-/// Failed AUTH attempts before the session is closed.
+/// Failed AUTH attempts before the session is closed. Across sessions,
+/// `auth_failure_limit` bounds them per address (the driver keeps that count
+/// and passes its verdict in: [`Session::set_auth_refused`]).
 const MAX_AUTH_FAILURES: usize = 3;
 
 /// An AUTH exchange waiting for the client's next line (RFC 4954 4).
@@ -96,6 +98,8 @@ pub struct Session {
     /// The user this session authenticated as.
     authenticated: Option<String>,
     auth_failures: usize,
+    /// This address has failed AUTH too often lately, in any session.
+    auth_refused: bool,
 }
 
 impl Session {
@@ -115,6 +119,7 @@ impl Session {
             auth_pending: None,
             authenticated: None,
             auth_failures: 0,
+            auth_refused: false,
         }
     }
 
@@ -126,6 +131,19 @@ impl Session {
 
     pub fn authenticated(&self) -> Option<&str> {
         self.authenticated.as_deref()
+    }
+
+    /// Failed AUTH attempts in this session so far, for the driver to count
+    /// across sessions.
+    pub fn auth_failures(&self) -> usize {
+        self.auth_failures
+    }
+
+    /// Whether AUTH from this client's address is refused now, because it
+    /// has failed `auth_failure_limit` times within `auth_failure_window`
+    /// across its sessions. The driver says so before each line.
+    pub fn set_auth_refused(&mut self, refused: bool) {
+        self.auth_refused = refused;
     }
 
     /// AUTH is offered over TLS, or in clear text to a client on this very
@@ -378,6 +396,13 @@ impl Session {
         if !self.auth_offered() {
             return Step::reply(reply::auth_needs_tls());
         }
+        if self.auth_refused {
+            log::warn!(
+                "AUTH from {}: refused, too many failures from the address",
+                self.client_ip
+            );
+            return Step::reply(reply::auth_failures_from_address());
+        }
         match (mechanism, initial) {
             ("PLAIN", None) => self.challenge(AuthPending::Plain, ""),
             ("PLAIN", Some(response)) => {
@@ -432,6 +457,15 @@ impl Session {
     }
 
     fn verify(&mut self, user: &str, password: &[u8]) -> Step {
+        // The limit may have been reached in another session since this
+        // exchange began: the password is not even looked at.
+        if self.auth_refused {
+            log::warn!(
+                "AUTH as {user} from {}: refused, too many failures from the address",
+                self.client_ip
+            );
+            return self.count_errors(Step::reply(reply::auth_failures_from_address()));
+        }
         let ok = self
             .users
             .as_ref()
@@ -742,6 +776,33 @@ mod tests {
         );
         let third = s.handle_line(wrong.as_bytes());
         assert_eq!((third.reply.code, third.action), (421, Action::Close));
+    }
+
+    #[test]
+    fn auth_is_refused_while_the_address_is_over_its_limit() {
+        let mut s = with_user(session_from("127.0.0.1"));
+        dialogue(&mut s, &[("EHLO c", "250")]);
+        let right = format!("AUTH PLAIN {}", base64::encode(b"\0box\0s3cret"));
+        s.set_auth_refused(true);
+        assert_eq!(
+            s.handle_line(right.as_bytes()).reply.to_wire(),
+            "454 4.7.0 Error: too many failed authentication attempts, try again later\r\n"
+        );
+        dialogue(&mut s, &[("AUTH LOGIN", "454 4.7.0")]);
+        // The verdict can change during an exchange: the password is then
+        // not checked, and nothing counts as a failure.
+        s.set_auth_refused(false);
+        dialogue(&mut s, &[("AUTH LOGIN", "334")]);
+        dialogue(&mut s, &[(base64::encode(b"box").as_str(), "334")]);
+        s.set_auth_refused(true);
+        dialogue(&mut s, &[(base64::encode(b"s3cret").as_str(), "454 4.7.0")]);
+        assert_eq!((s.auth_failures(), s.authenticated()), (0, None));
+        // Failures are counted for the driver to pass on.
+        s.set_auth_refused(false);
+        let wrong = format!("AUTH PLAIN {}", base64::encode(b"\0box\0guess"));
+        dialogue(&mut s, &[(wrong.as_str(), "535 5.7.8")]);
+        assert_eq!(s.auth_failures(), 1);
+        dialogue(&mut s, &[(right.as_str(), "235 2.7.0")]);
     }
 
     #[test]
