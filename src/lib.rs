@@ -23,9 +23,11 @@
 //! server/         the I/O around the state machine
 //!   listener        accept loop, per-address limits, reserved places, 421 when full
 //!   pool            the bounded pool of session threads
+//!   auth_failures   failed AUTHs per client address, across sessions
 //!   connection      one client: line reading with limits, DATA streaming, STARTTLS
 //!   auth_failures   failed AUTHs per client address, across sessions (Postfix's anvil)
-//! spool/          the queue: one file per entry, one way in (IncomingMessage::commit)
+//! spool/          the queue: one file per entry, one way in (IncomingMessage::commit);
+//!                 the maildrop of set-group-id submitters, picked up into it
 //!   queue           an entry's envelope and each recipient's state
 //!   durable         tmp/, fsync, rename, directory fsync
 //! deliver/        delivery from the queue
