@@ -199,7 +199,7 @@ fn the_setgid_binary_only_submits_and_reads_no_file_of_the_users_choice() {
     server.kill();
     let (code, _, err) = support::run_with_input(
         {
-            let mut c = Command::new(support::binary());
+            let mut c = support::tinymta_command();
             c.args(["sendmail", "-C"])
                 .arg(server.config_path())
                 .args(["-oi", "root"]);
@@ -348,7 +348,7 @@ fn root_only_files_stop_neither_an_ordinary_users_sendmail_nor_a_reload() {
 #[test]
 fn no_header_line_from_the_command_line_and_no_bare_cr_or_nul_passes_on() {
     let server = Server::start("");
-    let mut sendmail = Command::new(support::binary());
+    let mut sendmail = support::tinymta_command();
     sendmail
         .args(["sendmail", "-C"])
         .arg(server.config_path())
