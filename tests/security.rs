@@ -456,3 +456,31 @@ fn a_general_address_literal_is_refused_at_rcpt() {
         "250 2.1.5 Ok\r\n"
     );
 }
+
+#[test]
+fn neither_sendmail_nor_mailq_makes_a_directory() {
+    let dir = support::test_dir();
+    let spool = dir.path().join("victim");
+    let config = dir.path().join("c.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "hostname = mx.test\nspool_dir = {}\nmailbox_dir = {}\n",
+            spool.display(),
+            dir.path().join("mail").display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    for (args, input) in [
+        (vec!["mailq", "-C", config], &b""[..]),
+        (vec!["sendmail", "-C", config, "root"], b"Subject: x\n\ny\n"),
+    ] {
+        let mut command = support::tinymta_command();
+        command.args(&args);
+        let (code, _, err) = support::run_with_input(command, input);
+        assert_eq!(code, Some(75), "{args:?}: {err}");
+        assert!(err.contains("No such file or directory"), "{err}");
+    }
+    assert!(!spool.exists());
+}
