@@ -14,6 +14,7 @@ use crate::aliases::add_recipient;
 use crate::auth::Users;
 use crate::base64;
 use crate::config::Config;
+use crate::log::Escaped;
 
 /// Failed AUTH attempts before the session is closed.
 const MAX_AUTH_FAILURES: usize = 3;
@@ -432,13 +433,14 @@ impl Session {
             .as_ref()
             .is_some_and(|users| users.check(user, password));
         if ok {
-            log::info!("AUTH as {user} from {}: ok", self.client_ip);
+            log::info!("AUTH as {} from {}: ok", Escaped(user), self.client_ip);
             self.authenticated = Some(user.to_string());
             return Step::reply(reply::auth_ok());
         }
         self.auth_failures += 1;
         log::warn!(
-            "AUTH as {user} from {}: failed ({} of {MAX_AUTH_FAILURES})",
+            "AUTH as {} from {}: failed ({} of {MAX_AUTH_FAILURES})",
+            Escaped(user),
             self.client_ip,
             self.auth_failures
         );
