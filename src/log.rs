@@ -344,6 +344,20 @@ mod tests {
     }
 
     #[test]
+    fn no_character_comes_out_raw_if_it_could_break_a_line() {
+        for c in (0..=0x10ffff).filter_map(char::from_u32) {
+            let text = format!("a{c}b");
+            for out in [escaped(&text), clean_record(&text, 64).into_owned()] {
+                assert!(
+                    out.chars()
+                        .all(|o| !o.is_control() && escape(o, Backslash::Keep).is_none()),
+                    "{c:?} -> {out:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn the_backslash_is_escaped_so_the_escaping_is_unambiguous() {
         // A client that sends the four characters `\x1b` is told apart from
         // one that sends ESC.
