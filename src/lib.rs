@@ -39,7 +39,7 @@
 //!   bounce          RFC 3464 delivery status notifications
 //! dns/            DNS wire format and the stub resolver (MX, A, AAAA)
 //! tls             rustls server and client configs
-//! log             stderr, file or syslog
+//! log             stderr, file or syslog; one line a record, untrusted text Escaped
 //! live            settings that SIGHUP replaces
 //! net             CIDR blocks
 //! random          random numbers from the system

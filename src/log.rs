@@ -1,7 +1,17 @@
 //! Logging targets: standard error (for a supervisor that captures it), a
 //! file, which SIGHUP reopens (after logrotate moved it away), or syslog
 //! (one datagram per record to /dev/log, so busybox `logread` shows it).
+//!
+//! A record is one line in every target, and nobody but tinymta writes its
+//! lines. Text that came from a client or an upstream server (an EHLO name,
+//! an address, an AUTH name, a Message-ID, a reply text) goes into a record
+//! through [`Escaped`]: control characters escaped, backslash too, so the
+//! escaping can be undone, and the length capped. Each target then cleans
+//! the whole record once more ([`clean_record`]), so that text a caller
+//! forgot to escape can still not start a line of its own.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::net::UnixDatagram;
@@ -80,10 +90,10 @@ pub fn init(config: &Config) -> Result<LogHandle, String> {
         log::set_max_level(config.log_level);
         return Ok(LogHandle::default());
     }
-    let (result, handle) = match &config.log {
+    let (logger, handle): (Box<dyn log::Log>, _) = match &config.log {
         LogTarget::Syslog => unreachable!("handled above"),
         LogTarget::Stderr => (
-            WriteLogger::init(LevelFilter::Trace, format, io::stderr()),
+            WriteLogger::new(LevelFilter::Trace, format, io::stderr()),
             LogHandle::default(),
         ),
         LogTarget::File(path) => {
@@ -94,12 +104,13 @@ pub fn init(config: &Config) -> Result<LogHandle, String> {
                 file: Mutex::new(file),
             });
             (
-                WriteLogger::init(LevelFilter::Trace, format, Shared(Arc::clone(&log))),
+                WriteLogger::new(LevelFilter::Trace, format, Shared(Arc::clone(&log))),
                 LogHandle { file: Some(log) },
             )
         }
     };
-    result.map_err(|e| format!("cannot set up logging: {e}"))?;
+    log::set_boxed_logger(Box::new(Cleaned(logger)))
+        .map_err(|e| format!("cannot set up logging: {e}"))?;
     log::set_max_level(config.log_level);
     Ok(handle)
 }
@@ -133,23 +144,289 @@ impl log::Log for Syslog {
             log::Level::Info => 6,
             log::Level::Debug | log::Level::Trace => 7,
         };
-        let mut message = record.args().to_string();
-        if message.len() > MAX_SYSLOG_MESSAGE {
-            let mut cut = MAX_SYSLOG_MESSAGE;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-        }
+        let message = record.args().to_string();
         let line = format!(
             "<{}>{} tinymta[{}]: {}",
             FACILITY_MAIL * 8 + severity,
             crate::time::syslog_timestamp(crate::time::unix_now()),
             self.pid,
-            message.replace('\n', " ")
+            clean_record(&message, MAX_SYSLOG_MESSAGE)
         );
         let _ = self.socket.send_to(line.as_bytes(), &self.path);
     }
 
     fn flush(&self) {}
+}
+
+/// Longest record written to a log file or standard error; a longer one is
+/// cut and marked (a runaway error text must not fill the disk).
+pub const MAX_LOG_RECORD: usize = 4096;
+
+/// Longest piece of client or upstream text in a record, counted escaped:
+/// an SMTP command line's length (RFC 5321 4.5.3.1.4), so a whole EHLO
+/// name or reply line fits. Past it the text is cut and marked.
+pub const MAX_LOGGED_TEXT: usize = 512;
+
+/// Untrusted text for a log record: `\r`, `\n`, `\t` and `\\` as such,
+/// other control characters (C0, DEL, C1) as `\xNN`, Unicode line
+/// separators and bidirectional controls as `\u{NNNN}`, and at most
+/// [`MAX_LOGGED_TEXT`] bytes of that, then `...[N bytes cut]`.
+///
+/// `log::info!("AUTH as {} from {ip}", Escaped(&user))`
+#[derive(Debug, Clone, Copy)]
+pub struct Escaped<'a>(pub &'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_escaped(f, self.0, Backslash::Escape, MAX_LOGGED_TEXT)
+    }
+}
+
+/// A record's text as the targets write it: one line, with no control
+/// characters, at most `max` bytes (then marked as cut). It escapes what
+/// [`Escaped`] escapes but the backslash, so that text escaped before is
+/// left as it is; it is the last line of defence, not the escaping.
+pub fn clean_record(message: &str, max: usize) -> Cow<'_, str> {
+    if message.len() <= max
+        && message
+            .chars()
+            .all(|c| escape(c, Backslash::Keep).is_none())
+    {
+        return Cow::Borrowed(message);
+    }
+    let mut out = String::with_capacity(message.len().min(max) + 24);
+    let _ = write_escaped(&mut out, message, Backslash::Keep, max);
+    Cow::Owned(out)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Backslash {
+    Escape,
+    Keep,
+}
+
+/// How one character is written, when not as itself.
+enum CharEscape {
+    Short(&'static str),
+    Hex(u32),
+    Unicode(u32),
+}
+
+impl CharEscape {
+    fn len(&self) -> usize {
+        match self {
+            CharEscape::Short(s) => s.len(),
+            CharEscape::Hex(_) => 4,
+            CharEscape::Unicode(c) => format_len_hex(*c) + 4,
+        }
+    }
+}
+
+impl fmt::Display for CharEscape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CharEscape::Short(s) => f.write_str(s),
+            CharEscape::Hex(c) => write!(f, "\\x{c:02x}"),
+            CharEscape::Unicode(c) => write!(f, "\\u{{{c:x}}}"),
+        }
+    }
+}
+
+fn format_len_hex(c: u32) -> usize {
+    (32 - c.leading_zeros()).div_ceil(4).max(1) as usize
+}
+
+fn escape(c: char, backslash: Backslash) -> Option<CharEscape> {
+    match c {
+        '\r' => Some(CharEscape::Short("\\r")),
+        '\n' => Some(CharEscape::Short("\\n")),
+        '\t' => Some(CharEscape::Short("\\t")),
+        '\\' if backslash == Backslash::Escape => Some(CharEscape::Short("\\\\")),
+        // C0, DEL and C1 (U+0080 to U+009F, NEL among them).
+        c if c.is_control() => Some(CharEscape::Hex(u32::from(c))),
+        // Line and paragraph separators, which some viewers break lines at,
+        // and the bidirectional controls, which reorder what a reader sees.
+        '\u{2028}'
+        | '\u{2029}'
+        | '\u{200e}'
+        | '\u{200f}'
+        | '\u{061c}'
+        | '\u{202a}'..='\u{202e}'
+        | '\u{2066}'..='\u{2069}' => Some(CharEscape::Unicode(u32::from(c))),
+        _ => None,
+    }
+}
+
+/// Writes `text` escaped, at most `max` bytes of it, then a mark saying
+/// how many bytes of `text` were left out.
+fn write_escaped(
+    out: &mut impl fmt::Write,
+    text: &str,
+    backslash: Backslash,
+    max: usize,
+) -> fmt::Result {
+    let mut written = 0;
+    for (i, c) in text.char_indices() {
+        let escaped = escape(c, backslash);
+        let len = escaped.as_ref().map_or(c.len_utf8(), CharEscape::len);
+        if written + len > max {
+            return write!(out, "...[{} bytes cut]", text.len() - i);
+        }
+        match escaped {
+            Some(escaped) => write!(out, "{escaped}")?,
+            None => out.write_char(c)?,
+        }
+        written += len;
+    }
+    Ok(())
+}
+
+/// A target that writes what it is given: each record's text is cleaned
+/// ([`clean_record`]) before it gets there.
+struct Cleaned(Box<dyn log::Log>);
+
+impl log::Log for Cleaned {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let message = record.args().to_string();
+        let message = clean_record(&message, MAX_LOG_RECORD);
+        self.0.log(
+            &log::Record::builder()
+                .metadata(record.metadata().clone())
+                .args(format_args!("{message}"))
+                .module_path(record.module_path())
+                .file(record.file())
+                .line(record.line())
+                .build(),
+        );
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn escaped(text: &str) -> String {
+        Escaped(text).to_string()
+    }
+
+    #[test]
+    fn plain_text_is_unchanged() {
+        assert_eq!(escaped("mail.example.org"), "mail.example.org");
+        assert_eq!(
+            escaped("<a.b+c@example.org> ünïcode"),
+            "<a.b+c@example.org> ünïcode"
+        );
+        assert!(matches!(
+            clean_record("a\\b ok", MAX_LOG_RECORD),
+            Cow::Borrowed("a\\b ok")
+        ));
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escaped("x\r\nforged: line"), "x\\r\\nforged: line");
+        assert_eq!(escaped("\x1b[31mred\x1b[0m"), "\\x1b[31mred\\x1b[0m");
+        assert_eq!(escaped("\0\x07\x7f\t"), "\\x00\\x07\\x7f\\t");
+        // C1 controls: NEL and CSI.
+        assert_eq!(escaped("a\u{85}b\u{9b}"), "a\\x85b\\x9b");
+        assert_eq!(escaped("a\u{2028}b\u{202e}c"), "a\\u{2028}b\\u{202e}c");
+    }
+
+    #[test]
+    fn no_character_comes_out_raw_if_it_could_break_a_line() {
+        for c in (0..=0x10ffff).filter_map(char::from_u32) {
+            let text = format!("a{c}b");
+            for out in [escaped(&text), clean_record(&text, 64).into_owned()] {
+                assert!(
+                    out.chars()
+                        .all(|o| !o.is_control() && escape(o, Backslash::Keep).is_none()),
+                    "{c:?} -> {out:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_backslash_is_escaped_so_the_escaping_is_unambiguous() {
+        // A client that sends the four characters `\x1b` is told apart from
+        // one that sends ESC.
+        assert_eq!(escaped("\\x1b"), "\\\\x1b");
+        assert_eq!(escaped("\x1b"), "\\x1b");
+        assert_eq!(escaped("a\\r\r"), "a\\\\r\\r");
+    }
+
+    #[test]
+    fn long_text_is_cut_and_marked() {
+        let long = "a".repeat(MAX_LOGGED_TEXT + 100);
+        let shown = escaped(&long);
+        assert_eq!(
+            shown,
+            format!("{}...[100 bytes cut]", "a".repeat(MAX_LOGGED_TEXT))
+        );
+        // The cap counts the escaped form, and never splits an escape or a
+        // character.
+        let controls = "\n".repeat(MAX_LOGGED_TEXT);
+        let shown = escaped(&controls);
+        assert!(shown.starts_with(&"\\n".repeat(MAX_LOGGED_TEXT / 2)));
+        assert!(shown.ends_with(&format!("...[{} bytes cut]", MAX_LOGGED_TEXT / 2)));
+        let wide = "é".repeat(MAX_LOGGED_TEXT);
+        let shown = escaped(&wide);
+        assert!(shown.starts_with(&"é".repeat(MAX_LOGGED_TEXT / 2)));
+        assert_eq!(escaped(&"a".repeat(MAX_LOGGED_TEXT)).len(), MAX_LOGGED_TEXT);
+    }
+
+    #[test]
+    fn a_record_is_one_line_whatever_the_caller_forgot() {
+        let record = format!("AUTH as {} from ::1", "x\r\nforged: line\x1b[2J");
+        let cleaned = clean_record(&record, MAX_LOG_RECORD);
+        assert_eq!(cleaned, "AUTH as x\\r\\nforged: line\\x1b[2J from ::1");
+        // Text escaped before is not escaped twice.
+        let once = format!("AUTH as {} from ::1", Escaped("x\r\n\\"));
+        assert_eq!(clean_record(&once, MAX_LOG_RECORD), once);
+        let long = "b".repeat(MAX_SYSLOG_MESSAGE + 1);
+        assert_eq!(
+            clean_record(&long, MAX_SYSLOG_MESSAGE),
+            format!("{}...[1 bytes cut]", "b".repeat(MAX_SYSLOG_MESSAGE))
+        );
+    }
+
+    #[test]
+    fn the_file_target_writes_one_line_per_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let file = Arc::new(LogFile {
+            path: path.clone(),
+            file: Mutex::new(open_append(&path).unwrap()),
+        });
+        let format = ConfigBuilder::new().build();
+        let logger = Cleaned(WriteLogger::new(
+            LevelFilter::Trace,
+            format,
+            Shared(Arc::clone(&file)),
+        ));
+        log::Log::log(
+            &logger,
+            &log::Record::builder()
+                .level(log::Level::Info)
+                .args(format_args!("from {}: x\r\nforged: line", "c\x1b]0;t\x07"))
+                .build(),
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text:?}");
+        assert!(
+            text.ends_with("from c\\x1b]0;t\\x07: x\\r\\nforged: line\n"),
+            "{text:?}"
+        );
+    }
 }

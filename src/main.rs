@@ -33,9 +33,13 @@ fn main() -> ExitCode {
         eprintln!("tinymta: cannot block signals: {e}");
         return ExitCode::FAILURE;
     }
-    let args: Vec<String> = std::env::args_os()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args = match utf8_args() {
+        Ok(args) => args,
+        Err(arg) => {
+            eprintln!("tinymta: argument {arg:?} is not UTF-8");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     // Run set-group-id (or set-user-id), tinymta only queues a message: the
     // ids it was given open the maildrop and nothing else. Root gives them
     // up and may do anything; anyone else gets the sendmail entry point's
@@ -150,6 +154,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The command line as text. `std::env::args` panics on an argument that
+/// is not UTF-8; here the program name is taken as it can be read, and any
+/// other such argument is returned as the usage error.
+fn utf8_args() -> Result<Vec<String>, std::ffi::OsString> {
+    let mut os_args = std::env::args_os();
+    let program = os_args
+        .next()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut args = vec![program];
+    for arg in os_args {
+        args.push(arg.into_string()?);
+    }
+    Ok(args)
 }
 
 /// `tinymta mailq [-C FILE]` as `sendmail -bp [-C FILE]`, and so on.

@@ -71,12 +71,10 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
             options.recipients.extend(args[i..].iter().cloned());
             break;
         }
-        if !arg.starts_with('-') || arg == "-" {
+        let Some((flag, attached)) = split_flag(arg) else {
             options.recipients.push(arg.clone());
             continue;
-        }
-        let flag = &arg[1..2];
-        let attached = &arg[2..];
+        };
         // A flag's value, attached (`-fme`) or as the next word (`-f me`).
         let value = |i: &mut usize| -> Result<String, String> {
             if !attached.is_empty() {
@@ -89,12 +87,12 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
             Ok(next.clone())
         };
         match flag {
-            "t" if attached.is_empty() => options.from_headers = true,
-            "i" if attached.is_empty() => options.ignore_dots = true,
-            "f" | "r" => options.sender = Some(value(&mut i)?),
-            "F" => options.full_name = Some(value(&mut i)?),
-            "C" => options.config = Some(PathBuf::from(value(&mut i)?)),
-            "b" => {
+            't' if attached.is_empty() => options.from_headers = true,
+            'i' if attached.is_empty() => options.ignore_dots = true,
+            'f' | 'r' => options.sender = Some(value(&mut i)?),
+            'F' => options.full_name = Some(value(&mut i)?),
+            'C' => options.config = Some(PathBuf::from(value(&mut i)?)),
+            'b' => {
                 options.mode = match attached {
                     "m" => Mode::Deliver,
                     "p" => Mode::ListQueue,
@@ -105,20 +103,29 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
                 }
             }
             // -q, -q15m, -qR...: run the queue.
-            "q" => options.mode = Mode::RunQueue,
-            "o" if attached == "i" => options.ignore_dots = true,
+            'q' => options.mode = Mode::RunQueue,
+            'o' if attached == "i" => options.ignore_dots = true,
             // Delivery, error and other -o options of sendmail: no meaning here.
-            "o" => {}
+            'o' => {}
             // Flags of the same family that take a value: accepted, ignored.
-            "B" | "N" | "R" | "V" | "L" | "X" | "h" | "O" => {
+            'B' | 'N' | 'R' | 'V' | 'L' | 'X' | 'h' | 'O' => {
                 value(&mut i)?;
             }
             // Verbose, me too, no aliasing, initial submission, errors mode.
-            "v" | "m" | "n" | "U" | "e" | "G" => {}
+            'v' | 'm' | 'n' | 'U' | 'e' | 'G' => {}
             _ => return Err(format!("unknown option {arg}")),
         }
     }
     Ok(options)
+}
+
+/// `-fme` -> ('f', "me"); None for a word that is no option (`root`, `-`).
+/// The flag is the character after the dash, whatever its length in bytes:
+/// `-é` is an unknown option, not a cut through a character.
+fn split_flag(arg: &str) -> Option<(char, &str)> {
+    let mut chars = arg.strip_prefix('-')?.chars();
+    let flag = chars.next()?;
+    Some((flag, chars.as_str()))
 }
 
 /// A failure to queue, with the sysexits code to leave with.
@@ -574,6 +581,36 @@ mod tests {
         assert_eq!(args("-x root").unwrap_err(), "unknown option -x");
         assert_eq!(args("-bd").unwrap_err(), "unsupported mode -bd");
         assert_eq!(args("-f").unwrap_err(), "option -f needs a value");
+    }
+
+    #[test]
+    fn no_command_line_panics() {
+        // Issue 12, item 9a: `-é` cut through the é and panicked.
+        assert_eq!(args("-é").unwrap_err(), "unknown option -é");
+        assert_eq!(args("-é root").unwrap_err(), "unknown option -é");
+        let o = args("-Fé -féé@box -bm -- -é").unwrap();
+        assert_eq!(o.full_name.as_deref(), Some("é"));
+        assert_eq!(o.sender.as_deref(), Some("éé@box"));
+        assert_eq!(o.recipients, ["-é"]);
+        assert_eq!(args("-b€").unwrap_err(), "unsupported mode -b€");
+        assert_eq!(args("-t€").unwrap_err(), "unknown option -t€");
+        assert_eq!(args("-€ -").unwrap_err(), "unknown option -€");
+        assert_eq!(args("- root").unwrap().recipients, ["-", "root"]);
+        let odd = [
+            "",
+            "-",
+            "--",
+            "---",
+            "-\u{0}",
+            "-\u{10ffff}x",
+            "-F",
+            "-C",
+            "\u{85}",
+        ];
+        for word in odd {
+            let _ = parse_args(&[word.to_string()]);
+            let _ = parse_args(&[word.to_string(), word.to_string()]);
+        }
     }
 
     #[test]

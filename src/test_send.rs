@@ -11,6 +11,7 @@ use std::sync::mpsc::channel;
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::deliver::route::{route, run_job, Route};
 use crate::deliver::{DeliverySettings, Job, JobItem, Outcome, Reporter, RunnerEvent};
+use crate::log::{clean_record, Escaped, MAX_LOG_RECORD};
 use crate::sendmail::exit;
 use crate::smtp::address::{parse_mailbox, Mailbox};
 use crate::spool::{NewEntry, Spool};
@@ -67,16 +68,17 @@ pub fn run(args: &[String]) -> u8 {
     let _ = std::fs::remove_dir_all(&scratch);
     match outcome {
         Ok(outcomes) => match outcomes.first() {
+            // The texts are the upstream server's replies.
             Some(Outcome::Delivered(text)) => {
-                println!("result: delivered ({text})");
+                println!("result: delivered ({})", Escaped(text));
                 exit::OK
             }
             Some(Outcome::Deferred(failure)) => {
-                println!("result: temporary failure: {}", failure.text);
+                println!("result: temporary failure: {}", Escaped(&failure.text));
                 exit::TEMPFAIL
             }
             Some(Outcome::Failed(failure)) => {
-                println!("result: permanent failure: {}", failure.text);
+                println!("result: permanent failure: {}", Escaped(&failure.text));
                 exit::NOUSER
             }
             None => {
@@ -183,7 +185,8 @@ fn send(
     Ok(outcomes)
 }
 
-/// test-send's logger: tinymta's own records, as steps on standard output.
+/// test-send's logger: tinymta's own records, as steps on standard output,
+/// each one line without control characters, as in the other log targets.
 struct StepPrinter;
 
 impl log::Log for StepPrinter {
@@ -193,7 +196,8 @@ impl log::Log for StepPrinter {
 
     fn log(&self, record: &log::Record<'_>) {
         if self.enabled(record.metadata()) {
-            println!("  {}", record.args());
+            let message = record.args().to_string();
+            println!("  {}", clean_record(&message, MAX_LOG_RECORD));
         }
     }
 

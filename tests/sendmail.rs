@@ -288,6 +288,31 @@ fn bad_command_lines_get_sendmail_exit_codes() {
 }
 
 #[test]
+fn no_command_line_panics() {
+    use std::os::unix::ffi::OsStrExt;
+    // Issue 12, item 9a: `-é` was cut through its é (exit 101).
+    let server = Server::start("");
+    let (code, _, err) = sendmail(&server, &["-é", "root"], b"x\n");
+    assert_eq!(
+        (code, err.as_str()),
+        (Some(64), "sendmail: unknown option -é\n")
+    );
+    // An argument that is not UTF-8, in each mode.
+    let not_utf8 = std::ffi::OsStr::from_bytes(b"-\xff");
+    for mode in [&["sendmail"][..], &["passwd"], &["test-send"], &[]] {
+        let mut command = support::tinymta_command();
+        command.args(mode).arg(not_utf8);
+        let (code, _, err) = support::run_with_input(command, b"");
+        assert_eq!(
+            (code, err.as_str()),
+            (Some(64), "tinymta: argument \"-\\xFF\" is not UTF-8\n"),
+            "{mode:?}"
+        );
+    }
+    assert!(server.queue_files().is_empty());
+}
+
+#[test]
 fn test_send_shows_each_step_of_a_delivery() {
     use support::peers::{TestCa, Upstream};
     let port = free_port_on("127.0.0.19");

@@ -202,6 +202,28 @@ fn failed_auth_is_limited_per_address_across_sessions() {
 }
 
 #[test]
+fn an_over_long_auth_line_cancels_the_exchange() {
+    // Issue 12, item 9b: after an over-long answer to a 334 the session
+    // stayed in the exchange and took the next command as the answer.
+    let dir = tempfile::tempdir().unwrap();
+    let users = users_file(dir.path());
+    let server = Server::start(&format!("auth_users = {}", users.display()));
+    let mut c = server.greeted();
+    c.command("EHLO local.test");
+    assert_eq!(c.command("AUTH LOGIN"), "334 VXNlcm5hbWU6\r\n");
+    assert_eq!(
+        c.command(&"QUFB".repeat(200)),
+        "500 5.5.6 Error: authentication exchange line is too long\r\n"
+    );
+    assert_eq!(c.command("NOOP"), "250 2.0.0 Ok\r\n");
+    assert_eq!(c.command("AUTH LOGIN Ym94"), "334 UGFzc3dvcmQ6\r\n");
+    assert_eq!(
+        c.command("czNjcmV0"),
+        "235 2.7.0 Authentication successful\r\n"
+    );
+}
+
+#[test]
 fn a_broken_users_file_is_a_config_error() {
     let dir = tempfile::tempdir().unwrap();
     let users = dir.path().join("users");

@@ -15,6 +15,7 @@ use rustls::ClientConfig;
 
 use super::Outcome;
 use crate::base64;
+use crate::log::Escaped;
 use crate::smtp::status::Status;
 use crate::spool::queue::Failure;
 use crate::tls::{self, MaybeTls};
@@ -513,7 +514,7 @@ impl<S: RelayStream> SmtpClient<S> {
         shown: &str,
         timeout: Duration,
     ) -> Result<ServerReply, HostError> {
-        log::trace!("{} <- {shown}", self.relay);
+        log::trace!("{} <- {}", self.relay, Escaped(shown));
         self.stream.set_write_timeout(timeout)?;
         self.stream.write_all(format!("{line}\r\n").as_bytes())?;
         self.stream.flush()?;
@@ -553,7 +554,7 @@ impl<S: RelayStream> SmtpClient<S> {
                 .to_string();
             lines.push(text);
             if last {
-                log::trace!("{} -> {code} {}", self.relay, lines.join(" | "));
+                log::trace!("{} -> {code} {}", self.relay, Escaped(&lines.join(" | ")));
                 return Ok(ServerReply { code, lines });
             }
             if lines.len() >= MAX_REPLY_LINES {

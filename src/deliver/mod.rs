@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::dns::resolver::Resolver;
+use crate::log::Escaped;
 use crate::smtp::address::Mailbox;
 use crate::smtp::status::Status;
 use crate::spool::queue::Failure;
@@ -165,7 +166,9 @@ impl Drop for Reporter {
 }
 
 /// One log line per recipient and attempt: queue id, recipient, relay (and
-/// TLS version for SMTP), delay, outcome and the reply or reason.
+/// TLS version for SMTP), delay, outcome and the reply or reason. The relay
+/// needs no escaping: a name from DNS comes as printable ASCII
+/// (`dns::wire`), the others from the config.
 pub fn log_outcome(
     item: &JobItem,
     rcpt: &Mailbox,
@@ -181,7 +184,9 @@ pub fn log_outcome(
     };
     let tls = tls.map(|t| format!(" tls={t}")).unwrap_or_default();
     log::info!(
-        "{}: to=<{rcpt}> relay={relay}{tls} delay={delay}s status={status} ({text})",
-        item.id
+        "{}: to=<{}> relay={relay}{tls} delay={delay}s status={status} ({})",
+        item.id,
+        Escaped(&rcpt.to_string()),
+        Escaped(text)
     );
 }

@@ -11,6 +11,7 @@ use super::route::Route;
 use super::{log_outcome, DeliverySettings, ItemResult, Job, JobItem, Outcome, Reporter};
 use crate::config::{MxTls, SmarthostTls};
 use crate::dns::resolver::DnsError;
+use crate::log::Escaped;
 use crate::smtp::status::Status;
 use crate::spool::queue::Failure;
 use crate::spool::Spool;
@@ -102,7 +103,7 @@ impl RemoteDelivery<'_> {
                         target.name,
                         target.addr.ip(),
                         target.addr.port(),
-                        e
+                        Escaped(&e.to_string())
                     );
                     last_error = Failure::ours(Status::new(4, 4, 1), &e);
                     continue;
@@ -116,7 +117,7 @@ impl RemoteDelivery<'_> {
                             self.settle(&item, outcomes, reporter, &client);
                         }
                         Err(e) => {
-                            log::info!("{}: {}", client.relay, e);
+                            log::info!("{}: {}", client.relay, Escaped(&e.to_string()));
                             // RFC 3463 4.4.2: bad connection.
                             last_error = Failure::ours(
                                 Status::new(4, 4, 2),
@@ -248,7 +249,7 @@ impl RemoteDelivery<'_> {
                     target.name,
                     target.addr.ip(),
                     target.addr.port(),
-                    e
+                    Escaped(&e.to_string())
                 );
                 options.tls = TlsMode::None;
                 SmtpClient::connect(target.addr, &target.name, &options)

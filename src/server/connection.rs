@@ -16,6 +16,7 @@ use crate::auth::Users;
 use crate::config::{Config, Listener};
 use crate::deliver::runner::QueueWaker;
 use crate::live::Live;
+use crate::log::Escaped;
 use crate::server::auth_failures::AuthFailures;
 use crate::smtp::data::DataDecoder;
 use crate::smtp::reply::{self, Reply};
@@ -420,7 +421,7 @@ pub fn serve(tcp: TcpStream, listener: &Listener, ctx: &ServerContext) {
                 MaybeTls::Tls(tls)
             }
             Err(e) => {
-                log::info!("TLS with {peer} failed: {e}");
+                log::info!("TLS with {peer} failed: {}", Escaped(&e.to_string()));
                 return;
             }
         },
@@ -591,7 +592,11 @@ fn run_session<S: ClientStream>(
                         session.tls_started();
                     }
                     Err(e) => {
-                        log::info!("STARTTLS with {} failed: {e}", session.client_ip());
+                        log::info!(
+                            "STARTTLS with {} failed: {}",
+                            session.client_ip(),
+                            Escaped(&e)
+                        );
                         return Ok(());
                     }
                 }
@@ -719,7 +724,7 @@ fn commit(
         return storage_failure(&e);
     }
     let message_id = message_id(head).unwrap_or_else(|| "none".to_string());
-    entry.log_accepted(&id, size, &format!(" message-id={message_id}"));
+    entry.log_accepted(&id, size, &format!(" message-id={}", Escaped(&message_id)));
     ctx.waker.queued(&id);
     reply::queued(&id)
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::connection::{serve, ServerContext};
 use super::pool::Pool;
 use crate::config::Listener;
+use crate::log::Escaped;
 use crate::smtp::reply::{self, Reply};
 
 /// How long a client that finds every place taken waits for one: sessions
@@ -236,7 +237,8 @@ fn guard_session(stream: Option<&TcpStream>, hostname: &str, session: impl FnOnc
             .and_then(|s| s.peer_addr().ok())
             .map(|a| a.to_string())
             .unwrap_or_default();
-        log::error!("session with {peer} panicked: {what}");
+        // A panic message may quote what the client sent.
+        log::error!("session with {peer} panicked: {}", Escaped(&what));
         if let Some(mut writer) = stream {
             let _ = writer.write_all(reply::internal_error(hostname).to_wire().as_bytes());
         }

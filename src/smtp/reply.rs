@@ -226,6 +226,14 @@ pub fn auth_cancelled() -> Reply {
 pub fn auth_bad_response() -> Reply {
     Reply::new(501, "5.5.2", "Error: cannot decode the response")
 }
+pub fn auth_line_too_long() -> Reply {
+    // RFC 4954 6
+    Reply::new(
+        500,
+        "5.5.6",
+        "Error: authentication exchange line is too long",
+    )
+}
 pub fn auth_needs_tls() -> Reply {
     // RFC 4954 6
     Reply::new(

@@ -14,6 +14,7 @@ use crate::aliases::add_recipient;
 use crate::auth::Users;
 use crate::base64;
 use crate::config::Config;
+use crate::log::Escaped;
 
 /// Failed AUTH attempts before the session is closed. Across sessions,
 /// `auth_failure_limit` bounds them per address (the driver keeps that count
@@ -218,8 +219,14 @@ impl Session {
         self.count_errors(step)
     }
 
-    /// A command line over 512 octets was read and dropped.
+    /// A command line over 512 octets was read and dropped. In an AUTH
+    /// exchange it was the answer to the 334: the exchange fails, and the
+    /// next line is a command again (RFC 4954 4, 6: 500 5.5.6), not taken
+    /// as a user name or a password.
     pub fn line_too_long(&mut self) -> Step {
+        if self.auth_pending.take().is_some() {
+            return self.count_errors(Step::reply(reply::auth_line_too_long()));
+        }
         self.count_errors(Step::reply(reply::line_too_long()))
     }
 
@@ -471,13 +478,14 @@ impl Session {
             .as_ref()
             .is_some_and(|users| users.check(user, password));
         if ok {
-            log::info!("AUTH as {user} from {}: ok", self.client_ip);
+            log::info!("AUTH as {} from {}: ok", Escaped(user), self.client_ip);
             self.authenticated = Some(user.to_string());
             return Step::reply(reply::auth_ok());
         }
         self.auth_failures += 1;
         log::warn!(
-            "AUTH as {user} from {}: failed ({} of {MAX_AUTH_FAILURES})",
+            "AUTH as {} from {}: failed ({} of {MAX_AUTH_FAILURES})",
+            Escaped(user),
             self.client_ip,
             self.auth_failures
         );
@@ -763,6 +771,41 @@ mod tests {
             &[("*", "501 5.7.0"), ("AUTH PLAIN !!!!", "501 5.5.2")],
         );
         dialogue(&mut s, &[("AUTH CRAM-MD5", "504 5.5.4")]);
+    }
+
+    #[test]
+    fn an_over_long_auth_line_ends_the_exchange() {
+        // Issue 12, item 9b: the next command was taken as the answer.
+        for (mechanism, answered) in [("AUTH LOGIN", 0), ("AUTH LOGIN", 1), ("AUTH PLAIN", 0)] {
+            let mut s = with_user(session_from("127.0.0.1"));
+            dialogue(&mut s, &[("EHLO c", "250"), (mechanism, "334")]);
+            if answered == 1 {
+                dialogue(&mut s, &[("Ym94", "334")]);
+            }
+            let step = s.line_too_long();
+            assert_eq!(
+                step.reply.to_wire(),
+                "500 5.5.6 Error: authentication exchange line is too long\r\n"
+            );
+            assert_eq!(step.action, Action::Continue);
+            // The next line is a command, and AUTH may start again.
+            dialogue(
+                &mut s,
+                &[
+                    ("NOOP", "250 2.0.0"),
+                    ("MAIL FROM:<a@b.org>", "250 2.1.0"),
+                    ("RSET", "250 2.0.0"),
+                ],
+            );
+            let plain = format!("AUTH PLAIN {}", base64::encode(b"\0box\0s3cret"));
+            dialogue(&mut s, &[(plain.as_str(), "235 2.7.0")]);
+        }
+        // Outside an exchange, an over-long line is the usual 500 5.5.2.
+        let mut s = with_user(session_from("127.0.0.1"));
+        assert_eq!(
+            s.line_too_long().reply.to_wire(),
+            "500 5.5.2 Error: line too long\r\n"
+        );
     }
 
     #[test]

@@ -41,6 +41,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::line_error::LineError;
+use crate::log::Escaped;
 use crate::random::random_u64;
 use crate::smtp::address::Mailbox;
 use crate::smtp::command::Body;
@@ -747,7 +748,8 @@ impl NewEntry {
     }
 
     /// The one log line of a message accepted into the queue, as Postfix's
-    /// cleanup logs it; `detail` ends it (` message-id=<...>`, ` uid=0`).
+    /// cleanup logs it; `detail` ends it (` message-id=<...>`, ` uid=0`),
+    /// with what came from the client in it escaped ([`Escaped`]).
     pub fn log_accepted(&self, id: &str, size: u64, detail: &str) {
         let sender = self
             .sender
@@ -755,9 +757,10 @@ impl NewEntry {
             .map(Mailbox::to_string)
             .unwrap_or_default();
         log::info!(
-            "{id}: accepted from=<{sender}> client={} helo={} nrcpt={} size={size}{detail}",
+            "{id}: accepted from=<{}> client={} helo={} nrcpt={} size={size}{detail}",
+            Escaped(&sender),
             self.client,
-            self.helo,
+            Escaped(&self.helo),
             self.recipients.len(),
         );
     }
