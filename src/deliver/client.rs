@@ -916,28 +916,18 @@ mod tests {
     #[test]
     fn greeting_421_and_554_are_refusals_told_apart_by_their_reply() {
         let none = options(TlsMode::None, None);
-        let busy = start(vec![replies("421 4.3.2 busy\r\n")], &none)
-            .err()
-            .unwrap();
-        assert_eq!(
-            busy,
-            HostError::Refused {
-                stage: "greeting",
-                reply: reply(421, &["4.3.2 busy"]),
-            }
-        );
-        assert_eq!(busy.to_string(), "greeting: 421 4.3.2 busy");
-        let gone = start(vec![replies("554 5.7.1 go away\r\n")], &none)
-            .err()
-            .unwrap();
-        assert_eq!(
-            gone,
-            HostError::Refused {
-                stage: "greeting",
-                reply: reply(554, &["5.7.1 go away"]),
-            }
-        );
-        assert_eq!(gone.to_string(), "greeting: 554 5.7.1 go away");
+        for (code, text) in [(421, "4.3.2 busy"), (554, "5.7.1 go away")] {
+            let greeting = format!("{code} {text}\r\n");
+            let error = start(vec![replies(&greeting)], &none).err().unwrap();
+            assert_eq!(
+                error,
+                HostError::Refused {
+                    stage: "greeting",
+                    reply: reply(code, &[text]),
+                }
+            );
+            assert_eq!(error.to_string(), format!("greeting: {code} {text}"));
+        }
     }
 
     #[test]
