@@ -176,12 +176,17 @@ impl Aliases {
 }
 
 /// Adds a recipient to an envelope's list as every producer of mail does:
-/// one at a local domain through the aliases, and each mailbox once.
+/// one at a local domain or at `qualify_domain` through the aliases, and
+/// each mailbox once. `root` of a box that only forwards is `root@box`,
+/// and its alias applies although `box` is no local domain (as Postfix's
+/// myorigin is in its mydestination by default).
 pub fn add_recipient(config: &Config, recipients: &mut Vec<Mailbox>, recipient: Mailbox) {
+    let aliased = config.is_local_domain(&recipient.domain)
+        || recipient
+            .domain
+            .eq_ignore_ascii_case(&config.qualify_domain);
     let expanded = match &config.alias_table {
-        Some(aliases) if config.is_local_domain(&recipient.domain) => {
-            expand_alias(aliases, &recipient, config)
-        }
+        Some(aliases) if aliased => expand_alias(aliases, &recipient, config),
         _ => vec![recipient],
     };
     for mailbox in expanded {

@@ -71,49 +71,69 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
             options.recipients.extend(args[i..].iter().cloned());
             break;
         }
-        let Some((flag, attached)) = split_flag(arg) else {
+        let Some((mut flag, mut attached)) = split_flag(arg) else {
             options.recipients.push(arg.clone());
             continue;
         };
-        // A flag's value, attached (`-fme`) or as the next word (`-f me`).
-        let value = |i: &mut usize| -> Result<String, String> {
-            if !attached.is_empty() {
-                return Ok(attached.to_string());
-            }
-            let next = args
-                .get(*i)
-                .ok_or(format!("option -{flag} needs a value"))?;
-            *i += 1;
-            Ok(next.clone())
-        };
-        match flag {
-            't' if attached.is_empty() => options.from_headers = true,
-            'i' if attached.is_empty() => options.ignore_dots = true,
-            'f' | 'r' => options.sender = Some(value(&mut i)?),
-            'F' => options.full_name = Some(value(&mut i)?),
-            'C' => options.config = Some(PathBuf::from(value(&mut i)?)),
-            'b' => {
-                options.mode = match attached {
-                    "m" => Mode::Deliver,
-                    "p" => Mode::ListQueue,
-                    "s" => Mode::Smtp,
-                    // newaliases: tinymta reads the aliases file itself.
-                    "i" | "I" => Mode::Deliver,
-                    _ => return Err(format!("unsupported mode -b{attached}")),
+        // Flags without a value may be grouped, as getopt(3) allows and
+        // busybox crond calls it (`-ti`); a flag with a value takes the rest
+        // of the word (`-FCronDaemon`, `-oem`) or, without one, the next.
+        loop {
+            let value = |i: &mut usize| -> Result<String, String> {
+                if !attached.is_empty() {
+                    return Ok(attached.to_string());
                 }
+                let next = args
+                    .get(*i)
+                    .ok_or(format!("option -{flag} needs a value"))?;
+                *i += 1;
+                Ok(next.clone())
+            };
+            match flag {
+                // -t, -i, and verbose, me too, no aliasing, initial
+                // submission, errors mode: flags without a value.
+                't' | 'i' | 'v' | 'm' | 'n' | 'U' | 'e' | 'G' => {
+                    match flag {
+                        't' => options.from_headers = true,
+                        'i' => options.ignore_dots = true,
+                        _ => {}
+                    }
+                    let mut rest = attached.chars();
+                    match rest.next() {
+                        Some(next) => {
+                            flag = next;
+                            attached = rest.as_str();
+                            continue;
+                        }
+                        None => break,
+                    }
+                }
+                'f' | 'r' => options.sender = Some(value(&mut i)?),
+                'F' => options.full_name = Some(value(&mut i)?),
+                'C' => options.config = Some(PathBuf::from(value(&mut i)?)),
+                'b' => {
+                    options.mode = match attached {
+                        "m" => Mode::Deliver,
+                        "p" => Mode::ListQueue,
+                        "s" => Mode::Smtp,
+                        // newaliases: tinymta reads the aliases file itself.
+                        "i" | "I" => Mode::Deliver,
+                        _ => return Err(format!("unsupported mode -b{attached}")),
+                    }
+                }
+                // -q, -q15m, -qR...: run the queue.
+                'q' => options.mode = Mode::RunQueue,
+                'o' if attached == "i" => options.ignore_dots = true,
+                // Delivery, error and other -o options (-odi, -oem): no
+                // meaning here.
+                'o' => {}
+                // Flags of the same family that take a value: accepted, ignored.
+                'B' | 'N' | 'R' | 'V' | 'L' | 'X' | 'h' | 'O' => {
+                    value(&mut i)?;
+                }
+                _ => return Err(format!("unknown option {arg}")),
             }
-            // -q, -q15m, -qR...: run the queue.
-            'q' => options.mode = Mode::RunQueue,
-            'o' if attached == "i" => options.ignore_dots = true,
-            // Delivery, error and other -o options of sendmail: no meaning here.
-            'o' => {}
-            // Flags of the same family that take a value: accepted, ignored.
-            'B' | 'N' | 'R' | 'V' | 'L' | 'X' | 'h' | 'O' => {
-                value(&mut i)?;
-            }
-            // Verbose, me too, no aliasing, initial submission, errors mode.
-            'v' | 'm' | 'n' | 'U' | 'e' | 'G' => {}
-            _ => return Err(format!("unknown option {arg}")),
+            break;
         }
     }
     Ok(options)
@@ -475,8 +495,13 @@ fn header_recipients(raw_headers: &[u8]) -> Vec<String> {
                 .flatten()
             {
                 for address in list.iter() {
-                    if let Some(email) = address.address() {
-                        found.push(email.to_string());
+                    match (address.address(), address.name()) {
+                        (Some(email), _) => found.push(email.to_string()),
+                        // `To: root`, `To: root, admin` (cron, mdadm): a
+                        // bare local name, qualified by the caller. A
+                        // phrase of several words is no address.
+                        (None, Some(name)) if is_local_name(name) => found.push(name.to_string()),
+                        _ => {}
                     }
                 }
             }
@@ -484,6 +509,16 @@ fn header_recipients(raw_headers: &[u8]) -> Vec<String> {
         found
     });
     parsed.unwrap_or_default()
+}
+
+/// A bare local part such as `root` or `smart-alerts` (RFC 5322 dot-atom).
+fn is_local_name(text: &str) -> bool {
+    !text.is_empty()
+        && !text.starts_with('.')
+        && !text.ends_with('.')
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b))
 }
 
 /// `mailq`, `sendmail -bp`: one entry per message with its id, size, age and
@@ -578,6 +613,17 @@ mod tests {
             args("-B 8BITMIME -N never root").unwrap().recipients,
             ["root"]
         );
+        // Grouped flags and attached values, as the tools call it.
+        let o = args("-ti").unwrap();
+        assert!(o.from_headers && o.ignore_dots);
+        let o = args("-FCronDaemon -i -B8BITMIME -oem root").unwrap();
+        assert_eq!(o.full_name.as_deref(), Some("CronDaemon"));
+        assert!(o.ignore_dots && !o.from_headers);
+        assert_eq!(o.recipients, ["root"]);
+        let o = args("-itv -odi -fcron@box").unwrap();
+        assert!(o.ignore_dots && o.from_headers);
+        assert_eq!(o.sender.as_deref(), Some("cron@box"));
+        assert_eq!(args("-tz").unwrap_err(), "unknown option -tz");
         assert_eq!(args("-x root").unwrap_err(), "unknown option -x");
         assert_eq!(args("-bd").unwrap_err(), "unsupported mode -bd");
         assert_eq!(args("-f").unwrap_err(), "option -f needs a value");
@@ -611,6 +657,15 @@ mod tests {
             let _ = parse_args(&[word.to_string()]);
             let _ = parse_args(&[word.to_string(), word.to_string()]);
         }
+    }
+
+    #[test]
+    fn bare_local_names_in_to_and_cc_are_recipients() {
+        let found = header_recipients(
+            b"To: root, admin\r\nCc: \"Cron\" <ops>, Joe Bloggs, a@b.example\r\n\
+              Bcc: undisclosed-recipients:;\r\n",
+        );
+        assert_eq!(found, ["root", "admin", "ops", "a@b.example"]);
     }
 
     #[test]
