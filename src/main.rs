@@ -62,12 +62,15 @@ fn main() -> ExitCode {
         })
         .unwrap_or_default();
     let mode = args.get(1).map(String::as_str);
-    let submits = program == "sendmail" || (program != "mailq" && mode == Some("sendmail"));
+    let submits = matches!(program.as_str(), "sendmail" | "mail" | "mailx")
+        || (program != "mailq" && matches!(mode, Some("sendmail" | "mail")));
     if sys::privileged() && !submits {
         return refuse_privileged();
     }
     match (program.as_str(), mode) {
         ("sendmail", _) => return sendmail(&args[1..]),
+        ("mail" | "mailx", _) => return mail(&args[1..]),
+        (_, Some("mail")) => return mail(&args[2..]),
         ("mailq", _) => return sendmail(&with_config(&args[1..], "-bp")),
         (_, Some("sendmail")) => return sendmail(&args[2..]),
         (_, Some("mailq")) => return sendmail(&with_config(&args[2..], "-bp")),
@@ -94,6 +97,7 @@ fn main() -> ExitCode {
     let usage = options.usage(
         "Usage: tinymta [-c FILE] [-t] [-V] [-h]\n\
          \x20      tinymta sendmail [sendmail options] [recipients]   (also as a `sendmail` link)\n\
+         \x20      tinymta mail [-s SUBJECT] [-r FROM] [-c CC] [-b BCC] ADDRESS...   (also as `mail`, `mailx`)\n\
          \x20      tinymta mailq [-C FILE]     tinymta flush [-C FILE]\n\
          \x20      tinymta passwd NAME   (password on standard input)",
     );
@@ -181,14 +185,32 @@ fn with_config(args: &[String], mode: &str) -> Vec<String> {
 
 /// The sendmail entry point: queue a message, list the queue, run it.
 fn sendmail(args: &[String]) -> ExitCode {
-    use tinymta::sendmail::{exit, list_queue, parse_args, submit, Mode, Submitter};
-    let options = match parse_args(args) {
-        Ok(options) => options,
+    match tinymta::sendmail::parse_args(args) {
+        Ok(options) => run_sendmail("sendmail", &options, ""),
         Err(e) => {
             eprintln!("sendmail: {e}");
-            return ExitCode::from(exit::USAGE);
+            ExitCode::from(tinymta::sendmail::exit::USAGE)
         }
-    };
+    }
+}
+
+/// The `mail` entry point: `mail -s SUBJECT ADDRESS < body` queues through
+/// the same path as sendmail.
+fn mail(args: &[String]) -> ExitCode {
+    match tinymta::sendmail::parse_mail_args(args) {
+        Ok((options, header)) => run_sendmail("mail", &options, &header),
+        Err(e) => {
+            eprintln!("mail: {e}");
+            ExitCode::from(tinymta::sendmail::exit::USAGE)
+        }
+    }
+}
+
+/// Runs what sendmail's options ask for; a message to queue is `head`
+/// followed by standard input.
+fn run_sendmail(name: &str, options: &tinymta::sendmail::Options, head: &str) -> ExitCode {
+    use std::io::Read;
+    use tinymta::sendmail::{exit, list_queue, submit, Mode, Submitter};
     let path = options
         .config
         .clone()
@@ -204,13 +226,13 @@ fn sendmail(args: &[String]) -> ExitCode {
         // An error quotes the file: not one the real user could not read.
         Err(_) if sys::privileged() && !sys::real_user_can_read(&path) => {
             eprintln!(
-                "sendmail: {} is not a usable config (what is wrong is not shown: you may not read it)",
+                "{name}: {} is not a usable config (what is wrong is not shown: you may not read it)",
                 path.display()
             );
             return ExitCode::from(exit::CONFIG);
         }
         Err(e) => {
-            eprintln!("sendmail: {e}");
+            eprintln!("{name}: {e}");
             return ExitCode::from(exit::CONFIG);
         }
     };
@@ -219,7 +241,8 @@ fn sendmail(args: &[String]) -> ExitCode {
             let (login, uid) = sys::real_user();
             let submitter = Submitter { login, uid };
             let stdin = std::io::stdin();
-            submit(&config, &options, &submitter, &mut stdin.lock()).map(|_| ())
+            let mut input = std::io::BufReader::new(head.as_bytes().chain(stdin.lock()));
+            submit(&config, options, &submitter, &mut input).map(|_| ())
         }
         Mode::ListQueue => list_queue(&config).map(|text| print!("{text}")),
         Mode::RunQueue => return flush(&config),
@@ -227,7 +250,7 @@ fn sendmail(args: &[String]) -> ExitCode {
             let spool = match Spool::for_submission(&config.spool_dir) {
                 Ok(spool) => Arc::new(spool),
                 Err(e) => {
-                    eprintln!("sendmail: {e}");
+                    eprintln!("{name}: {e}");
                     return ExitCode::from(exit::TEMPFAIL);
                 }
             };
@@ -250,7 +273,7 @@ fn sendmail(args: &[String]) -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
-            eprintln!("sendmail: {e}");
+            eprintln!("{name}: {e}");
             ExitCode::from(e.code)
         }
     }

@@ -148,6 +148,129 @@ fn split_flag(arg: &str) -> Option<(char, &str)> {
     Some((flag, chars.as_str()))
 }
 
+/// The `mail` entry point (`mail -s SUBJECT ADDRESS < body`, as smartd's
+/// warning script, ZFS zed, apcupsd and vendor scripts call it): the
+/// sendmail options it stands for, and the header block it writes before
+/// the body, which is standard input as it is (a lone dot ends nothing).
+///
+/// `-s SUBJECT`, `-r FROM`, `-c CC`, `-b BCC` and recipients, as bsd-mailx,
+/// s-nail and GNU mailutils take them; `-C FILE` as sendmail's. `-a` is
+/// refused: bsd-mailx reads it as a header and mailutils as an attachment,
+/// so a script that uses it means one or the other.
+pub fn parse_mail_args(args: &[String]) -> Result<(Options, String), String> {
+    let mut options = Options {
+        mode: Mode::Deliver,
+        recipients: Vec::new(),
+        from_headers: false,
+        ignore_dots: true,
+        sender: None,
+        full_name: None,
+        config: None,
+    };
+    let (mut to, mut cc, mut subject) = (Vec::new(), Vec::new(), None);
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        i += 1;
+        if arg == "--" {
+            to.extend(args[i..].iter().cloned());
+            break;
+        }
+        let Some((flag, attached)) = split_flag(arg) else {
+            to.push(arg.clone());
+            continue;
+        };
+        let mut value = || -> Result<String, String> {
+            if !attached.is_empty() {
+                return Ok(attached.to_string());
+            }
+            let next = args.get(i).ok_or(format!("option -{flag} needs a value"))?;
+            i += 1;
+            Ok(next.clone())
+        };
+        match flag {
+            's' => subject = Some(value()?),
+            'r' => options.sender = Some(value()?),
+            'c' => cc.push(value()?),
+            'b' => options.recipients.push(value()?),
+            'C' => options.config = Some(PathBuf::from(value()?)),
+            'a' => {
+                return Err(
+                    "-a is not supported: bsd-mailx reads it as a header, GNU mailutils as an \
+                     attachment; put headers in the message and send it with sendmail -t"
+                        .to_string(),
+                )
+            }
+            // Do not read mail.rc; verbose; no interactive prompts.
+            'n' | 'v' | 'N' | 'E' => {}
+            _ => return Err(format!("unknown option {arg}")),
+        }
+    }
+    if to.is_empty() && cc.is_empty() && options.recipients.is_empty() {
+        return Err("no recipients given".to_string());
+    }
+    let mut header = String::new();
+    let list = |addresses: &[String]| {
+        addresses
+            .iter()
+            .map(|a| one_line(a))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !to.is_empty() {
+        header.push_str(&format!("To: {}\n", list(&to)));
+    }
+    if !cc.is_empty() {
+        header.push_str(&format!("Cc: {}\n", list(&cc)));
+    }
+    if let Some(subject) = subject {
+        header.push_str(&format!(
+            "Subject: {}\n",
+            encode_header_text(&one_line(&subject))
+        ));
+    }
+    // The body is what the script printed: UTF-8 text, 8 bits as they are.
+    header.push_str(
+        "MIME-Version: 1.0\nContent-Type: text/plain; charset=UTF-8\n\
+         Content-Transfer-Encoding: 8bit\n\n",
+    );
+    options.recipients.splice(0..0, to.into_iter().chain(cc));
+    Ok((options, header))
+}
+
+/// A command-line value for a header: control characters (a line end that
+/// would start a header of its own) become spaces.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// Header text as RFC 2047 encoded words where it is not ASCII: UTF-8 in
+/// base64, each word at most 75 characters (RFC 2047 2), cut between
+/// characters, folded onto lines of their own.
+fn encode_header_text(text: &str) -> String {
+    if text.is_ascii() {
+        return text.to_string();
+    }
+    // 45 octets make 60 base64 characters, 72 with `=?UTF-8?B?` and `?=`.
+    const CHUNK: usize = 45;
+    let mut words = Vec::new();
+    let mut start = 0;
+    while start < text.len() {
+        let mut end = (start + CHUNK).min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        words.push(format!(
+            "=?UTF-8?B?{}?=",
+            crate::base64::encode(&text.as_bytes()[start..end])
+        ));
+        start = end;
+    }
+    words.join("\n ")
+}
+
 /// A failure to queue, with the sysexits code to leave with.
 #[derive(Debug)]
 pub struct SubmitError {
@@ -348,10 +471,7 @@ fn replace_ignore_case(text: &str, from: &str, to: &str) -> String {
 /// any other control character (a `-F` value is anyone's) becomes a space,
 /// so that no name can add a header line.
 fn quote_phrase(name: &str) -> String {
-    let name: String = name
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let name = one_line(name);
     let name = name.as_str();
     if name
         .chars()
@@ -657,6 +777,24 @@ mod tests {
             let _ = parse_args(&[word.to_string()]);
             let _ = parse_args(&[word.to_string(), word.to_string()]);
         }
+    }
+
+    #[test]
+    fn a_long_subject_is_encoded_words_of_at_most_75_characters() {
+        let subject = "Température du disque élevée ".repeat(5);
+        let encoded = encode_header_text(&subject);
+        let mut decoded = Vec::new();
+        for word in encoded.split("\n ") {
+            assert!(word.len() <= 75, "{word}");
+            let inner = word
+                .strip_prefix("=?UTF-8?B?")
+                .unwrap()
+                .strip_suffix("?=")
+                .unwrap();
+            decoded.extend(crate::base64::decode(inner).unwrap());
+        }
+        assert_eq!(String::from_utf8(decoded).unwrap(), subject);
+        assert_eq!(encode_header_text("plain"), "plain");
     }
 
     #[test]
