@@ -357,8 +357,8 @@ impl Config {
         // occurrence in the file, then extended by later ones.
         for (index, raw) in text.lines().enumerate() {
             let line_no = index + 1;
-            let line = raw.trim();
-            if line.is_empty() || line.starts_with('#') {
+            let line = strip_comment(raw).trim();
+            if line.is_empty() {
                 continue;
             }
             let error = |key: &str, message: String| {
@@ -483,6 +483,20 @@ impl Config {
     pub fn may_relay(&self, ip: IpAddr) -> bool {
         self.relay_networks.iter().any(|net| net.contains(ip))
     }
+}
+
+/// A line without its comment: from a `#` at its start or after white
+/// space (`max_errors = 5   # per session`) to its end. A `#` inside a
+/// value (`/var/spool/mail#1`) is the value's.
+fn strip_comment(line: &str) -> &str {
+    let mut previous = ' ';
+    for (at, c) in line.char_indices() {
+        if c == '#' && previous.is_whitespace() {
+            return &line[..at];
+        }
+        previous = c;
+    }
+    line
 }
 
 /// `a, b c` -> `a`, `b`, `c`: list values may be separated by commas or spaces.

@@ -136,7 +136,11 @@ fn main() -> ExitCode {
         }
     };
     if matches.opt_present("t") {
-        let problems = tinymta::daemon::privilege_problems(&config);
+        let mut problems = tinymta::daemon::privilege_problems(&config);
+        // What delivery reads at start-up too: tls_ca_file, the password.
+        if let Err(e) = tinymta::deliver::DeliverySettings::load(&config, None) {
+            problems.push(e);
+        }
         if problems.is_empty() {
             println!("config ok");
             return ExitCode::SUCCESS;
@@ -176,10 +180,17 @@ fn utf8_args() -> Result<Vec<String>, std::ffi::OsString> {
     Ok(args)
 }
 
-/// `tinymta mailq [-C FILE]` as `sendmail -bp [-C FILE]`, and so on.
+/// `tinymta mailq [-C FILE]` as `sendmail -bp [-C FILE]`, and so on; `-c
+/// FILE` as the daemon's option is `-C FILE` here too.
 fn with_config(args: &[String], mode: &str) -> Vec<String> {
     let mut out = vec![mode.to_string()];
-    out.extend(args.iter().cloned());
+    out.extend(args.iter().map(|a| {
+        if a == "-c" {
+            "-C".to_string()
+        } else {
+            a.clone()
+        }
+    }));
     out
 }
 
@@ -294,7 +305,10 @@ fn flush(config: &Config) -> ExitCode {
         return ExitCode::from(tinymta::sendmail::exit::TEMPFAIL);
     };
     match sys::send_signal(pid, Signal::RunQueue) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            println!("tinymta flush: asked the daemon (pid {pid}) to try every queued message now");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("tinymta flush: cannot signal the daemon (pid {pid}): {e}");
             ExitCode::from(tinymta::sendmail::exit::TEMPFAIL)

@@ -685,6 +685,16 @@ pub fn list_queue(config: &Config) -> Result<String, SubmitError> {
             if let Some(error) = &r.last_error {
                 out.push_str(&format!(": {}", error.text));
             }
+            // The wall clock's idea of the next attempt (the daemon keeps
+            // its own schedule on the monotonic clock; see queue.rs).
+            if r.state == crate::spool::queue::RecipientState::Queued && r.next_attempt > 0 {
+                match r.next_attempt.checked_sub(now) {
+                    Some(wait) if wait > 0 => {
+                        out.push_str(&format!(" (next attempt in {})", age(wait)))
+                    }
+                    _ => out.push_str(" (next attempt due now)"),
+                }
+            }
             out.push('\n');
         }
     }

@@ -21,7 +21,7 @@ use crate::time::{rfc5322_date, unix_now};
 pub fn run(args: &[String]) -> u8 {
     let (config_path, address) = match args {
         [address] => (PathBuf::from(DEFAULT_CONFIG_PATH), address),
-        [flag, path, address] if flag == "-C" => (PathBuf::from(path), address),
+        [flag, path, address] if flag == "-C" || flag == "-c" => (PathBuf::from(path), address),
         _ => {
             eprintln!("Usage: tinymta test-send [-C FILE] ADDRESS");
             return exit::USAGE;

@@ -246,3 +246,109 @@ fn mail_as_smartd_zed_and_vendor_scripts_call_it() {
         (Some(64), "mail: no recipients given\n")
     );
 }
+
+#[test]
+fn a_smarthost_name_that_does_not_resolve_defers_and_never_bounces() {
+    // DNS not up yet at boot, or a typo: dnsmasq knows no such name.
+    let dns = support::Dnsmasq::start(&[]);
+    let server = Server::start(&format!(
+        "{}\nsmarthost = relay.nowhere.test:587\nsmarthost_tls = none\nqualify_domain = box.lan",
+        dns.config_line()
+    ));
+    let id = server.greeted().send_message(
+        "root@box.lan",
+        &["owner@real.example"],
+        b"Subject: disk\r\n\r\nfull\r\n.\r\n",
+    );
+    let envelope = server.wait_for_envelope_containing(&id, "recipient: queued attempts=1");
+    assert!(
+        envelope.contains("\nerror: 4.4.3 smarthost: ") && envelope.ends_with("\nstatus: 4.4.3\n"),
+        "{envelope}"
+    );
+    assert!(!server.log().contains("sender non-delivery notification"));
+}
+
+#[test]
+fn a_bounce_to_a_local_sender_goes_through_the_aliases() {
+    // root@box.lan's mail to a domain that refuses it for good: the bounce
+    // reaches root's owner, not a Maildir on the box's flash.
+    let port = free_port_on("127.0.0.24");
+    let dns = support::Dnsmasq::start(&[
+        "--host-record=refusing.test,127.0.0.24",
+        "--host-record=owner.test,127.0.0.25",
+    ]);
+    let _refusing = SmtpSink::start(
+        format!("127.0.0.24:{port}").parse().unwrap(),
+        &["-f", "RCPT"],
+    );
+    let owner = SmtpSink::start(format!("127.0.0.25:{port}").parse().unwrap(), &[]);
+    let dir = support::test_dir();
+    let aliases = dir.path().join("aliases");
+    std::fs::write(&aliases, "root: owner@owner.test\n").unwrap();
+    let server = Server::start(&format!(
+        "{}\nmx_port = {port}\nqualify_domain = box.lan\naliases = {}",
+        dns.config_line(),
+        aliases.display()
+    ));
+    server.greeted().send_message(
+        "root@box.lan",
+        &["ops@refusing.test"],
+        b"Subject: x\r\n\r\ny\r\n.\r\n",
+    );
+    let bounce = owner.wait_for(1).pop().unwrap();
+    assert_eq!(
+        (bounce.mail_from.as_str(), bounce.rcpt_to.as_slice()),
+        ("<>", &["<owner@owner.test>".to_string()][..])
+    );
+    let text = String::from_utf8_lossy(&bounce.text).into_owned();
+    assert!(text.contains("\nTo: <root@box.lan>\n"), "{text}");
+    assert!(text.contains("\nStatus: 5."), "{text}");
+    server.wait_for_empty_queue();
+    assert!(!server.mailboxes().join("root").exists());
+}
+
+#[test]
+fn the_small_things_of_the_command_line() {
+    let dir = support::test_dir();
+    // `-t` checks what the daemon reads at start-up: tls_ca_file too.
+    let config = dir.path().join("t.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "hostname = box.lan   # the name in the greeting\nspool_dir = {}/spool#1\n\
+             mailbox_dir = {}/mail\ntls_ca_file = {}/no-such-ca.pem\n",
+            dir.path().display(),
+            dir.path().display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = support::run_tinymta(&["-t", "-c", config.to_str().unwrap()]);
+    assert_eq!((code, out.as_str()), (Some(1), ""), "{err}");
+    assert!(err.contains("tls_ca_file: "), "{err}");
+    // A comment after a value is a comment; a # inside one is the value's.
+    let conf = tinymta::config::Config::parse(&std::fs::read_to_string(&config).unwrap(), &config)
+        .unwrap();
+    assert_eq!(conf.hostname, "box.lan");
+    assert!(conf.spool_dir.ends_with("spool#1"));
+    // mailq takes -c as the daemon does, and shows when a deferred message
+    // is tried next.
+    let server = Server::start("");
+    let id = server.greeted().send_message(
+        "a@mx.test",
+        &["ops@later.test"],
+        b"Subject: x\r\n\r\ny\r\n.\r\n",
+    );
+    server.wait_for_envelope_containing(&id, "recipient: queued attempts=1");
+    let config = server.config_path();
+    let (code, out, err) = support::run_tinymta(&["mailq", "-c", config.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let line = out.lines().nth(2).unwrap();
+    assert!(
+        line.trim_start()
+            .starts_with("<ops@later.test> queued, 1 attempt: 4.4.3 ")
+            && (line.ends_with(" (next attempt in 59m)")
+                || line.ends_with(" (next attempt in 1h)")),
+        "{out}"
+    );
+}

@@ -251,12 +251,19 @@ fn mailq_shows_a_deferred_message_and_flush_sends_it() {
     assert_eq!(linked.lines().nth(2), lines.get(2).copied());
     // The upstream comes back; flush instead of waiting an hour.
     let sink = SmtpSink::start(format!("127.0.0.18:{port}").parse().unwrap(), &[]);
-    let (code, _, err) = run(
+    let (code, out, err) = run(
         &support::binary(),
         &["flush", "-C", config.to_str().unwrap()],
         b"",
     );
     assert_eq!((code, err.as_str()), (Some(0), ""));
+    assert_eq!(
+        out,
+        format!(
+            "tinymta flush: asked the daemon (pid {}) to try every queued message now\n",
+            server.pid()
+        )
+    );
     sink.wait_for(1);
     server.wait_for_empty_queue();
     let (_, out, _) = sendmail(&server, &["-bp"], b"");

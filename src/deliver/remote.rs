@@ -41,6 +41,16 @@ impl RemoteDelivery<'_> {
         let mut pending: std::collections::VecDeque<JobItem> = job.items.into();
         let targets = match self.targets(&route) {
             Ok(targets) => targets,
+            // The smarthost's own name not resolving is this box's trouble
+            // (DNS not up yet at boot, a typo to mend), never the message's:
+            // its mail waits, whatever DNS said.
+            Err(e) if route == Route::Smarthost => {
+                let outcome = Outcome::Deferred(Failure::ours(
+                    Status::new(4, 4, 3),
+                    format_args!("smarthost: {e}"),
+                ));
+                return self.settle_all(pending, reporter, "-", &outcome);
+            }
             Err(e) => {
                 let outcome = match e {
                     // RFC 7505 4.1: 5.1.10, the recipient's domain has a null MX.

@@ -592,8 +592,12 @@ impl Scheduler {
         let config = self.config();
         let text = build_bounce(&config.hostname, envelope, &mut original, unix_now());
         let sender = envelope.sender.clone().expect("not a null sender");
+        // To the sender as any mail to it goes: a local sender (root@box)
+        // through the aliases, to whoever reads root's mail.
+        let mut recipients = Vec::new();
+        crate::aliases::add_recipient(&config, &mut recipients, sender);
         // RFC 5321 4.5.5: a bounce has the null reverse-path.
-        let bounce = NewEntry::local(&config.hostname, None, vec![sender], &text);
+        let bounce = NewEntry::local(&config.hostname, None, recipients, &text);
         let bounce_id = self.spool.put(&bounce, &text)?;
         log::info!(
             "{}: sender non-delivery notification: {bounce_id}",
