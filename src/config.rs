@@ -44,12 +44,27 @@ pub enum MxTls {
 /// TLS towards the smarthost: always required when not `None`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SmarthostTls {
+    /// Implicit TLS on port 465 (RFC 8314 3.3, the submissions port), else
+    /// STARTTLS: what the port says, as mail clients do.
+    Auto,
     /// STARTTLS (RFC 3207), required.
     StartTls,
     /// Implicit TLS from the first byte (RFC 8314), usually port 465.
     Tls,
     /// Clear text (and AUTH in clear text, if configured).
     None,
+}
+
+impl SmarthostTls {
+    /// What this setting means for a smarthost on `port`: `Auto` is decided
+    /// here, the others are themselves.
+    pub fn for_port(self, port: u16) -> SmarthostTls {
+        match self {
+            SmarthostTls::Auto if port == 465 => SmarthostTls::Tls,
+            SmarthostTls::Auto => SmarthostTls::StartTls,
+            other => other,
+        }
+    }
 }
 
 /// A host and port: a name, or an IP address literal.
@@ -236,7 +251,7 @@ config_keys! {
         /// How long to wait for one DNS server's answer.
         dns_timeout: Duration = Duration::from_secs(5) => value(parse_duration);
         mx_tls: MxTls = MxTls::Opportunistic => value(parse_mx_tls);
-        smarthost_tls: SmarthostTls = SmarthostTls::StartTls => value(parse_smarthost_tls);
+        smarthost_tls: SmarthostTls = SmarthostTls::Auto => value(parse_smarthost_tls);
         /// PEM file of CA certificates trusted besides the public ones.
         tls_ca_file: Option<PathBuf> = None => optional(parse_path);
         /// `false` accepts any certificate: an explicit, logged opt-out.
@@ -660,10 +675,13 @@ fn parse_mx_tls(value: &str) -> Result<MxTls, String> {
 
 fn parse_smarthost_tls(value: &str) -> Result<SmarthostTls, String> {
     match value {
+        "auto" => Ok(SmarthostTls::Auto),
         "starttls" => Ok(SmarthostTls::StartTls),
         "tls" => Ok(SmarthostTls::Tls),
         "none" => Ok(SmarthostTls::None),
-        _ => Err(format!("expected starttls, tls or none, found {value:?}")),
+        _ => Err(format!(
+            "expected auto, starttls, tls or none, found {value:?}"
+        )),
     }
 }
 
@@ -907,6 +925,14 @@ mod tests {
         );
         assert_eq!(config.mx_tls, MxTls::Require);
         assert_eq!(config.smarthost_tls, SmarthostTls::Tls);
+        // `auto`, the default: the port decides (RFC 8314 3.3).
+        let auto = parse("smarthost = relay.example.net:465\n").unwrap();
+        assert_eq!(auto.smarthost_tls, SmarthostTls::Auto);
+        assert_eq!(auto.smarthost_tls.for_port(465), SmarthostTls::Tls);
+        assert_eq!(auto.smarthost_tls.for_port(587), SmarthostTls::StartTls);
+        assert_eq!(auto.smarthost_tls.for_port(25), SmarthostTls::StartTls);
+        assert_eq!(SmarthostTls::None.for_port(465), SmarthostTls::None);
+        assert_eq!(SmarthostTls::StartTls.for_port(465), SmarthostTls::StartTls);
         assert!(!config.tls_verify);
         assert_eq!(config.retry_min, Duration::from_secs(10));
         let relay = parse("smarthost = Relay.Example.net:465\n")

@@ -235,8 +235,10 @@ impl RemoteDelivery<'_> {
             auth: None,
         };
         if *route == Route::Smarthost {
-            options.tls = match config.smarthost_tls {
-                SmarthostTls::StartTls => TlsMode::Required(Arc::clone(&tls.verified)),
+            options.tls = match config.smarthost_tls.for_port(target.addr.port()) {
+                SmarthostTls::StartTls | SmarthostTls::Auto => {
+                    TlsMode::Required(Arc::clone(&tls.verified))
+                }
                 SmarthostTls::Tls => TlsMode::Implicit(Arc::clone(&tls.verified)),
                 SmarthostTls::None => TlsMode::None,
             };
