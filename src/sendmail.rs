@@ -356,10 +356,22 @@ pub fn submit(
         if options.from_headers && header.name.eq_ignore_ascii_case("Bcc") {
             continue;
         }
-        let text = if header.name.eq_ignore_ascii_case("From") {
-            masquerade_text(&header.text, config)
+        let is = |name: &str| header.name.eq_ignore_ascii_case(name);
+        // RFC 5322 3.4 wants addr-spec with a domain; cron and mdadm write
+        // `root`: qualified as the envelope's recipients are (RFC 6409 8
+        // lets a submission agent mend such messages).
+        let text = if ["From", "To", "Cc", "Reply-To", "Sender"]
+            .iter()
+            .any(|n| is(n))
+        {
+            qualify_header(&header.text, &config.qualify_domain)
         } else {
             header.text.clone()
+        };
+        let text = if is("From") {
+            masquerade_text(&text, config)
+        } else {
+            text
         };
         message.write(text.as_bytes())?;
     }
@@ -433,6 +445,156 @@ fn qualify(address: &str, config: &Config) -> Result<Mailbox, String> {
     } else {
         parse_mailbox(&format!("{address}@{}", config.qualify_domain))
     }
+}
+
+/// A whole header field (`To: root, "Cron" <admin>\r\n`) with every
+/// address in it that has no domain given `@domain`: bare names, names in
+/// angle brackets, names before a comment (`root (Cron Daemon)`). Quoted
+/// strings, comments and group names are left as they are.
+fn qualify_header(field: &str, domain: &str) -> String {
+    let Some((name, value)) = field.split_once(':') else {
+        return field.to_string();
+    };
+    let mut out = format!("{name}:");
+    let mut word = String::new();
+    let (mut quoted, mut escaped, mut comment_depth) = (false, false, 0usize);
+    // Whether the word being read is an address: what stands in angle
+    // brackets, or a lone word (not part of a phrase before `<`).
+    let mut in_angle = false;
+    let flush_word = |word: &mut String, out: &mut String, is_address: bool| {
+        if is_address && is_local_name(word) {
+            word.push('@');
+            word.push_str(domain);
+        }
+        out.push_str(word);
+        word.clear();
+    };
+    // An element's words outside brackets, to know whether a lone word
+    // is a whole address: it is when the element has one word and no `<`.
+    let elements = split_elements(value);
+    for element in elements {
+        let has_angle = element.contains('<');
+        let words_outside = element_words(&element);
+        for c in element.chars() {
+            if escaped {
+                escaped = false;
+                word.push(c);
+                continue;
+            }
+            match c {
+                '\\' if quoted || comment_depth > 0 => {
+                    escaped = true;
+                    word.push(c);
+                }
+                '"' if comment_depth == 0 => {
+                    quoted = !quoted;
+                    word.push(c);
+                }
+                '(' if !quoted => {
+                    flush_word(
+                        &mut word,
+                        &mut out,
+                        !has_angle && words_outside == 1 && comment_depth == 0,
+                    );
+                    comment_depth += 1;
+                    out.push(c);
+                }
+                ')' if !quoted && comment_depth > 0 => {
+                    comment_depth -= 1;
+                    out.push_str(&word);
+                    word.clear();
+                    out.push(c);
+                }
+                '<' if !quoted && comment_depth == 0 => {
+                    out.push_str(&word);
+                    word.clear();
+                    in_angle = true;
+                    out.push(c);
+                }
+                '>' if !quoted && comment_depth == 0 && in_angle => {
+                    flush_word(&mut word, &mut out, true);
+                    in_angle = false;
+                    out.push(c);
+                }
+                ' ' | '\t' | '\r' | '\n' | ',' if !quoted && comment_depth == 0 && !in_angle => {
+                    flush_word(&mut word, &mut out, !has_angle && words_outside == 1);
+                    out.push(c);
+                }
+                _ if comment_depth > 0 => out.push(c),
+                _ => word.push(c),
+            }
+        }
+        flush_word(
+            &mut word,
+            &mut out,
+            !has_angle && words_outside == 1 && !in_angle,
+        );
+    }
+    out
+}
+
+/// An address list cut at its top-level commas, each piece with its comma.
+fn split_elements(value: &str) -> Vec<String> {
+    let mut elements = Vec::new();
+    let mut current = String::new();
+    let (mut quoted, mut escaped, mut depth, mut angle) = (false, false, 0usize, false);
+    for c in value.chars() {
+        current.push(c);
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' => escaped = quoted || depth > 0,
+            '"' if depth == 0 => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted && depth > 0 => depth -= 1,
+            '<' if !quoted && depth == 0 => angle = true,
+            '>' if !quoted && depth == 0 => angle = false,
+            ',' if !quoted && depth == 0 && !angle => elements.push(std::mem::take(&mut current)),
+            _ => {}
+        }
+    }
+    elements.push(current);
+    elements
+}
+
+/// How many words an address-list element has outside quotes, comments
+/// and angle brackets (a group's `name:` counts as more than one).
+fn element_words(element: &str) -> usize {
+    let mut words = 0;
+    let mut in_word = false;
+    let (mut quoted, mut depth, mut angle) = (false, 0usize, false);
+    for c in element.chars() {
+        match c {
+            '"' if depth == 0 => {
+                quoted = !quoted;
+                if !in_word {
+                    words += 1;
+                    in_word = true;
+                }
+            }
+            '(' if !quoted => {
+                depth += 1;
+                in_word = false;
+            }
+            ')' if !quoted && depth > 0 => depth -= 1,
+            '<' if !quoted && depth == 0 => angle = true,
+            '>' if !quoted && depth == 0 => angle = false,
+            ':' | ';' if !quoted && depth == 0 && !angle => words += 2,
+            c if quoted || depth > 0 || angle => {
+                let _ = c;
+            }
+            ' ' | '\t' | '\r' | '\n' | ',' => in_word = false,
+            _ => {
+                if !in_word {
+                    words += 1;
+                    in_word = true;
+                }
+            }
+        }
+    }
+    words
 }
 
 /// The From: header with local domains masqueraded.
@@ -805,6 +967,48 @@ mod tests {
         }
         assert_eq!(String::from_utf8(decoded).unwrap(), subject);
         assert_eq!(encode_header_text("plain"), "plain");
+    }
+
+    #[test]
+    fn addresses_without_a_domain_in_headers_get_one() {
+        for (field, expected) in [
+            ("To: root\r\n", "To: root@box.lan\r\n"),
+            ("To: root, admin\r\n", "To: root@box.lan, admin@box.lan\r\n"),
+            (
+                "From: root (Cron Daemon)\r\n",
+                "From: root@box.lan (Cron Daemon)\r\n",
+            ),
+            (
+                "From: mdadm monitoring <root>\r\n",
+                "From: mdadm monitoring <root@box.lan>\r\n",
+            ),
+            ("To: \"Cron\" <root>\r\n", "To: \"Cron\" <root@box.lan>\r\n"),
+            ("To: a@b.example\r\n", "To: a@b.example\r\n"),
+            ("To: <a@b.example>\r\n", "To: <a@b.example>\r\n"),
+            ("To: Joe Bloggs\r\n", "To: Joe Bloggs\r\n"),
+            (
+                "To: undisclosed-recipients:;\r\n",
+                "To: undisclosed-recipients:;\r\n",
+            ),
+            (
+                "Cc: \"Doe, John\" <jd>, root\r\n",
+                "Cc: \"Doe, John\" <jd@box.lan>, root@box.lan\r\n",
+            ),
+            (
+                "To: root,\r\n\tadmin\r\n",
+                "To: root@box.lan,\r\n\tadmin@box.lan\r\n",
+            ),
+            (
+                "From: root (a (nested) comment)\r\n",
+                "From: root@box.lan (a (nested) comment)\r\n",
+            ),
+            (
+                "Reply-To: \"x\\\" y\" <ops>\r\n",
+                "Reply-To: \"x\\\" y\" <ops@box.lan>\r\n",
+            ),
+        ] {
+            assert_eq!(qualify_header(field, "box.lan"), expected, "{field:?}");
+        }
     }
 
     #[test]

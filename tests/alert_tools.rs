@@ -72,7 +72,9 @@ fn busybox_crond_sendmail_ti_with_a_bare_mailto() {
     assert_eq!(got.rcpt_to, ["<owner@real.example>"]);
     let headers = headers(&got);
     assert!(
-        headers.contains("\nSubject: cron: /usr/local/bin/backup"),
+        headers.contains(
+            "\nTo: root@box.lan\nSubject: cron: /usr/local/bin/backup\nFrom: root@box.lan\n"
+        ),
         "{headers}"
     );
     // smtp-sink stores the message with LF line ends.
@@ -93,14 +95,15 @@ fn cronie_debian_cron_mdadm_and_apt_calls() {
     );
     assert_eq!(got.mail_from, "<root@box.lan>");
     assert_eq!(got.rcpt_to, ["<owner@real.example>"]);
-    let headers = headers(&got);
+    let cron = headers(&got);
     for line in [
+        "\nFrom: root@box.lan (Cron Daemon)\nTo: root@box.lan\n",
         "Subject: Cron <root@box> /usr/sbin/logrotate",
         "X-Cron-Env: <HOME=/root>",
         "Auto-Submitted: auto-generated",
         "Precedence: bulk",
     ] {
-        assert!(headers.contains(line), "{line}: {headers}");
+        assert!(cron.contains(line), "{line}: {cron}");
     }
     // mdadm --monitor: sendmail -t, with its From and To.
     let got = forwarding.send(
@@ -109,6 +112,11 @@ fn cronie_debian_cron_mdadm_and_apt_calls() {
           This is an automatically generated mail message from mdadm\n",
     );
     assert_eq!(got.rcpt_to, ["<owner@real.example>"]);
+    let mdadm = headers(&got);
+    assert!(
+        mdadm.contains("\nFrom: mdadm monitoring <root@box.lan>\nTo: root@box.lan\n"),
+        "{mdadm}"
+    );
     // unattended-upgrades and apt-listchanges: sendmail -oi -t.
     let got = forwarding.send(
         &["-oi", "-t"],
@@ -163,7 +171,7 @@ fn mail_as_smartd_zed_and_vendor_scripts_call_it() {
     assert_eq!(got.rcpt_to, ["<owner@real.example>"]);
     let text = String::from_utf8_lossy(&got.text).into_owned();
     for line in [
-        "\nTo: root\n",
+        "\nTo: root@box.lan\n",
         "\nSubject: SMART error (ATA error count increased) detected on host: box\n",
         "\nMIME-Version: 1.0\nContent-Type: text/plain; charset=UTF-8\n\
          Content-Transfer-Encoding: 8bit\n",
