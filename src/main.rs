@@ -95,11 +95,15 @@ fn main() -> ExitCode {
         .optflag("V", "", "print the version")
         .optflag("h", "", "print this help");
     let usage = options.usage(
-        "Usage: tinymta [-c FILE] [-t] [-V] [-h]\n\
-         \x20      tinymta sendmail [sendmail options] [recipients]   (also as a `sendmail` link)\n\
-         \x20      tinymta mail [-s SUBJECT] [-r FROM] [-c CC] [-b BCC] ADDRESS...   (also as `mail`, `mailx`)\n\
-         \x20      tinymta mailq [-C FILE]     tinymta flush [-C FILE]\n\
-         \x20      tinymta passwd NAME   (password on standard input)",
+        "Usage: tinymta [-c FILE] [-t] [-V] [-h]        the daemon, in the foreground\n\
+         \x20      tinymta sendmail [sendmail options] [recipients]   queue a message from standard input\n\
+         \x20                                                         (also as a `sendmail` link)\n\
+         \x20      tinymta mail [-s SUBJECT] [-r FROM] [-c CC] [-b BCC] ADDRESS...\n\
+         \x20                          queue standard input as the body (also as `mail`, `mailx`)\n\
+         \x20      tinymta mailq [-c FILE]              list the queue (also as a `mailq` link)\n\
+         \x20      tinymta flush [-c FILE]              ask the daemon to try the queue now\n\
+         \x20      tinymta test-send [-c FILE] ADDRESS  send a test message, printing each step\n\
+         \x20      tinymta passwd NAME                  a users-file line (password on standard input)",
     );
     let matches = match options.parse(&args[1..]) {
         Ok(matches) => matches,

@@ -297,7 +297,15 @@ impl std::error::Error for SubmitError {}
 
 impl From<SpoolError> for SubmitError {
     fn from(e: SpoolError) -> SubmitError {
-        SubmitError::new(exit::TEMPFAIL, e.to_string())
+        let mut message = e.to_string();
+        if e.is_permission_denied() && !crate::sys::is_root() {
+            // Not a bare EACCES: say what lets an ordinary user queue.
+            message.push_str(
+                "\nordinary users queue mail through the set-group-id install: \
+                 chgrp mail tinymta && chmod 2755 tinymta (README: Security)",
+            );
+        }
+        SubmitError::new(exit::TEMPFAIL, message)
     }
 }
 

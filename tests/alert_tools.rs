@@ -339,6 +339,15 @@ fn the_small_things_of_the_command_line() {
         .unwrap();
     assert_eq!(conf.hostname, "box.lan");
     assert!(conf.spool_dir.ends_with("spool#1"));
+    // -h names every subcommand.
+    let (code, help, _) = support::run_tinymta(&["-h"]);
+    assert_eq!(code, Some(0));
+    for mode in ["sendmail", "mail", "mailq", "flush", "test-send", "passwd"] {
+        assert!(
+            help.contains(&format!("\n       tinymta {mode} ")),
+            "{mode}: {help}"
+        );
+    }
     // mailq takes -c as the daemon does, and shows when a deferred message
     // is tried next.
     let server = Server::start("");

@@ -137,6 +137,13 @@ fn an_ordinary_user_queues_through_the_maildrop_and_reads_no_one_elses_mail() {
     // Without the set-group-id bit the user cannot reach the spool...
     let (code, _, err) = submit(&plain, b"Subject: no\n\nx\n");
     assert_eq!(code, Some(75), "{err}");
+    assert!(
+        err.ends_with(
+            ": Permission denied (os error 13)\nordinary users queue mail through the \
+             set-group-id install: chgrp mail tinymta && chmod 2755 tinymta (README: Security)\n"
+        ),
+        "{err}"
+    );
     // ...with it, the message is queued and delivered.
     let (code, out, err) = submit(&setgid, b"Subject: from daemon\n\nhello\n");
     assert_eq!((code, out.as_str(), err.as_str()), (Some(0), "", ""));

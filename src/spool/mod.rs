@@ -105,6 +105,12 @@ impl SpoolError {
         }
     }
 
+    /// This process may not reach the spool (an ordinary user without the
+    /// set-group-id install).
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(self, SpoolError::Io { error, .. } if error.kind() == io::ErrorKind::PermissionDenied)
+    }
+
     /// A file of that name exists already.
     pub fn is_already_there(&self) -> bool {
         matches!(self, SpoolError::Io { error, .. } if error.kind() == io::ErrorKind::AlreadyExists)
