@@ -57,10 +57,6 @@ impl Status {
     pub fn find_in(text: &str) -> Option<Status> {
         text.split_ascii_whitespace().find_map(Status::parse)
     }
-
-    pub fn is_permanent(self) -> bool {
-        self.class == 5
-    }
 }
 
 impl fmt::Display for Status {
@@ -94,6 +90,6 @@ mod tests {
         );
         assert_eq!(Status::find_in("connection refused 1.2.3.4"), None);
         assert_eq!(Status::undefined(true).to_string(), "5.0.0");
-        assert!(!Status::undefined(false).is_permanent());
+        assert_eq!(Status::undefined(false).to_string(), "4.0.0");
     }
 }
