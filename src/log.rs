@@ -65,6 +65,47 @@ impl Write for Shared {
     }
 }
 
+/// Hands each record to its target in one `write(2)`. simplelog writes a
+/// record in pieces (time, level, text, newline); written as they come, a
+/// reader (`tail -f`, a log shipper, a test) can see half a line, and a
+/// second process appending to the same file (sendmail beside the daemon)
+/// could put its record in the middle of ours. One write of the whole line
+/// to a file opened with O_APPEND lands in one piece at the end.
+struct WholeLines<W: Write> {
+    target: W,
+    line: Vec<u8>,
+}
+
+impl<W: Write> WholeLines<W> {
+    fn new(target: W) -> Self {
+        WholeLines {
+            target,
+            line: Vec::with_capacity(256),
+        }
+    }
+}
+
+impl<W: Write> Write for WholeLines<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.line.extend_from_slice(buf);
+        if self.line.ends_with(b"\n") {
+            let result = self.target.write_all(&self.line);
+            self.line.clear();
+            result?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.line.is_empty() {
+            let result = self.target.write_all(&self.line);
+            self.line.clear();
+            result?;
+        }
+        self.target.flush()
+    }
+}
+
 fn open_append(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
@@ -93,7 +134,7 @@ pub fn init(config: &Config) -> Result<LogHandle, String> {
     let (logger, handle): (Box<dyn log::Log>, _) = match &config.log {
         LogTarget::Syslog => unreachable!("handled above"),
         LogTarget::Stderr => (
-            WriteLogger::new(LevelFilter::Trace, format, io::stderr()),
+            WriteLogger::new(LevelFilter::Trace, format, WholeLines::new(io::stderr())),
             LogHandle::default(),
         ),
         LogTarget::File(path) => {
@@ -104,7 +145,11 @@ pub fn init(config: &Config) -> Result<LogHandle, String> {
                 file: Mutex::new(file),
             });
             (
-                WriteLogger::new(LevelFilter::Trace, format, Shared(Arc::clone(&log))),
+                WriteLogger::new(
+                    LevelFilter::Trace,
+                    format,
+                    WholeLines::new(Shared(Arc::clone(&log))),
+                ),
                 LogHandle { file: Some(log) },
             )
         }
@@ -413,7 +458,7 @@ mod tests {
         let logger = Cleaned(WriteLogger::new(
             LevelFilter::Trace,
             format,
-            Shared(Arc::clone(&file)),
+            WholeLines::new(Shared(Arc::clone(&file))),
         ));
         log::Log::log(
             &logger,
@@ -428,5 +473,41 @@ mod tests {
             text.ends_with("from c\\x1b]0;t\\x07: x\\r\\nforged: line\n"),
             "{text:?}"
         );
+    }
+
+    /// Counts the writes that reach it.
+    struct Writes(Arc<Mutex<Vec<Vec<u8>>>>);
+
+    impl Write for Writes {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().push(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn each_record_reaches_its_target_in_one_write() {
+        let writes = Arc::new(Mutex::new(Vec::new()));
+        let logger = WriteLogger::new(
+            LevelFilter::Trace,
+            ConfigBuilder::new().set_time_format_rfc3339().build(),
+            WholeLines::new(Writes(Arc::clone(&writes))),
+        );
+        for text in ["first", "second"] {
+            log::Log::log(
+                &logger,
+                &log::Record::builder()
+                    .level(log::Level::Info)
+                    .args(format_args!("{text}"))
+                    .build(),
+            );
+        }
+        let writes = writes.lock().unwrap();
+        assert_eq!(writes.len(), 2, "{writes:?}");
+        assert!(writes[0].ends_with(b"[INFO] first\n"), "{writes:?}");
+        assert!(writes[1].ends_with(b"[INFO] second\n"), "{writes:?}");
     }
 }

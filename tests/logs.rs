@@ -72,6 +72,9 @@ fn client_text_cannot_forge_a_log_line() {
     c.command("QUIT");
 
     let log = server.log();
+    // The daemon goes on logging (the delivery); a record being written
+    // as the file is read is not yet a line.
+    let log = &log[..log.rfind('\n').map_or(0, |end| end + 1)];
     for line in log.lines() {
         assert!(
             has_record_prefix(line),
