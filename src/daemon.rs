@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use crate::config::{Config, LogTarget};
 use crate::deliver::runner::QueueRunner;
 use crate::deliver::DeliverySettings;
 use crate::live::Live;
@@ -20,31 +20,73 @@ use crate::sys::{self, Signal};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Why the daemon did not start, and whether the log target (a file,
+/// syslog) has it already; the caller says it on standard error.
+#[derive(Debug)]
+pub struct StartError {
+    pub message: String,
+    pub logged: bool,
+}
+
+impl StartError {
+    fn unlogged(message: String) -> StartError {
+        StartError {
+            message,
+            logged: false,
+        }
+    }
+}
+
 /// Runs the server in the foreground (busybox init or another supervisor
 /// keeps it running); returns only when it cannot start.
-pub fn run(config: Config, config_path: PathBuf) -> Result<Infallible, String> {
+pub fn run(config: Config, config_path: PathBuf) -> Result<Infallible, StartError> {
     // What the daemon creates (queue files, Maildirs, mail) is its own.
     sys::set_umask(0o077);
-    let log = crate::log::init(&config)?;
-    // As root: the user to become, and directories that belong to it.
+    // As root: the user to become.
     let account = if sys::is_root() {
-        let account = find_account(&config)?;
-        prepare_directories(&config, &account)?;
-        Some(account)
+        Some(find_account(&config).map_err(StartError::unlogged)?)
     } else {
         None
     };
+    let log = open_log(&config, account.as_ref()).map_err(StartError::unlogged)?;
+    let logs_elsewhere = config.log != LogTarget::Stderr;
+    match serve(config, config_path, account, log) {
+        Ok(never) => match never {},
+        Err(message) => {
+            // Standard error has it from the caller; the log target too.
+            if logs_elsewhere {
+                ::log::error!("{message}");
+            }
+            Err(StartError {
+                message,
+                logged: logs_elsewhere,
+            })
+        }
+    }
+}
+
+/// Start-up after the log, then the signals.
+fn serve(
+    config: Config,
+    config_path: PathBuf,
+    account: Option<sys::Account>,
+    log: LogHandle,
+) -> Result<Infallible, String> {
+    if let Some(account) = &account {
+        prepare_directories(&config, account)?;
+    }
     let spool = Spool::open(&config.spool_dir).map_err(|e| format!("spool: {e}"))?;
-    crate::spool::durable::create_dir_durably(&config.mailbox_dir)
-        .map_err(|e| format!("mailbox_dir {}: {e}", config.mailbox_dir.display()))?;
     spool.recover().map_err(|e| format!("spool: {e}"))?;
     let spool = Arc::new(spool);
-    let listeners = listener::bind_all(&config.listen)?;
     // Everything that reads files is built now, while root may still read them.
-    let delivery = Arc::new(Live::new(DeliverySettings::load(&config, None)?));
+    let delivery = Arc::new(Live::new(DeliverySettings::load(&config)?));
     let users = load_users(&config)?;
     let server_tls = load_server_tls(&config)?;
     warn_about_risky_settings(&config);
+    note_missing_mailbox_dir(&config, account.as_ref());
+    // Bound last, so that a daemon that listens has passed every check
+    // (the init script takes listening for started).
+    let listeners = listener::bind_all(&config.listen)?;
     if let Some(pid_file) = &config.pid_file {
         use std::os::unix::fs::PermissionsExt;
         // Readable by all, as pid files are (init scripts, `tinymta flush`).
@@ -86,12 +128,128 @@ pub fn run(config: Config, config_path: PathBuf) -> Result<Infallible, String> {
         config.spool_dir.display(),
         config.mailbox_dir.display()
     );
+    let mut kept = KeptFiles::default();
     loop {
         match sys::wait_for_signal() {
             Signal::Terminate => shut_down(&ctx, &pool),
-            Signal::Reload => reload(&config_path, &ctx, &delivery, &log),
+            Signal::Reload => reload(&config_path, &ctx, &delivery, &log, &mut kept),
             Signal::RunQueue => waker.flush(),
         }
+    }
+}
+
+/// The log, set up as root for the user the daemon becomes, so that SIGHUP
+/// can reopen the file after logrotate moved it (Postfix's postlogd keeps
+/// root for that; tinymta keeps none): a missing directory of the log
+/// file is made for the user (`/var/log/tinymta/`, where it may make a new
+/// file), the file is given to it, and a directory it cannot write is said
+/// (there only a file logrotate makes, with `create`, can be reopened).
+fn open_log(config: &Config, account: Option<&sys::Account>) -> Result<LogHandle, String> {
+    if let LogTarget::File(path) = &config.log {
+        let dir = parent_dir(path);
+        if !dir.exists() {
+            crate::spool::durable::create_dir_durably(dir)
+                .map_err(|e| format!("cannot make the log directory {}: {e}", dir.display()))?;
+            if let Some(account) = account {
+                std::os::unix::fs::lchown(dir, Some(account.uid), Some(account.gid)).map_err(
+                    |e| format!("cannot give {} to {}: {e}", dir.display(), account.name),
+                )?;
+            }
+            set_mode(dir, 0o755)?;
+        }
+    }
+    let log = crate::log::init(config)?;
+    if let (Some(account), Some(path)) = (account, log.file_path()) {
+        log.give_to(account.uid, account.gid).map_err(|e| {
+            format!(
+                "cannot give the log file {} to {}: {e}",
+                path.display(),
+                account.name
+            )
+        })?;
+        let dir = parent_dir(path);
+        if !writable_by(dir, Some(account)) {
+            ::log::warn!(
+                "log file {}: {} may not make files in {}, so after logrotate moves the file \
+                 away SIGHUP can only reopen one logrotate makes (`create 0600 {}`); or put \
+                 the log in a directory of its own (log = {}/tinymta/tinymta.log)",
+                path.display(),
+                account.name,
+                dir.display(),
+                account.name,
+                dir.display()
+            );
+        }
+    }
+    Ok(log)
+}
+
+/// The directory a file is in (`.` for a bare name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))
+}
+
+/// Whether `who` may make files in `dir`; `None` is this process. For
+/// another user, its owner, group and other bits are read as they apply
+/// to it after the privilege drop (its own group, no others).
+fn writable_by(dir: &Path, who: Option<&sys::Account>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(account) = who else {
+        return dir.is_dir() && sys::may_write_dir(dir);
+    };
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return false;
+    };
+    let bits = if account.uid == meta.uid() {
+        meta.mode() >> 6
+    } else if account.gid == meta.gid() {
+        meta.mode() >> 3
+    } else {
+        meta.mode()
+    };
+    meta.is_dir() && (account.uid == 0 || bits & 0o3 == 0o3)
+}
+
+/// Whether `who` may make `path` and any missing directories above it:
+/// the nearest one that exists must be writable by it.
+fn may_create(path: &Path, who: Option<&sys::Account>) -> bool {
+    let mut dir = parent_dir(path);
+    while !dir.exists() {
+        dir = parent_dir(dir);
+    }
+    writable_by(dir, who)
+}
+
+/// `mailbox_dir` is made at the first local delivery that needs it (a box
+/// that only forwards needs none); where the user could not make it then
+/// (nor root now: its parent is missing too), that is said now.
+fn note_missing_mailbox_dir(config: &Config, account: Option<&sys::Account>) {
+    let dir = &config.mailbox_dir;
+    if dir.exists() {
+        return;
+    }
+    if may_create(dir, account) {
+        ::log::info!(
+            "mailbox_dir {} does not exist yet: it is made at the first local delivery",
+            dir.display()
+        );
+    } else {
+        let user = account.map_or("this user", |a| a.name.as_str());
+        ::log::warn!(
+            "mailbox_dir {} does not exist and {user} may not make it: local mail is deferred \
+             until it exists (make it for {user}, mode 0700); mail that leaves the box is not \
+             affected",
+            dir.display()
+        );
     }
 }
 
@@ -126,9 +284,21 @@ fn wait_for_sessions(pool: &crate::server::pool::Pool, limit: Duration) {
 /// not load is logged and the old one kept. New sessions and delivery jobs
 /// use the new one; listeners, the spool, the user and the number of
 /// threads need a restart.
-fn reload(path: &Path, ctx: &ServerContext, delivery: &Live<DeliverySettings>, log: &LogHandle) {
+fn reload(
+    path: &Path,
+    ctx: &ServerContext,
+    delivery: &Live<DeliverySettings>,
+    log: &LogHandle,
+    kept: &mut KeptFiles,
+) {
     if let Err(e) = log.reopen() {
-        ::log::error!("cannot reopen the log file: {e}");
+        let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+            " (this user may not make a file there: have logrotate make it with `create`, \
+             or put the log in a directory of its own)"
+        } else {
+            ""
+        };
+        ::log::error!("cannot reopen the log file: {e}{hint}");
     }
     // The files only root may read (the TLS key, the users file, the
     // smarthost password) were read at start-up, before the privilege drop:
@@ -142,25 +312,42 @@ fn reload(path: &Path, ctx: &ServerContext, delivery: &Live<DeliverySettings>, l
         }
     };
     let old = ctx.config.get();
-    let keep = |what: &str, e: String| ::log::warn!("reload: {e}; keeping the {what} read before");
     let loaded = (|| {
         let current = delivery.get();
-        let settings = DeliverySettings::load(&config, current.smarthost_password.clone())?;
-        let users = match load_users(&config) {
-            Err(e) if config.auth_users == old.auth_users => {
-                keep("users file", e);
-                (*ctx.users.get()).clone()
-            }
-            other => other?,
-        };
-        let same_tls = (&config.tls_cert, &config.tls_key) == (&old.tls_cert, &old.tls_key);
-        let server_tls = match load_server_tls(&config) {
-            Err(e) if same_tls => {
-                keep("TLS certificate and key", e);
-                (*ctx.tls.get()).clone()
-            }
-            other => other?,
-        };
+        let password_file: Vec<&Path> = config
+            .smarthost_password_file
+            .iter()
+            .map(|p| p.as_path())
+            .collect();
+        let password = kept.reload_or_keep(
+            "smarthost password",
+            &password_file,
+            config.smarthost_password_file == old.smarthost_password_file,
+            crate::deliver::read_smarthost_password(&config),
+            || current.smarthost_password.clone(),
+        )?;
+        let settings = DeliverySettings::with_password(&config, password)?;
+        let users_file: Vec<&Path> = config.auth_users.iter().map(|p| p.as_path()).collect();
+        let users = kept.reload_or_keep(
+            "users file",
+            &users_file,
+            config.auth_users == old.auth_users,
+            load_users(&config),
+            || (*ctx.users.get()).clone(),
+        )?;
+        let tls_files: Vec<&Path> = config
+            .tls_cert
+            .iter()
+            .chain(&config.tls_key)
+            .map(|p| p.as_path())
+            .collect();
+        let server_tls = kept.reload_or_keep(
+            "TLS certificate and key",
+            &tls_files,
+            (&config.tls_cert, &config.tls_key) == (&old.tls_cert, &old.tls_key),
+            load_server_tls(&config),
+            || (*ctx.tls.get()).clone(),
+        )?;
         Ok::<_, String>((settings, users, server_tls))
     })();
     let (settings, users, server_tls) = match loaded {
@@ -179,6 +366,50 @@ fn reload(path: &Path, ctx: &ServerContext, delivery: &Live<DeliverySettings>, l
     ctx.tls.set(server_tls);
     ctx.config.set(config);
     ::log::info!("reloaded {}", path.display());
+}
+
+/// Files that a reload after the privilege drop may not read and keeps
+/// from start-up. For a file only root may read, that is how it is meant
+/// to be (README, Signals): said once, not at every SIGHUP. Any other
+/// failure (a missing or broken file) is a warning each time.
+#[derive(Default)]
+struct KeptFiles {
+    said: Vec<PathBuf>,
+}
+
+impl KeptFiles {
+    /// `loaded` as it is, or, where it failed and the config names the
+    /// same `files` as the running one, `current()` (the copy read before).
+    fn reload_or_keep<T>(
+        &mut self,
+        what: &str,
+        files: &[&Path],
+        same_files: bool,
+        loaded: Result<T, String>,
+        current: impl FnOnce() -> T,
+    ) -> Result<T, String> {
+        let error = match loaded {
+            Err(error) if same_files => error,
+            other => return other,
+        };
+        let unreadable = files.iter().find(|file| {
+            std::fs::File::open(file)
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+        });
+        match unreadable {
+            Some(file) if self.said.iter().any(|said| said == file) => {}
+            Some(file) => {
+                ::log::info!(
+                    "reload: {} may be read only before the privilege drop: the {what} read \
+                     at start-up is kept (said once)",
+                    file.display()
+                );
+                self.said.push(file.to_path_buf());
+            }
+            None => ::log::warn!("reload: {error}; keeping the {what} read before"),
+        }
+        Ok(current())
+    }
 }
 
 fn load_users(config: &Config) -> Result<Option<Arc<crate::auth::Users>>, String> {
@@ -200,7 +431,7 @@ fn load_server_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>,
 }
 
 /// The account named by `user`, which must exist when started as root.
-fn find_account(config: &Config) -> Result<sys::Account, String> {
+pub fn find_account(config: &Config) -> Result<sys::Account, String> {
     match sys::find_user(&config.user) {
         Ok(Some(account)) => Ok(account),
         Ok(None) => Err(format!(
@@ -211,8 +442,10 @@ fn find_account(config: &Config) -> Result<sys::Account, String> {
     }
 }
 
-/// The spool and mailbox directories, created for `account` where missing;
-/// existing ones must already belong to it. The spool's own directories get
+/// The spool's directories, created for `account` where missing; existing
+/// ones (and an existing `mailbox_dir`) must already belong to it.
+/// `mailbox_dir` is made here only where the user could not make it at
+/// the first local delivery and its parent exists. The spool's own directories get
 /// their modes at every start (an older install's group-writable tmp/ and
 /// new/ are closed): `tmp/`, `new/` 0700; the maildrop 3730 and the spool
 /// 0710 for `submit_group`, which may add to the maildrop and nothing else.
@@ -224,20 +457,25 @@ fn prepare_directories(config: &Config, account: &sys::Account) -> Result<(), St
         None => (account.gid, 0o700, 0o700),
     };
     let spool = &config.spool_dir;
-    let dirs = [
+    let mut dirs = vec![
         (spool.clone(), spool_group, spool_mode),
         (spool.join("tmp"), account.gid, 0o700),
         (spool.join("new"), account.gid, 0o700),
         (spool.join(crate::spool::MAILDROP), spool_group, drop_mode),
-        (config.mailbox_dir.clone(), account.gid, 0o700),
     ];
+    // mailbox_dir is made by the first local delivery, after the drop; in
+    // a directory of root's (/var, for /var/mail), the user could not.
+    let mailbox_dir = &config.mailbox_dir;
+    if !mailbox_dir.exists()
+        && !may_create(mailbox_dir, Some(account))
+        && parent_dir(mailbox_dir).is_dir()
+    {
+        dirs.push((mailbox_dir.clone(), account.gid, 0o700));
+    }
     for (dir, gid, mode) in &dirs {
-        let created = !dir.exists();
-        if created {
+        if !dir.exists() {
             crate::spool::durable::create_dir_durably(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        } else if *dir == config.mailbox_dir {
-            continue;
         }
         // Never through a symlink: root would give away what it points at.
         let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -308,10 +546,12 @@ fn ownership_problems(config: &Config, uid: u32) -> Vec<String> {
     problems
 }
 
-/// What `-t` says beyond the config itself: as root, the user must exist
-/// and own the directories; otherwise they must belong to whoever runs it.
-pub fn privilege_problems(config: &Config) -> Vec<String> {
-    if sys::is_root() {
+/// What `-t` says beyond the config itself (which loaded the certificate,
+/// the users file and the aliases): everything else the daemon reads or
+/// makes at start-up. As root, the user must exist and own the
+/// directories; otherwise they must belong to whoever runs it.
+pub fn startup_problems(config: &Config) -> Vec<String> {
+    let mut problems = if sys::is_root() {
         match find_account(config) {
             Ok(account) => {
                 let mut problems = ownership_problems(config, account.uid);
@@ -322,6 +562,48 @@ pub fn privilege_problems(config: &Config) -> Vec<String> {
         }
     } else {
         ownership_problems(config, sys::effective_uid())
+    };
+    // tls_ca_file and the smarthost password.
+    problems.extend(DeliverySettings::load(config).err());
+    if !config.spool_dir.exists() && !may_create(&config.spool_dir, None) {
+        problems.push(format!(
+            "spool_dir {} cannot be made: its parent directory is not writable",
+            config.spool_dir.display()
+        ));
+    }
+    if let LogTarget::File(path) = &config.log {
+        problems.extend(file_problem("log", path, true).err());
+    }
+    if let Some(path) = &config.pid_file {
+        problems.extend(file_problem("pid_file", path, false).err());
+    }
+    problems
+}
+
+/// Whether the file the daemon writes at start-up (the log, appended to,
+/// or the pid file) can be opened, or made where it is missing; nothing
+/// is made or changed.
+fn file_problem(key: &str, path: &Path, append: bool) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if std::fs::symlink_metadata(path).is_ok() {
+        let mut options = std::fs::OpenOptions::new();
+        if append {
+            options.append(true).custom_flags(sys::O_NOFOLLOW);
+        } else {
+            options.write(true);
+        }
+        return options
+            .open(path)
+            .map(drop)
+            .map_err(|e| format!("{key} {}: {e}", path.display()));
+    }
+    if may_create(path, None) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{key} {} cannot be made: its directory is not writable",
+            path.display()
+        ))
     }
 }
 

@@ -42,6 +42,35 @@ impl LogHandle {
         }
         Ok(())
     }
+
+    /// The log file's path, when logging goes to one.
+    pub fn file_path(&self) -> Option<&Path> {
+        self.file.as_ref().map(|log| log.path.as_path())
+    }
+
+    /// Gives the open log file to the user the daemon becomes, so that it
+    /// can still open it after the privilege drop (SIGHUP reopens it). Only
+    /// a plain file with one name is given away: never a device (`log =
+    /// /dev/console`), nor a hard link someone made to a file of root's.
+    pub fn give_to(&self, uid: u32, gid: u32) -> io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let Some(log) = &self.file else {
+            return Ok(());
+        };
+        let file = log.file.lock().unwrap_or_else(|p| p.into_inner());
+        let meta = file.metadata()?;
+        if !meta.is_file() || (meta.uid() == uid && meta.gid() == gid) {
+            return Ok(());
+        }
+        if meta.nlink() != 1 {
+            return Err(io::Error::other(format!(
+                "{} has {} names (hard links): not given to uid {uid}",
+                log.path.display(),
+                meta.nlink()
+            )));
+        }
+        std::os::unix::fs::fchown(&*file, Some(uid), Some(gid))
+    }
 }
 
 /// What the logger writes to: the current log file.
@@ -106,8 +135,16 @@ impl<W: Write> Write for WholeLines<W> {
     }
 }
 
+/// Opens the log file to append to, made if missing; never through a
+/// symlink: root opens it at start-up in a directory the daemon's user may
+/// write, where a symlink could point it at any file.
 fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .custom_flags(crate::sys::O_NOFOLLOW)
+        .open(path)
 }
 
 /// Sets up the global logger from the config; an error names the log file.
@@ -183,24 +220,39 @@ impl log::Log for Syslog {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let severity = match record.level() {
-            log::Level::Error => 3,
-            log::Level::Warn => 4,
-            log::Level::Info => 6,
-            log::Level::Debug | log::Level::Trace => 7,
-        };
         let message = record.args().to_string();
-        let line = format!(
-            "<{}>{} tinymta[{}]: {}",
-            FACILITY_MAIL * 8 + severity,
-            crate::time::syslog_timestamp(crate::time::unix_now()),
-            self.pid,
-            clean_record(&message, MAX_SYSLOG_MESSAGE)
-        );
-        let _ = self.socket.send_to(line.as_bytes(), &self.path);
+        let datagram = syslog_datagram(record.level(), self.pid, &message);
+        let _ = self.socket.send_to(datagram.as_bytes(), &self.path);
     }
 
     fn flush(&self) {}
+}
+
+/// One record as an RFC 3164 datagram.
+fn syslog_datagram(level: log::Level, pid: u32, message: &str) -> String {
+    let severity = match level {
+        log::Level::Error => 3,
+        log::Level::Warn => 4,
+        log::Level::Info => 6,
+        log::Level::Debug | log::Level::Trace => 7,
+    };
+    format!(
+        "<{}>{} tinymta[{pid}]: {}",
+        FACILITY_MAIL * 8 + severity,
+        crate::time::syslog_timestamp(crate::time::unix_now()),
+        clean_record(message, MAX_SYSLOG_MESSAGE)
+    )
+}
+
+/// Sends one error record to the syslog socket, whatever the log target:
+/// for the error that stops the daemon at start-up where nothing else
+/// would keep it (standard error not a terminal, as under
+/// `start-stop-daemon -b`, or a log file that could not be opened).
+pub fn error_to_syslog(socket: &Path, message: &str) -> io::Result<()> {
+    let datagram = syslog_datagram(log::Level::Error, std::process::id(), message);
+    UnixDatagram::unbound()?
+        .send_to(datagram.as_bytes(), socket)
+        .map(|_| ())
 }
 
 /// Longest record written to a log file or standard error; a longer one is

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use tinymta::config::{Config, LogTarget, DEFAULT_CONFIG_PATH};
+use tinymta::config::{Config, DEFAULT_CONFIG_PATH};
 use tinymta::server::connection::ServerContext;
 use tinymta::spool::Spool;
 use tinymta::sys::{self, Signal};
@@ -140,11 +140,7 @@ fn main() -> ExitCode {
         }
     };
     if matches.opt_present("t") {
-        let mut problems = tinymta::daemon::privilege_problems(&config);
-        // What delivery reads at start-up too: tls_ca_file, the password.
-        if let Err(e) = tinymta::deliver::DeliverySettings::load(&config, None) {
-            problems.push(e);
-        }
+        let problems = tinymta::daemon::startup_problems(&config);
         if problems.is_empty() {
             println!("config ok");
             return ExitCode::SUCCESS;
@@ -154,14 +150,15 @@ fn main() -> ExitCode {
         }
         return ExitCode::FAILURE;
     }
-    // Said on stderr; a log file gets it too (stderr logging would repeat it).
-    let log_to_file = matches!(config.log, LogTarget::File(_));
+    let syslog_socket = config.syslog_socket.clone();
     match tinymta::daemon::run(config, config_path) {
         Ok(never) => match never {},
         Err(e) => {
-            eprintln!("tinymta: {e}");
-            if log_to_file {
-                ::log::error!("{e}");
+            eprintln!("tinymta: {}", e.message);
+            // Under `start-stop-daemon -b` standard error is /dev/null: where
+            // the log target does not have the error either, syslog keeps it.
+            if !e.logged && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                let _ = tinymta::log::error_to_syslog(&syslog_socket, &e.message);
             }
             ExitCode::FAILURE
         }

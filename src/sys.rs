@@ -221,6 +221,21 @@ pub fn real_user_can_read(path: &std::path::Path) -> bool {
     unsafe { libc::access(c_path.as_ptr(), libc::R_OK) == 0 }
 }
 
+/// open(2)'s flag that refuses a symlink as the last component, for
+/// `OpenOptionsExt::custom_flags`.
+pub const O_NOFOLLOW: i32 = libc::O_NOFOLLOW;
+
+/// Whether this process may make entries in the directory `path`
+/// (access(2) with write and search; a read-only file system says no).
+pub fn may_write_dir(path: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a valid NUL-terminated path.
+    unsafe { libc::access(c_path.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+}
+
 /// Whether this process runs with root's effective user id.
 pub fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.

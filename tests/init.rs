@@ -77,18 +77,27 @@ fn alive(pid: u32) -> bool {
             .contains(") Z ")
 }
 
-#[test]
-fn start_reload_restart_and_stop_with_busybox() {
+/// The script with a config and directories from the harness, whose own
+/// server is gone; `None` where the binary runs through a runner (the
+/// script starts it itself).
+fn harness_script() -> Option<(Server, Script)> {
     if std::env::var_os("TINYMTA_RUNNER").is_some() {
         eprintln!("the init script starts the binary itself, not through a runner; skipped");
-        return;
+        return None;
     }
-    // A config and directories from the harness; the harness's own server goes.
     let mut server = Server::start("");
     server.kill();
     let script = Script {
         pid_file: server.dir.path().join("tinymta.pid"),
         config: server.config_path(),
+    };
+    Some((server, script))
+}
+
+#[test]
+fn start_reload_restart_and_stop_with_busybox() {
+    let Some((server, script)) = harness_script() else {
+        return;
     };
     assert_eq!(
         script.run("start"),
@@ -139,4 +148,44 @@ fn start_reload_restart_and_stop_with_busybox() {
     assert!(out.contains(":1: bogus: unknown key\n"), "{out}");
     std::thread::sleep(Duration::from_millis(100));
     assert!(script.pid().is_none());
+}
+
+#[test]
+fn a_daemon_that_does_not_come_up_is_a_fail_with_its_reason() {
+    // Issue 13.6: `Starting tinymta: OK` was printed over a dead daemon.
+    let Some((server, script)) = harness_script() else {
+        return;
+    };
+    // An error from a start before is not this start's reason.
+    std::fs::write(
+        server.log_path(),
+        "2026-01-01T00:00:00Z [ERROR] an old error\n",
+    )
+    .unwrap();
+    // -t passes; the port is taken when the daemon binds it.
+    let taken = std::net::TcpListener::bind(("127.0.0.1", server.port)).unwrap();
+    let (code, out) = script.run("start");
+    assert_eq!(
+        (code, out),
+        (
+            Some(1),
+            format!(
+                "Starting tinymta: FAIL (cannot listen on 127.0.0.1:{}: Address already in use \
+                 (os error 98))\n",
+                server.port
+            )
+        )
+    );
+    assert!(!script.pid_file.exists());
+    // Once the port is free it starts, and says so only once it listens.
+    drop(taken);
+    assert_eq!(
+        script.run("start"),
+        (Some(0), "Starting tinymta: OK\n".to_string())
+    );
+    assert!(alive(script.pid().expect("a pid file")));
+    // Listening already: the first connection is answered.
+    let stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("listening");
+    let mut client = support::Client::from_stream(stream);
+    assert_eq!(client.reply(), "220 mx.test ESMTP\r\n");
 }

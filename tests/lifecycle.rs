@@ -280,3 +280,209 @@ fn syslog_records_reach_the_socket_with_facility_mail() {
         "log_level = info"
     );
 }
+
+/// The text of `path` once it contains `text`.
+fn wait_for_text(path: &std::path::Path, text: &str) -> String {
+    let deadline = std::time::Instant::now() + support::WAIT;
+    loop {
+        let now = fs::read_to_string(path).unwrap_or_default();
+        if now.contains(text) {
+            return now;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never had {text:?}:\n{now}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn after_the_privilege_drop_sighup_reopens_a_log_file_logrotate_moved() {
+    // Issue 13.7: the log file was root's, and every SIGHUP said
+    // `cannot reopen the log file: Permission denied`.
+    if !running_as_root() {
+        eprintln!("not running as root: no privilege drop; skipped");
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (uid, gid) = nobody();
+    let owner = |path: &std::path::Path| {
+        let meta = fs::metadata(path).unwrap();
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777)
+    };
+    // A directory of its own that does not exist yet: made for the user,
+    // which may then make a new file there (logrotate without `create`).
+    let logs = support::test_dir();
+    let own_dir = logs.path().join("tinymta");
+    let log = own_dir.join("tinymta.log");
+    let server = Server::start(&format!("log = {}", log.display()));
+    assert_eq!(owner(&own_dir), (uid, gid, 0o755));
+    assert_eq!(owner(&log), (uid, gid, 0o600));
+    fs::rename(&log, own_dir.join("tinymta.log.1")).unwrap();
+    server.signal(Signal::Reload);
+    let new = wait_for_text(&log, "reloaded ");
+    assert!(!new.contains("started") && !new.contains("cannot"), "{new}");
+    let old = fs::read_to_string(own_dir.join("tinymta.log.1")).unwrap();
+    assert!(
+        old.contains("started") && !old.contains("reloaded"),
+        "{old}"
+    );
+    assert_eq!(owner(&log), (uid, gid, 0o600));
+    drop(server);
+
+    // In a directory of root's, a log file an older version left to root:
+    // given to the user at start-up, and the directory is said.
+    let server = Server::start("");
+    let log = server.log_path();
+    assert_eq!(owner(&log), (uid, gid, 0o600));
+    let dir = server.dir.path();
+    assert!(
+        server.log().contains(&format!(
+            "[WARN] log file {}: nobody may not make files in {}, so after logrotate moves the \
+             file away SIGHUP can only reopen one logrotate makes (`create 0600 nobody`); or put \
+             the log in a directory of its own (log = {}/tinymta/tinymta.log)\n",
+            log.display(),
+            dir.display(),
+            dir.display()
+        )),
+        "{}",
+        server.log()
+    );
+    // logrotate with `create 0600 nobody`: the new file is there already.
+    fs::rename(&log, dir.join("tinymta.log.1")).unwrap();
+    fs::write(&log, "").unwrap();
+    std::os::unix::fs::chown(&log, Some(uid), None).unwrap();
+    fs::set_permissions(&log, fs::Permissions::from_mode(0o600)).unwrap();
+    server.signal(Signal::Reload);
+    let new = wait_for_text(&log, "reloaded ");
+    assert!(!new.contains("cannot"), "{new}");
+    // Without `create`, the user cannot make the file: the error and what to
+    // do go to the file still open.
+    fs::rename(&log, dir.join("tinymta.log.2")).unwrap();
+    server.signal(Signal::Reload);
+    let old = wait_for_text(&dir.join("tinymta.log.2"), "cannot reopen");
+    assert!(
+        old.contains(
+            "[ERROR] cannot reopen the log file: Permission denied (os error 13) (this user may \
+             not make a file there: have logrotate make it with `create`, or put the log in a \
+             directory of its own)\n"
+        ),
+        "{old}"
+    );
+    assert!(!log.exists());
+}
+
+#[test]
+fn a_start_up_error_reaches_syslog_when_standard_error_is_no_terminal() {
+    // Issue 13.6: under `start-stop-daemon -b`, standard error is /dev/null.
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::net::UnixDatagram;
+    let dir = support::test_dir();
+    let path = dir.path().join("log.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+    socket.set_read_timeout(Some(support::WAIT)).unwrap();
+    // The port is taken: the daemon cannot listen.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let conf = dir.path().join("t.conf");
+    fs::write(
+        &conf,
+        format!(
+            "listen = 127.0.0.1:{port}\nspool_dir = {}\nmailbox_dir = {}\nuser = nobody\n\
+             log = stderr\nsyslog_socket = {}\n",
+            dir.path().join("spool").display(),
+            dir.path().join("mail").display(),
+            path.display()
+        ),
+    )
+    .unwrap();
+    let reason = format!("cannot listen on 127.0.0.1:{port}: Address already in use (os error 98)");
+    let (code, out, err) = support::run_tinymta(&["-c", conf.to_str().unwrap()]);
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (Some(1), "", format!("tinymta: {reason}\n").as_str())
+    );
+    let mut buf = [0u8; 2048];
+    let n = socket
+        .recv(&mut buf)
+        .expect("the error, on the syslog socket");
+    let record = String::from_utf8_lossy(&buf[..n]).into_owned();
+    // <19>: facility mail (2) * 8 + error (3).
+    assert!(record.starts_with("<19>"), "{record}");
+    assert!(record.ends_with(&format!("]: {reason}")), "{record}");
+    assert!(record[19..].starts_with(" tinymta["), "{record}");
+}
+
+#[test]
+fn dash_t_checks_the_files_and_directories_the_daemon_makes() {
+    // Issue 13.6: -t said `config ok` for what then stopped the daemon.
+    let dir = support::test_dir();
+    let file = dir.path().join("a-file");
+    fs::write(&file, "").unwrap();
+    let conf = dir.path().join("t.conf");
+    fs::write(
+        &conf,
+        format!(
+            "listen = 127.0.0.1:{}\nspool_dir = {f}/spool\nmailbox_dir = {d}/mail\n\
+             user = nobody\nlog = {f}/tinymta.log\npid_file = {f}/tinymta.pid\n",
+            support::free_port(),
+            f = file.display(),
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let f = file.display();
+    assert_eq!(
+        support::run_tinymta(&["-t", "-c", conf.to_str().unwrap()]),
+        (
+            Some(1),
+            String::new(),
+            format!(
+                "tinymta: spool_dir {f}/spool cannot be made: its parent directory is not writable\n\
+                 tinymta: log {f}/tinymta.log cannot be made: its directory is not writable\n\
+                 tinymta: pid_file {f}/tinymta.pid cannot be made: its directory is not writable\n"
+            )
+        )
+    );
+    // A log file that is a symlink is never opened (root gives it away).
+    let text = fs::read_to_string(&conf).unwrap();
+    let log = dir.path().join("tinymta.log");
+    std::os::unix::fs::symlink(&file, &log).unwrap();
+    fs::write(
+        &conf,
+        text.replace(
+            &format!("{f}/spool"),
+            &format!("{}/spool", dir.path().display()),
+        )
+        .replace(&format!("{f}/tinymta.log"), &log.display().to_string())
+        .replace(
+            &format!("{f}/tinymta.pid"),
+            &format!("{}/pid", dir.path().display()),
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        support::run_tinymta(&["-t", "-c", conf.to_str().unwrap()]),
+        (
+            Some(1),
+            String::new(),
+            format!(
+                "tinymta: log {}: Too many levels of symbolic links (os error 40)\n",
+                log.display()
+            )
+        )
+    );
+    fs::remove_file(&log).unwrap();
+    assert_eq!(
+        support::run_tinymta(&["-t", "-c", conf.to_str().unwrap()]),
+        (Some(0), "config ok\n".to_string(), String::new())
+    );
+    // -t made nothing.
+    assert_eq!(
+        support::list_dir(dir.path()),
+        ["a-file", "t.conf"].map(String::from)
+    );
+}

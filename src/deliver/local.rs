@@ -207,7 +207,7 @@ pub fn deliver_local(
     let name = recipient
         .mailbox_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "invalid mailbox name"))?;
-    let maildir = Dir::open(mailbox_dir)?.sub_dir(&name, MAILDIR_MODE)?;
+    let maildir = open_mailbox_dir(mailbox_dir)?.sub_dir(&name, MAILDIR_MODE)?;
     check_private(&maildir)?;
     let [tmp, new, cur] = ["tmp", "new", "cur"].map(|sub| maildir.sub_dir(sub, MAILDIR_MODE));
     let (tmp, new, cur) = (tmp?, new?, cur?);
@@ -246,6 +246,32 @@ pub fn deliver_local(
     }
     tmp.rename(file_name, &new, file_name)?;
     Ok(new.path().join(file_name))
+}
+
+/// `mailbox_dir`, made by the first local delivery that needs it (a box
+/// that only forwards has none), by this process: the daemon after its
+/// privilege drop, so the directory is its user's, mode 0700.
+fn open_mailbox_dir(mailbox_dir: &Path) -> io::Result<Dir> {
+    match Dir::open(mailbox_dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            use std::os::unix::fs::PermissionsExt;
+            crate::spool::durable::create_dir_durably(mailbox_dir)
+                .and_then(|()| {
+                    std::fs::set_permissions(
+                        mailbox_dir,
+                        std::fs::Permissions::from_mode(MAILDIR_MODE),
+                    )
+                })
+                .map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("cannot make mailbox_dir {}: {e}", mailbox_dir.display()),
+                    )
+                })?;
+            Dir::open(mailbox_dir)
+        }
+        other => other,
+    }
 }
 
 /// Maildirs and their tmp/, new/ and cur/ are the mail user's alone.

@@ -32,28 +32,38 @@ pub struct DeliverySettings {
 }
 
 impl DeliverySettings {
-    /// What delivery works with. The smarthost password is read from its file;
-    /// where that fails after privileges were dropped, `keep` is used instead.
-    pub fn load(config: &Config, keep: Option<String>) -> Result<DeliverySettings, String> {
+    /// What delivery works with; the smarthost password is read from its
+    /// file (at start-up, while still root).
+    pub fn load(config: &Config) -> Result<DeliverySettings, String> {
+        let password = read_smarthost_password(config)?;
+        DeliverySettings::with_password(config, password)
+    }
+
+    /// What delivery works with, given the smarthost password: a reload
+    /// after the privilege drop passes the one read at start-up where the
+    /// file is root's alone.
+    pub fn with_password(
+        config: &Config,
+        smarthost_password: Option<String>,
+    ) -> Result<DeliverySettings, String> {
         let tls = ClientConfigs::new(config.tls_ca_file.as_deref(), config.tls_verify)
             .map_err(|e| format!("tls_ca_file: {e}"))?;
-        let smarthost_password = match &config.smarthost_password_file {
-            None => None,
-            Some(file) => match std::fs::read_to_string(file) {
-                Ok(text) => Some(text.lines().next().unwrap_or_default().to_string()),
-                Err(e) if keep.is_some() => {
-                    ::log::warn!("{}: {e}; keeping the password read before", file.display());
-                    keep
-                }
-                Err(e) => return Err(format!("smarthost_password_file {}: {e}", file.display())),
-            },
-        };
         Ok(DeliverySettings {
             config: Arc::new(config.clone()),
             resolver: Arc::new(Resolver::from_config(config)),
             tls: Arc::new(tls),
             smarthost_password,
         })
+    }
+}
+
+/// The first line of `smarthost_password_file`, if the config names one.
+pub fn read_smarthost_password(config: &Config) -> Result<Option<String>, String> {
+    match &config.smarthost_password_file {
+        None => Ok(None),
+        Some(file) => std::fs::read_to_string(file)
+            .map(|text| Some(text.lines().next().unwrap_or_default().to_string()))
+            .map_err(|e| format!("smarthost_password_file {}: {e}", file.display())),
     }
 }
 
