@@ -446,7 +446,7 @@ fn envelope_sender(
 }
 
 /// `root` -> `root@qualify_domain`; a full address as it is.
-fn qualify(address: &str, config: &Config) -> Result<Mailbox, String> {
+pub fn qualify(address: &str, config: &Config) -> Result<Mailbox, String> {
     let address = address.trim().trim_start_matches('<').trim_end_matches('>');
     if address.contains('@') {
         parse_mailbox(address)

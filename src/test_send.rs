@@ -3,11 +3,14 @@
 //! DNS answers, each connection, TLS and its certificate check, AUTH, the
 //! replies. The route is decided and the job run by the daemon's own
 //! functions ([`route`], [`run_job`]); the message goes through a private
-//! temporary spool, not the live queue.
+//! temporary spool, not the live queue. A bare name is taken as sendmail
+//! takes it (`root@qualify_domain`) and goes through the aliases; run as
+//! root, it delivers as the daemon's user.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::channel;
 
+use crate::aliases::add_recipient;
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::deliver::route::{route, run_job, Route};
 use crate::deliver::{DeliverySettings, Job, JobItem, Outcome, Reporter, RunnerEvent};
@@ -15,6 +18,7 @@ use crate::log::{clean_record, Escaped, MAX_LOG_RECORD};
 use crate::sendmail::exit;
 use crate::smtp::address::{parse_mailbox, Mailbox};
 use crate::spool::{NewEntry, Spool};
+use crate::sys;
 use crate::time::{rfc5322_date, unix_now};
 
 /// Runs test-send with its arguments; returns the exit code (sysexits.h).
@@ -34,7 +38,8 @@ pub fn run(args: &[String]) -> u8 {
             return exit::CONFIG;
         }
     };
-    let recipient = match parse_mailbox(address) {
+    // `root` is root@qualify_domain, as sendmail takes it.
+    let recipient = match crate::sendmail::qualify(address, &config) {
         Ok(mailbox) => mailbox,
         Err(e) => {
             eprintln!("test-send: bad address {address:?}: {e}");
@@ -44,15 +49,36 @@ pub fn run(args: &[String]) -> u8 {
     // Every step tinymta logs, on standard output.
     let _ = log::set_boxed_logger(Box::new(StepPrinter));
     log::set_max_level(log::LevelFilter::Trace);
-    let settings = match DeliverySettings::load(&config, None) {
+    // Read as the daemon reads it: at start-up, while still root.
+    let settings = match DeliverySettings::load(&config) {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("test-send: {e}");
             return exit::CONFIG;
         }
     };
-    let route = route(&config, &recipient);
-    show_route(&settings, &route, &recipient);
+    // Then as the daemon's user, as the daemon delivers: what a local
+    // delivery makes (mailbox_dir, a Maildir, the message) is its own,
+    // never a file of root's that the daemon could not write to later.
+    sys::set_umask(0o077);
+    if sys::is_root() {
+        let dropped = crate::daemon::find_account(&config)
+            .and_then(|account| sys::drop_privileges(&account).map(|()| account));
+        match dropped {
+            Ok(account) => println!("running as {}, as the daemon does", account.name),
+            Err(e) => {
+                eprintln!("test-send: {e}");
+                return exit::CONFIG;
+            }
+        }
+    }
+    // The recipients the queue would hold: through the aliases.
+    let mut recipients = Vec::new();
+    add_recipient(&config, &mut recipients, recipient.clone());
+    if recipients != [recipient.clone()] {
+        let targets: Vec<String> = recipients.iter().map(Mailbox::to_string).collect();
+        println!("{recipient}: the aliases give {}", targets.join(", "));
+    }
     // A new directory of an unguessable name: never one someone made (or
     // symlinked) in the shared temporary directory beforehand.
     let scratch = std::env::temp_dir().join(format!(
@@ -64,25 +90,47 @@ pub fn run(args: &[String]) -> u8 {
         eprintln!("test-send: {}: {e}", scratch.display());
         return exit::TEMPFAIL;
     }
-    let outcome = send(&settings, &scratch, route, &recipient);
+    let mut code = exit::OK;
+    for rcpt in &recipients {
+        let route = route(&config, rcpt);
+        show_route(&settings, &route, rcpt);
+        let outcome = send(&settings, &scratch, route, rcpt);
+        // A permanent failure of any recipient says most; then a temporary one.
+        match show_outcome(rcpt, outcome) {
+            exit::OK => {}
+            this if code == exit::OK || this == exit::NOUSER => code = this,
+            _ => {}
+        }
+    }
     let _ = std::fs::remove_dir_all(&scratch);
+    code
+}
+
+/// Prints one recipient's outcome; its exit code.
+fn show_outcome(rcpt: &Mailbox, outcome: Result<Vec<Outcome>, String>) -> u8 {
     match outcome {
         Ok(outcomes) => match outcomes.first() {
             // The texts are the upstream server's replies.
             Some(Outcome::Delivered(text)) => {
-                println!("result: delivered ({})", Escaped(text));
+                println!("{rcpt}: result: delivered ({})", Escaped(text));
                 exit::OK
             }
             Some(Outcome::Deferred(failure)) => {
-                println!("result: temporary failure: {}", Escaped(&failure.text));
+                println!(
+                    "{rcpt}: result: temporary failure: {}",
+                    Escaped(&failure.text)
+                );
                 exit::TEMPFAIL
             }
             Some(Outcome::Failed(failure)) => {
-                println!("result: permanent failure: {}", Escaped(&failure.text));
+                println!(
+                    "{rcpt}: result: permanent failure: {}",
+                    Escaped(&failure.text)
+                );
                 exit::NOUSER
             }
             None => {
-                println!("result: no outcome");
+                println!("{rcpt}: result: no outcome");
                 exit::SOFTWARE
             }
         },
@@ -98,19 +146,19 @@ fn show_route(settings: &DeliverySettings, route: &Route, recipient: &Mailbox) {
     let config = &settings.config;
     match route {
         Route::Local => println!(
-            "{recipient} is local: delivered into {}",
+            "{recipient}: route: local, into a Maildir in {}",
             config.mailbox_dir.display()
         ),
         Route::Smarthost => {
             let smarthost = config.smarthost.as_ref().expect("smarthost route");
-            println!("route: smarthost {smarthost}");
+            println!("{recipient}: route: smarthost {smarthost}");
             match settings.resolver.resolve_host(&smarthost.host) {
                 Ok(addresses) => println!("DNS: {} has {addresses:?}", smarthost.host),
                 Err(e) => println!("DNS: {}: {e}", smarthost.host),
             }
         }
         Route::Mx(domain) => {
-            println!("route: the MX hosts of {}", recipient.domain);
+            println!("{recipient}: route: the MX hosts of {}", recipient.domain);
             match settings.resolver.resolve_mx(domain) {
                 Ok(hosts) => {
                     for host in hosts {
