@@ -486,3 +486,87 @@ fn dash_t_checks_the_files_and_directories_the_daemon_makes() {
         ["a-file", "t.conf"].map(String::from)
     );
 }
+
+#[test]
+fn mailbox_dir_is_made_by_the_first_local_delivery_and_a_box_that_only_forwards_needs_none() {
+    // Issue 13.8: a box that only forwards would not start without a
+    // mailbox_dir it never uses.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let port = free_port_on("127.0.0.24");
+    let sink = SmtpSink::start(format!("127.0.0.24:{port}").parse().unwrap(), &[]);
+    let parents = support::test_dir();
+    let forward_only = |mailbox_dir: &std::path::Path| {
+        Server::start(&format!(
+            "mailbox_dir = {}\nsmarthost = 127.0.0.24:{port}\nsmarthost_tls = none",
+            mailbox_dir.display()
+        ))
+    };
+    // Its parent missing too: it starts and forwards.
+    let missing = parents.path().join("none").join("mail");
+    let server = forward_only(&missing);
+    server.greeted().send_message(
+        "a@mx.test",
+        &["ops@far.test"],
+        b"Subject: out\r\n\r\nx\r\n.\r\n",
+    );
+    sink.wait_for(1);
+    server.wait_for_empty_queue();
+    assert!(!parents.path().join("none").exists());
+    if running_as_root() {
+        // nobody may not make it in a directory of root's: said at start,
+        // and local mail waits with the reason.
+        assert!(server.log().contains(&format!(
+            "[WARN] mailbox_dir {} does not exist and nobody may not make it: local mail is \
+             deferred until it exists (make it for nobody, mode 0700); mail that leaves the box \
+             is not affected\n",
+            missing.display()
+        )));
+        let id = server.greeted().send_message(
+            "a@mx.test",
+            &["root@mx.test"],
+            b"Subject: local\r\n\r\nx\r\n.\r\n",
+        );
+        server.wait_for_envelope_containing(
+            &id,
+            &format!(
+                "local delivery: cannot make mailbox_dir {}: Permission denied (os error 13)",
+                missing.display()
+            ),
+        );
+    }
+    drop(server);
+    // In a directory the user may write: made by the first local delivery,
+    // as the user, mode 0700.
+    let own = parents.path().join("own");
+    fs::create_dir(&own).unwrap();
+    let (uid, gid) = if running_as_root() {
+        nobody()
+    } else {
+        (tinymta::sys::effective_uid(), 0)
+    };
+    if running_as_root() {
+        std::os::unix::fs::chown(&own, Some(uid), Some(gid)).unwrap();
+    }
+    let mailbox_dir = own.join("mail");
+    let server = forward_only(&mailbox_dir);
+    assert!(server.log().contains(&format!(
+        "[INFO] mailbox_dir {} does not exist yet: it is made at the first local delivery\n",
+        mailbox_dir.display()
+    )));
+    assert!(!mailbox_dir.exists());
+    server.greeted().send_message(
+        "a@mx.test",
+        &["root@mx.test"],
+        b"Subject: local\r\n\r\nx\r\n.\r\n",
+    );
+    let deadline = std::time::Instant::now() + support::WAIT;
+    while support::list_dir(&mailbox_dir.join("root/new")).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let meta = fs::metadata(&mailbox_dir).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.permissions().mode() & 0o7777),
+        (uid, 0o700)
+    );
+}

@@ -508,3 +508,69 @@ fn neither_sendmail_nor_mailq_makes_a_directory() {
     }
     assert!(!spool.exists());
 }
+
+#[test]
+fn test_send_as_root_follows_the_aliases_and_delivers_as_the_daemons_user() {
+    // Issue 13.8: run as root, test-send left a Maildir of root's, and the
+    // daemon then deferred that user's mail with `Permission denied`.
+    if skip_unless_root() {
+        return;
+    }
+    use support::peers::{free_port_on, SmtpSink};
+    let port = free_port_on("127.0.0.23");
+    let sink = SmtpSink::start(format!("127.0.0.23:{port}").parse().unwrap(), &[]);
+    let dir = support::test_dir();
+    let aliases = dir.path().join("aliases");
+    std::fs::write(&aliases, "root: alice, ops@far.test\n").unwrap();
+    let server = Server::start(&format!(
+        "aliases = {}\nsmarthost = 127.0.0.23:{port}\nsmarthost_tls = none",
+        aliases.display()
+    ));
+    let mail = server.mailboxes();
+    let mut test_send = support::tinymta_command();
+    test_send
+        .args(["test-send", "-C"])
+        .arg(server.config_path())
+        .arg("root");
+    let (code, out, err) = support::run_with_input(test_send, b"");
+    assert_eq!((code, err.as_str()), (Some(0), ""), "{out}");
+    let expected_in_order = [
+        "running as nobody, as the daemon does\n".to_string(),
+        "root@mx.test: the aliases give alice@mx.test, ops@far.test\n".to_string(),
+        format!(
+            "alice@mx.test: route: local, into a Maildir in {}\n",
+            mail.display()
+        ),
+        format!(
+            "alice@mx.test: result: delivered (delivered to {}/alice/new/",
+            mail.display()
+        ),
+        format!("ops@far.test: route: smarthost 127.0.0.23:{port}\n"),
+        "ops@far.test: result: delivered (250 ".to_string(),
+    ];
+    support::assert_in_order(&out, &expected_in_order);
+    let got = sink.wait_for(1);
+    assert_eq!(got[0].rcpt_to, ["<ops@far.test>"]);
+    // Everything test-send made in mailbox_dir is the daemon's user's.
+    let nobody = 65534;
+    let alice = mail.join("alice");
+    let delivered = support::list_dir(&alice.join("new"));
+    assert_eq!(delivered.len(), 1);
+    for path in [
+        alice.clone(),
+        alice.join("tmp"),
+        alice.join("new"),
+        alice.join("cur"),
+        alice.join("new").join(&delivered[0]),
+    ] {
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.uid(), nobody, "{}", path.display());
+    }
+    // So the daemon delivers there after it.
+    server.greeted().send_message(
+        "a@mx.test",
+        &["alice@mx.test"],
+        b"Subject: after\r\n\r\nx\r\n.\r\n",
+    );
+    server.wait_for_mail("alice", 2);
+}

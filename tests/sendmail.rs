@@ -356,13 +356,7 @@ fn test_send_shows_each_step_of_a_delivery() {
         format!("  smarthost.test[127.0.0.19]:{port} <- RCPT TO:<ops@far.test>"),
         "result: delivered (250 2.0.0 stored)".to_string(),
     ];
-    let mut rest = out.as_str();
-    for line in &expected_in_order {
-        let at = rest
-            .find(line.as_str())
-            .unwrap_or_else(|| panic!("missing or out of order: {line:?}\n{out}"));
-        rest = &rest[at + line.len()..];
-    }
+    support::assert_in_order(&out, &expected_in_order);
     assert!(!out.contains("s3cret"), "{out}");
     let got = upstream.wait_for(1);
     assert_eq!(got[0].auth, "box");

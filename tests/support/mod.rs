@@ -439,6 +439,18 @@ pub fn run_with_input(mut command: Command, input: &[u8]) -> (Option<i32>, Strin
     )
 }
 
+/// Asserts that each of `pieces` is in `out`, in this order (a command's
+/// steps, with lines between them that the test does not pin down).
+pub fn assert_in_order(out: &str, pieces: &[String]) {
+    let mut rest = out;
+    for piece in pieces {
+        let at = rest
+            .find(piece.as_str())
+            .unwrap_or_else(|| panic!("missing or out of order: {piece:?}\n{out}"));
+        rest = &rest[at + piece.len()..];
+    }
+}
+
 /// A temporary directory that a server running as nobody can enter.
 pub fn test_dir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
