@@ -189,3 +189,65 @@ fn a_daemon_that_does_not_come_up_is_a_fail_with_its_reason() {
     let mut client = support::Client::from_stream(stream);
     assert_eq!(client.reply(), "220 mx.test ESMTP\r\n");
 }
+
+#[test]
+fn with_log_to_standard_error_the_reason_comes_from_syslog() {
+    // Issue 13.6: with `log = stderr`, start-stop-daemon -b gives the daemon
+    // /dev/null, and its start-up error was recorded nowhere. It goes to
+    // syslog now, and the script finds it with busybox logread. busybox
+    // syslogd listens on /dev/log only: it runs in a mount namespace of its
+    // own whose /dev is a tmpfs (and an IPC namespace, for logread's buffer).
+    if !support::running_as_root() {
+        eprintln!("needs root for a private /dev; skipped");
+        return;
+    }
+    let Some((server, script)) = harness_script() else {
+        return;
+    };
+    let config = std::fs::read_to_string(&script.config).unwrap();
+    let config: String = config
+        .lines()
+        .filter(|line| !line.starts_with("log ="))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(&script.config, format!("{config}log = stderr\n")).unwrap();
+    let taken = std::net::TcpListener::bind(("127.0.0.1", server.port)).unwrap();
+    let old_dev = server.dir.path().join("old-dev");
+    std::fs::create_dir(&old_dev).unwrap();
+    let init_script = concat!(env!("CARGO_MANIFEST_DIR"), "/etc/init.d/S50tinymta");
+    let out = Command::new("unshare")
+        .args(["-m", "-i", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "set -e; mount --bind /dev \"$OLD_DEV\"; mount -t tmpfs tmpfs /dev; \
+             touch /dev/null; mount --bind \"$OLD_DEV/null\" /dev/null; \
+             busybox syslogd -n -C64 & syslogd=$!; \
+             while [ ! -S /dev/log ]; do sleep 0.05; done; \
+             set +e; busybox sh \"$INIT_SCRIPT\" start; code=$?; \
+             kill $syslogd; exit $code",
+        )
+        .env("OLD_DEV", &old_dev)
+        .env("INIT_SCRIPT", init_script)
+        .env("DAEMON", support::binary())
+        .env("CONFIG", &script.config)
+        .env("PIDFILE", &script.pid_file)
+        .env("SSD", "busybox start-stop-daemon")
+        .output()
+        .unwrap();
+    drop(taken);
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        ),
+        (
+            Some(1),
+            format!(
+                "Starting tinymta: FAIL (cannot listen on 127.0.0.1:{}: Address already in use \
+                 (os error 98))\n",
+                server.port
+            ),
+            String::new()
+        )
+    );
+}
