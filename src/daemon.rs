@@ -139,11 +139,12 @@ fn serve(
 }
 
 /// The log, set up as root for the user the daemon becomes, so that SIGHUP
-/// can reopen the file after logrotate moved it (Postfix's postlogd keeps
-/// root for that; tinymta keeps none): a missing directory of the log
-/// file is made for the user (`/var/log/tinymta/`, where it may make a new
-/// file), the file is given to it, and a directory it cannot write is said
-/// (there only a file logrotate makes, with `create`, can be reopened).
+/// can reopen the file after logrotate moved it (Postfix restarts its
+/// postlogd, which opens the file as root; tinymta keeps no root to do
+/// that): a missing directory of the log file is made for the user
+/// (`/var/log/tinymta/`, where it may make a new file), the file is given
+/// to it, and a directory it cannot write is said (there only a file
+/// logrotate makes, with `create`, can be reopened).
 fn open_log(config: &Config, account: Option<&sys::Account>) -> Result<LogHandle, String> {
     if let LogTarget::File(path) = &config.log {
         let dir = parent_dir(path);
@@ -222,11 +223,17 @@ fn writable_by(dir: &Path, who: Option<&sys::Account>) -> bool {
 /// Whether `who` may make `path` and any missing directories above it:
 /// the nearest one that exists must be writable by it.
 fn may_create(path: &Path, who: Option<&sys::Account>) -> bool {
-    let mut dir = parent_dir(path);
-    while !dir.exists() {
-        dir = parent_dir(dir);
-    }
-    writable_by(dir, who)
+    path.ancestors()
+        .skip(1)
+        .map(|dir| {
+            if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            }
+        })
+        .find(|dir| dir.exists())
+        .is_some_and(|dir| writable_by(dir, who))
 }
 
 /// `mailbox_dir` is made at the first local delivery that needs it (a box
@@ -314,36 +321,24 @@ fn reload(
     let old = ctx.config.get();
     let loaded = (|| {
         let current = delivery.get();
-        let password_file: Vec<&Path> = config
-            .smarthost_password_file
-            .iter()
-            .map(|p| p.as_path())
-            .collect();
         let password = kept.reload_or_keep(
             "smarthost password",
-            &password_file,
+            config.smarthost_password_file.iter(),
             config.smarthost_password_file == old.smarthost_password_file,
             crate::deliver::read_smarthost_password(&config),
             || current.smarthost_password.clone(),
         )?;
         let settings = DeliverySettings::with_password(&config, password)?;
-        let users_file: Vec<&Path> = config.auth_users.iter().map(|p| p.as_path()).collect();
         let users = kept.reload_or_keep(
             "users file",
-            &users_file,
+            config.auth_users.iter(),
             config.auth_users == old.auth_users,
             load_users(&config),
             || (*ctx.users.get()).clone(),
         )?;
-        let tls_files: Vec<&Path> = config
-            .tls_cert
-            .iter()
-            .chain(&config.tls_key)
-            .map(|p| p.as_path())
-            .collect();
         let server_tls = kept.reload_or_keep(
             "TLS certificate and key",
-            &tls_files,
+            config.tls_cert.iter().chain(&config.tls_key),
             (&config.tls_cert, &config.tls_key) == (&old.tls_cert, &old.tls_key),
             load_server_tls(&config),
             || (*ctx.tls.get()).clone(),
@@ -380,10 +375,10 @@ struct KeptFiles {
 impl KeptFiles {
     /// `loaded` as it is, or, where it failed and the config names the
     /// same `files` as the running one, `current()` (the copy read before).
-    fn reload_or_keep<T>(
+    fn reload_or_keep<'a, T>(
         &mut self,
         what: &str,
-        files: &[&Path],
+        files: impl IntoIterator<Item = &'a PathBuf>,
         same_files: bool,
         loaded: Result<T, String>,
         current: impl FnOnce() -> T,
@@ -392,7 +387,7 @@ impl KeptFiles {
             Err(error) if same_files => error,
             other => return other,
         };
-        let unreadable = files.iter().find(|file| {
+        let unreadable = files.into_iter().find(|file| {
             std::fs::File::open(file)
                 .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
         });
