@@ -35,8 +35,12 @@ impl DeliverySettings {
     /// What delivery works with. The smarthost password is read from its file;
     /// where that fails after privileges were dropped, `keep` is used instead.
     pub fn load(config: &Config, keep: Option<String>) -> Result<DeliverySettings, String> {
-        let tls = ClientConfigs::new(config.tls_ca_file.as_deref(), config.tls_verify)
-            .map_err(|e| format!("tls_ca_file: {e}"))?;
+        let tls = ClientConfigs::new(
+            config.tls_ca_file.as_deref(),
+            config.tls_verify,
+            config.smarthost_fingerprint,
+        )
+        .map_err(|e| format!("tls_ca_file: {e}"))?;
         let smarthost_password = match &config.smarthost_password_file {
             None => None,
             Some(file) => match std::fs::read_to_string(file) {
