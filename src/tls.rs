@@ -250,15 +250,22 @@ impl fmt::Display for CertificateRefused {
             String::new()
         };
         let the_certificate = format!("the certificate of {host} ({fingerprint})");
+        // Where the sentence ends with the pin, the fingerprint is said there
+        // only: a log line keeps 512 bytes of it.
+        let unless_pinned = if *pinnable {
+            format!("the certificate of {host}")
+        } else {
+            the_certificate.clone()
+        };
         match problem {
             CertificateProblem::UnknownIssuer => write!(
                 f,
-                "{the_certificate} is not signed by a CA tinymta trusts: add that CA, \
+                "{unless_pinned} is not signed by a CA tinymta trusts: add that CA, \
                  or the certificate itself, to tls_ca_file{or_pin}"
             ),
             CertificateProblem::CaUsedAsEndEntity => write!(
                 f,
-                "{the_certificate} is a CA certificate (CA:TRUE, as `openssl req -x509` \
+                "{unless_pinned} is a CA certificate (CA:TRUE, as `openssl req -x509` \
                  makes them) that is not in tls_ca_file: add this very certificate to \
                  tls_ca_file{or_pin}"
             ),
@@ -374,7 +381,7 @@ struct Trust {
 impl Trust {
     fn load(ca_file: Option<&Path>) -> Result<Trust, TlsError> {
         let Some(path) = ca_file else {
-            return Trust::with(Vec::new());
+            return Ok(Trust::with(Vec::new()).expect("the public roots are valid"));
         };
         let ca_error = |message: String| TlsError::CaFile {
             path: path.display().to_string(),
@@ -391,13 +398,11 @@ impl Trust {
     }
 
     /// The public roots and the `listed` certificates of tls_ca_file.
-    fn with(listed: Vec<CertificateDer<'static>>) -> Result<Trust, TlsError> {
+    fn with(listed: Vec<CertificateDer<'static>>) -> Result<Trust, rustls::Error> {
         let mut roots = RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         for cert in &listed {
-            roots
-                .add(cert.clone())
-                .map_err(|e| TlsError::Handshake(e.to_string()))?;
+            roots.add(cert.clone())?;
         }
         Ok(Trust {
             roots: Arc::new(roots),
@@ -888,9 +893,9 @@ Tf99L+MCIHt17KzB5Z8x1MlxhybZaUCIsxlaXUR73wnWYum+IkAk
         assert_eq!(
             refused(CertificateProblem::UnknownIssuer, true),
             format!(
-                "the certificate of smarthost.test ({fp}) is not signed by a CA tinymta \
-                 trusts: add that CA, or the certificate itself, to tls_ca_file, or pin it \
-                 with smarthost_fingerprint = {fp}"
+                "the certificate of smarthost.test is not signed by a CA tinymta trusts: add \
+                 that CA, or the certificate itself, to tls_ca_file, or pin it with \
+                 smarthost_fingerprint = {fp}"
             )
         );
         // An MX host (mx_tls = require) cannot be pinned.
@@ -904,9 +909,17 @@ Tf99L+MCIHt17KzB5Z8x1MlxhybZaUCIsxlaXUR73wnWYum+IkAk
         assert_eq!(
             refused(CertificateProblem::CaUsedAsEndEntity, true),
             format!(
+                "the certificate of smarthost.test is a CA certificate (CA:TRUE, as `openssl \
+                 req -x509` makes them) that is not in tls_ca_file: add this very certificate \
+                 to tls_ca_file, or pin it with smarthost_fingerprint = {fp}"
+            )
+        );
+        assert_eq!(
+            refused(CertificateProblem::CaUsedAsEndEntity, false),
+            format!(
                 "the certificate of smarthost.test ({fp}) is a CA certificate (CA:TRUE, as \
                  `openssl req -x509` makes them) that is not in tls_ca_file: add this very \
-                 certificate to tls_ca_file, or pin it with smarthost_fingerprint = {fp}"
+                 certificate to tls_ca_file"
             )
         );
         assert_eq!(
