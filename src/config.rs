@@ -16,6 +16,7 @@ use std::sync::Arc;
 use crate::aliases::Aliases;
 use crate::line_error::LineError;
 use crate::net::Cidr;
+use crate::tls::Fingerprint;
 
 /// Where tinymta looks for its config when `-c` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tinymta.conf";
@@ -256,6 +257,10 @@ config_keys! {
         tls_ca_file: Option<PathBuf> = None => optional(parse_path);
         /// `false` accepts any certificate: an explicit, logged opt-out.
         tls_verify: bool = true => value(parse_bool);
+        /// Pins the smarthost's certificate (msmtp's tls_fingerprint): only
+        /// the one with this SHA-256 fingerprint is accepted, chain and name
+        /// not checked.
+        smarthost_fingerprint: Option<Fingerprint> = None => optional(Fingerprint::parse);
         smarthost_user: Option<String> = None => optional(parse_string);
         smarthost_password_file: Option<PathBuf> = None => optional(parse_path);
         /// How long to wait for a TCP connection to an upstream server.
@@ -897,6 +902,27 @@ mod tests {
         assert_eq!(
             parse("auth_failure_limit = 0\n").unwrap_err(),
             "t.conf:1: auth_failure_limit: must be at least 1"
+        );
+    }
+
+    #[test]
+    fn smarthost_fingerprint_pins_a_certificate() {
+        assert_eq!(parse("").unwrap().smarthost_fingerprint, None);
+        let hex = "ec864d7a10e843dcc0d52868452c469ab456ae453bd74033771a97fa9956de42";
+        let config = parse(&format!("smarthost_fingerprint = sha256:{hex}\n")).unwrap();
+        assert_eq!(
+            config.smarthost_fingerprint.unwrap().to_string(),
+            "sha256:EC:86:4D:7A:10:E8:43:DC:C0:D5:28:68:45:2C:46:9A:B4:56:AE:45:3B:D7:40:33:\
+             77:1A:97:FA:99:56:DE:42"
+        );
+        assert_eq!(
+            parse("\nsmarthost_fingerprint = sha1:00\n").unwrap_err(),
+            "t.conf:2: smarthost_fingerprint: expected sha256: and 64 hex digits, found \"sha1:00\""
+        );
+        assert_eq!(
+            parse("smarthost_fingerprint = sha256:EC:86\n").unwrap_err(),
+            "t.conf:1: smarthost_fingerprint: \"sha256:EC:86\": 4 hex digits; a SHA-256 \
+             fingerprint has 64"
         );
     }
 

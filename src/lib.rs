@@ -38,7 +38,8 @@
 //!   client          the SMTP client, over any stream (tested against a script)
 //!   bounce          RFC 3464 delivery status notifications
 //! dns/            DNS wire format and the stub resolver (MX, A, AAAA)
-//! tls             rustls server and client configs
+//! tls             rustls server and client configs; certificate checks, pins
+//!                 (smarthost_fingerprint), refusals in words
 //! log             stderr, file or syslog; one line a record, untrusted text Escaped
 //! live            settings that SIGHUP replaces
 //! net             CIDR blocks

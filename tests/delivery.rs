@@ -8,8 +8,9 @@ use std::fs;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::peers::{free_port_on, SmtpSink, TestCa, Upstream};
+use support::peers::{free_port_on, SelfSigned, SmtpSink, TestCa, Upstream};
 use support::{Dnsmasq, Server};
+use tinymta::time::{rfc5322_date, unix_now};
 
 fn addr(ip: &str, port: u16) -> SocketAddr {
     format!("{ip}:{port}").parse().unwrap()
@@ -312,14 +313,13 @@ fn starttls_to_a_smarthost_with_a_private_ca_and_a_name_mismatch() {
         &["ops@far.test"],
         b"Subject: mitm\r\n\r\nx\r\n.\r\n",
     );
-    wrong.wait_for_envelope_containing(&id, "error: 4.4.1 TLS handshake failed");
-    assert!(
-        wrong
-            .log()
-            .contains("certificate not valid for name \"wrong.test\""),
-        "{}",
-        wrong.log()
+    let refusal = format!(
+        "TLS handshake failed: the certificate of wrong.test ({}) is for smarthost.test, \
+         not wrong.test: set smarthost to one of them",
+        ca.fingerprint()
     );
+    wrong.wait_for_envelope_containing(&id, &format!("error: 4.4.1 {refusal}\n"));
+    wrong.wait_for_log(&format!("wrong.test[127.0.0.7]:{port}: {refusal}\n"));
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
         upstream.messages().len(),
@@ -370,9 +370,17 @@ fn auth_plain_and_login_to_a_smarthost_that_requires_them() {
         server.wait_for_empty_queue();
         assert!(!server.log().contains("s3cret"));
     }
-    // A wrong password defers: the message is not bounced for it.
+    // A wrong password defers: the message is not bounced for it. The
+    // reason says whose password, where it comes from, and Gmail's rule.
     let (upstream, server, id) = attempt("box:other", false);
-    let envelope = server.wait_for_envelope_containing(&id, "AUTH: 535");
+    let envelope = server.wait_for_envelope_containing(
+        &id,
+        "error: 4.4.1 AUTH: the server refused user \"box\" with the password of \
+         smarthost_password_file (535 5.7.8 Authentication credentials invalid): put the \
+         right password in that file, which tinymta reads at start-up and on SIGHUP (reload \
+         it after a change); Gmail and other providers with two-step verification want an \
+         app password there, not the account's\n",
+    );
     assert!(
         envelope.contains("recipient: queued attempts=1"),
         "{envelope}"
@@ -537,4 +545,284 @@ fn auth_is_never_sent_in_clear_text() {
     server.wait_for_envelope_containing(&id, "STARTTLS required but not offered");
     assert!(upstream.messages().is_empty());
     assert!(!server.log().contains("AUTH PLAIN"));
+}
+
+/// A smarthost config for `name` (resolved to `ip` through a hosts file
+/// in `dir`) at `port`, with `extra` lines.
+fn smarthost_config(dir: &tempfile::TempDir, ip: &str, port: u16, extra: &str) -> String {
+    let hosts = dir.path().join("hosts");
+    fs::write(&hosts, format!("{ip} smarthost.test wrong.test\n")).unwrap();
+    format!(
+        "smarthost = smarthost.test:{port}\nhosts_file = {}\nretry_min = 1s\nretry_max = 1s\n{extra}",
+        hosts.display()
+    )
+}
+
+/// `tinymta test-send` with the config of `server` plus `extra` lines:
+/// (exit code, standard output).
+fn test_send(server: &Server, extra: &str) -> (Option<i32>, String) {
+    let config = server
+        .dir
+        .path()
+        .join(format!("test-send-{}.conf", unix_now()));
+    let base = fs::read_to_string(server.config_path()).unwrap();
+    fs::write(&config, format!("{base}{extra}\n")).unwrap();
+    let (code, out, err) =
+        support::run_tinymta(&["test-send", "-C", config.to_str().unwrap(), "ops@far.test"]);
+    assert_eq!(err, "", "{out}");
+    (code, out)
+}
+
+#[test]
+fn a_self_signed_smarthost_certificate_listed_in_tls_ca_file_is_trusted_for_its_name() {
+    let port = free_port_on("127.0.0.40");
+    // As a guide would have the smarthost's owner make it: CA:TRUE.
+    let cert = SelfSigned::new(&["smarthost.test"]);
+    let fp = cert.fingerprint();
+    let upstream = Upstream::start(addr("127.0.0.40", port), &cert.server_options());
+    let dir = support::test_dir();
+    let listed = format!("tls_ca_file = {}", cert.cert().display());
+    let server = Server::start(&smarthost_config(&dir, "127.0.0.40", port, &listed));
+    let id = server.greeted().send_message(
+        "a@mx.test",
+        &["ops@far.test"],
+        b"Subject: self-signed\r\n\r\n..dot\r\nbody\r\n.\r\n",
+    );
+    let got = upstream.wait_for(1);
+    assert_eq!(got[0].tls, "TLSv1.3");
+    assert_eq!(
+        after_our_received(&got[0].text),
+        "Subject: self-signed\n\n.dot\nbody\n"
+    );
+    server.wait_for_empty_queue();
+    let log = server.log();
+    assert!(
+        log.contains(&format!(
+            "connected to smarthost.test[127.0.0.40]:{port} (TLS: TLSv1.3, certificate {fp} \
+             verified for smarthost.test)\n"
+        )),
+        "{log}"
+    );
+    assert!(log.contains(&format!(
+        "{id}: to=<ops@far.test> relay=smarthost.test[127.0.0.40]:{port} tls=TLSv1.3 delay="
+    )));
+    // The name still counts: the same server as wrong.test is refused,
+    // with the names its certificate holds.
+    let (code, out) = test_send(&server, "");
+    assert_eq!(code, Some(0), "{out}");
+    let wrong_dir = support::test_dir();
+    let wrong = Server::start(
+        &smarthost_config(&wrong_dir, "127.0.0.40", port, &listed)
+            .replace("smarthost = smarthost.test", "smarthost = wrong.test"),
+    );
+    let (code, out) = test_send(&wrong, "");
+    assert_eq!(code, Some(75), "{out}");
+    assert!(
+        out.ends_with(&format!(
+            "result: temporary failure: 4.4.1 TLS handshake failed: the certificate of \
+             wrong.test ({fp}) is for smarthost.test, not wrong.test: set smarthost to one of \
+             them\n"
+        )),
+        "{out}"
+    );
+    // Not listed, it is refused for what it is, with both ways out.
+    let unlisted_dir = support::test_dir();
+    let unlisted = Server::start(&smarthost_config(&unlisted_dir, "127.0.0.40", port, ""));
+    let id = unlisted.greeted().send_message(
+        "a@mx.test",
+        &["ops@far.test"],
+        b"Subject: unlisted\r\n\r\nx\r\n.\r\n",
+    );
+    let refusal = format!(
+        "TLS handshake failed: the certificate of smarthost.test is a CA certificate (CA:TRUE, \
+         as `openssl req -x509` makes them) that is not in tls_ca_file: add this very \
+         certificate to tls_ca_file, or pin it with smarthost_fingerprint = {fp}"
+    );
+    unlisted.wait_for_envelope_containing(&id, &format!("error: 4.4.1 {refusal}\n"));
+    unlisted.wait_for_log(&format!("smarthost.test[127.0.0.40]:{port}: {refusal}\n"));
+    unlisted.wait_for_log(&format!("{id}: to=<ops@far.test> relay=- tls=no delay="));
+    // Two by this server (tinymta's and test-send's), none by the others.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(upstream.messages().len(), 2);
+}
+
+#[test]
+fn smarthost_fingerprint_pins_the_certificate_test_send_shows() {
+    let port = free_port_on("127.0.0.41");
+    // Signed by a CA tinymta is not told of.
+    let ca = TestCa::new(&["smarthost.test"]);
+    let fp = ca.fingerprint();
+    let upstream = Upstream::start(addr("127.0.0.41", port), &ca.server_options());
+    let dir = support::test_dir();
+    let server = Server::start(&smarthost_config(&dir, "127.0.0.41", port, ""));
+    let (code, out) = test_send(&server, "");
+    assert_eq!(code, Some(75), "{out}");
+    let refusal = format!(
+        "TLS handshake failed: the certificate of smarthost.test is not signed by a CA \
+         tinymta trusts: add that CA, or the certificate itself, to tls_ca_file, or pin it \
+         with smarthost_fingerprint = {fp}"
+    );
+    assert!(
+        out.contains(&format!("  smarthost.test[127.0.0.41]:{port}: {refusal}\n")),
+        "{out}"
+    );
+    assert!(
+        out.ends_with(&format!("result: temporary failure: 4.4.1 {refusal}\n")),
+        "{out}"
+    );
+    assert!(upstream.messages().is_empty());
+    // The fingerprint given, as openssl writes it: accepted, name and
+    // issuer unasked.
+    let (code, out) = test_send(&server, &format!("smarthost_fingerprint = {fp}"));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!(
+            "  connected to smarthost.test[127.0.0.41]:{port} (TLS: TLSv1.3, certificate {fp} \
+             matches smarthost_fingerprint)\n"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("result: delivered (250 2.0.0 stored)\n"),
+        "{out}"
+    );
+    assert_eq!(upstream.wait_for(1)[0].tls, "TLSv1.3");
+    // Any other pin, in lower case without colons: nothing else is
+    // accepted, the CA's own word included.
+    let other = support::peers::openssl_fingerprint(&ca.ca());
+    let written = other
+        .to_ascii_lowercase()
+        .replace(':', "")
+        .replacen("sha256", "sha256:", 1);
+    let config = format!(
+        "smarthost_fingerprint = {written}\ntls_ca_file = {}",
+        ca.ca().display()
+    );
+    let (code, out) = test_send(&server, &config);
+    assert_eq!(code, Some(75), "{out}");
+    assert!(
+        out.ends_with(&format!(
+            "result: temporary failure: 4.4.1 TLS handshake failed: the certificate of \
+             smarthost.test is {fp}, not smarthost_fingerprint {other}: if the smarthost has a \
+             new certificate, set smarthost_fingerprint = {fp}\n"
+        )),
+        "{out}"
+    );
+    assert_eq!(upstream.messages().len(), 1);
+    // A value of another form is a config error naming file and line.
+    let bad = dir.path().join("bad.conf");
+    let base = fs::read_to_string(server.config_path()).unwrap();
+    fs::write(
+        &bad,
+        format!("{base}smarthost_fingerprint = sha1:{written}\n"),
+    )
+    .unwrap();
+    let (code, out, err) = support::run_tinymta(&["-t", "-c", bad.to_str().unwrap()]);
+    let line = base.lines().count() + 1;
+    assert_eq!(
+        (code, out.as_str(), err),
+        (
+            Some(1),
+            "",
+            format!(
+                "tinymta: {}:{line}: smarthost_fingerprint: expected sha256: and 64 hex digits, \
+                 found \"sha1:{written}\"\n",
+                bad.display()
+            )
+        )
+    );
+}
+
+/// test-send through a smarthost at `ip` (aiosmtpd with `options`) with
+/// `extra` config lines, which must fail for now (exit 75, nothing
+/// arrives): (the smarthost's port, test-send's output, the clock before
+/// it ran).
+fn test_send_fails(ip: &str, options: &[String], extra: &str) -> (u16, String, u64) {
+    let port = free_port_on(ip);
+    let upstream = Upstream::start(addr(ip, port), options);
+    let dir = support::test_dir();
+    let server = Server::start(&smarthost_config(&dir, ip, port, extra));
+    let before = unix_now();
+    let (code, out) = test_send(&server, "");
+    assert_eq!(code, Some(75), "{out}");
+    assert!(upstream.messages().is_empty());
+    (port, out, before)
+}
+
+/// Whether test-send's `out` ends with `result: temporary failure: 4.4.1`
+/// and `expected`, with this box's clock during the run where `{now}` stands.
+fn assert_result_at_now(out: &str, before: u64, expected: &str) {
+    let matches = (before..=unix_now()).any(|now| {
+        let text = expected.replace("{now}", &rfc5322_date(now));
+        out.ends_with(&format!("result: temporary failure: 4.4.1 {text}\n"))
+    });
+    assert!(matches, "expected {expected:?}:\n{out}");
+}
+
+#[test]
+fn certificates_out_of_their_dates_say_the_dates_and_our_clock() {
+    let ca = TestCa::new(&["smarthost.test"]);
+    let trusted = format!("tls_ca_file = {}", ca.ca().display());
+    let (expired, fp) =
+        ca.dated_certificate("smarthost.test", "20200101000000Z", "20200102000000Z");
+    let (_, out, before) = test_send_fails("127.0.0.42", &expired, &trusted);
+    assert_result_at_now(
+        &out,
+        before,
+        &format!(
+            "TLS handshake failed: the certificate of smarthost.test ({fp}) expired on \
+             Thu, 2 Jan 2020 00:00:00 +0000, and this box's clock says {{now}}: if the clock is \
+             right, the server needs a new certificate; a box without a battery-backed clock or \
+             NTP may be far off, so check the clock first"
+        ),
+    );
+    // What a router whose clock starts in the past sees.
+    let (future, fp) = ca.dated_certificate("smarthost.test", "21000101000000Z", "21000102000000Z");
+    let (_, out, before) = test_send_fails("127.0.0.42", &future, &trusted);
+    assert_result_at_now(
+        &out,
+        before,
+        &format!(
+            "TLS handshake failed: the certificate of smarthost.test ({fp}) is valid only \
+             from Fri, 1 Jan 2100 00:00:00 +0000, and this box's clock says {{now}}: the clock is \
+             probably wrong (a box without a battery-backed clock or NTP starts in the past); \
+             set it, with NTP"
+        ),
+    );
+}
+
+#[test]
+fn implicit_tls_and_starttls_mixed_up_say_which_to_set() {
+    let ca = TestCa::new(&["smarthost.test"]);
+    let trusted = format!("tls_ca_file = {}", ca.ca().display());
+    // Implicit TLS to a port that speaks STARTTLS: its greeting comes back
+    // where a TLS record should.
+    let (port, out, _) = test_send_fails(
+        "127.0.0.43",
+        &ca.server_options(),
+        &format!("{trusted}\nsmarthost_tls = tls"),
+    );
+    assert!(
+        out.ends_with(&format!(
+            "result: temporary failure: 4.4.1 port {port} speaks STARTTLS, not implicit TLS (it \
+             answered in clear text): set smarthost_tls = starttls\n"
+        )),
+        "{out}"
+    );
+    // STARTTLS to a port that speaks implicit TLS: it waits in silence.
+    let mut implicit = ca.server_options();
+    implicit.push("--implicit-tls".to_string());
+    let (port, out, _) = test_send_fails(
+        "127.0.0.44",
+        &implicit,
+        &format!("{trusted}\nsmarthost_tls = starttls\nsmtp_helo_timeout = 1s"),
+    );
+    assert!(
+        out.ends_with(&format!(
+            "result: temporary failure: 4.4.1 no greeting within 1s: if port {port} speaks \
+             implicit TLS (as 465 does, waiting for the client to begin), set smarthost_tls = \
+             tls\n"
+        )),
+        "{out}"
+    );
 }

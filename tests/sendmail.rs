@@ -352,7 +352,11 @@ fn test_send_shows_each_step_of_a_delivery() {
         format!("  smarthost.test[127.0.0.19]:{port} <- STARTTLS"),
         format!("  smarthost.test[127.0.0.19]:{port} <- AUTH PLAIN <secret>"),
         format!("  smarthost.test[127.0.0.19]:{port} -> 235 2.7.0 Authentication successful"),
-        format!("  connected to smarthost.test[127.0.0.19]:{port} (TLS: TLSv1.3, certificate verified for smarthost.test)"),
+        format!(
+            "  connected to smarthost.test[127.0.0.19]:{port} (TLS: TLSv1.3, certificate {} \
+             verified for smarthost.test)",
+            ca.fingerprint()
+        ),
         format!("  smarthost.test[127.0.0.19]:{port} <- RCPT TO:<ops@far.test>"),
         "result: delivered (250 2.0.0 stored)".to_string(),
     ];

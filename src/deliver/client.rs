@@ -18,7 +18,7 @@ use crate::base64;
 use crate::log::Escaped;
 use crate::smtp::status::Status;
 use crate::spool::queue::Failure;
-use crate::tls::{self, MaybeTls};
+use crate::tls::{self, MaybeTls, TlsError, TlsSession};
 
 /// RFC 5321 4.5.3.2: how long to wait for each reply. The greeting and the
 /// EHLO/HELO reply wait `ClientOptions::helo_timeout` instead (the config's
@@ -83,6 +83,9 @@ pub struct ClientOptions {
     pub tls: TlsMode,
     /// User and password for AUTH (only ever sent over TLS, unless `tls` is `None`).
     pub auth: Option<(String, String)>,
+    /// The server is the smarthost, whose TLS `smarthost_tls` chooses:
+    /// errors that a wrong choice explains name that key.
+    pub smarthost: bool,
 }
 
 /// Why a server could not be used; the caller tries the next one. The text
@@ -96,12 +99,15 @@ pub enum HostError {
     /// STARTTLS, or did not offer it when it was required. An opportunistic
     /// sender may retry in clear text.
     Tls(String),
-    /// The server refused at `stage` (`greeting`, `EHLO`, `AUTH`, `MAIL`
-    /// with 421...).
+    /// The server refused at `stage` (`greeting`, `EHLO`, `AUTH LOGIN`,
+    /// `MAIL` with 421...).
     Refused {
         stage: &'static str,
         reply: ServerReply,
     },
+    /// The server refused `user`'s credentials (RFC 4954 6: 535; Gmail's
+    /// 534 5.7.9 wants an app password).
+    AuthRefused { user: String, reply: ServerReply },
     /// The server broke the protocol (a malformed or overlong reply, data
     /// after its STARTTLS reply), or the session cannot go on as configured
     /// (no usable AUTH mechanism, AUTH over clear text).
@@ -125,6 +131,15 @@ impl fmt::Display for HostError {
             | HostError::Protocol(text)
             | HostError::Local(text) => f.write_str(text),
             HostError::Refused { stage, reply } => write!(f, "{stage}: {}", reply.text()),
+            HostError::AuthRefused { user, reply } => write!(
+                f,
+                "AUTH: the server refused user {user:?} with the password of \
+                 smarthost_password_file ({}): put the right password in that file, \
+                 which tinymta reads at start-up and on SIGHUP (reload it after a \
+                 change); Gmail and other providers with two-step verification want an \
+                 app password there, not the account's",
+                reply.text()
+            ),
         }
     }
 }
@@ -208,13 +223,12 @@ pub trait RelayStream: Read + Write {
     fn set_read_timeout(&self, timeout: Duration) -> io::Result<()>;
     fn set_write_timeout(&self, timeout: Duration) -> io::Result<()>;
     /// Runs the TLS handshake as a client of `host_name` (after STARTTLS,
-    /// or first of all for implicit TLS); returns the TLS version, e.g.
-    /// `TLSv1.3`.
+    /// or first of all for implicit TLS).
     fn start_tls(
         &mut self,
         config: &Arc<ClientConfig>,
         host_name: &str,
-    ) -> Result<String, HostError>;
+    ) -> Result<TlsSession, TlsError>;
     /// Ends the connection: a TLS close_notify, nothing for clear text.
     fn close(&mut self);
 }
@@ -232,22 +246,24 @@ impl RelayStream for MaybeTls {
         &mut self,
         config: &Arc<ClientConfig>,
         host_name: &str,
-    ) -> Result<String, HostError> {
+    ) -> Result<TlsSession, TlsError> {
         if self.is_tls() {
-            return Err(HostError::Protocol(
+            return Err(TlsError::Handshake(
                 "STARTTLS on a TLS connection".to_string(),
             ));
         }
         // The TCP socket moves into the TLS stream; a duplicate of it holds
         // its place until then.
-        let placeholder = MaybeTls::Plain(self.tcp().try_clone()?);
-        let MaybeTls::Plain(tcp) = std::mem::replace(self, placeholder) else {
+        let duplicate = self
+            .tcp()
+            .try_clone()
+            .map_err(|e| TlsError::Handshake(e.to_string()))?;
+        let MaybeTls::Plain(tcp) = std::mem::replace(self, MaybeTls::Plain(duplicate)) else {
             unreachable!("checked above: not TLS yet");
         };
-        let (tls, version) =
-            tls::connect(config, host_name, tcp).map_err(|e| HostError::Tls(e.to_string()))?;
+        let (tls, session) = tls::connect(config, host_name, tcp)?;
         *self = MaybeTls::Tls(Box::new(tls));
-        Ok(version)
+        Ok(session)
     }
 
     fn close(&mut self) {
@@ -260,8 +276,8 @@ pub struct SmtpClient<S = MaybeTls> {
     stream: S,
     input: Vec<u8>,
     ext: Extensions,
-    /// The negotiated TLS version, e.g. `TLSv1.3`; `None` for clear text.
-    pub tls_version: Option<String>,
+    /// The TLS session; `None` for clear text.
+    pub tls: Option<TlsSession>,
     /// The server, for logs: `name[ip]:port`.
     pub relay: String,
 }
@@ -274,41 +290,53 @@ impl SmtpClient {
         host_name: &str,
         options: &ClientOptions,
     ) -> Result<SmtpClient, HostError> {
-        let relay = format!("{host_name}[{}]:{}", addr.ip(), addr.port());
         let tcp = TcpStream::connect_timeout(&addr, options.connect_timeout).map_err(|e| {
-            HostError::Connect(format!("connect to {relay}: {}", HostError::from(e)))
+            HostError::Connect(format!(
+                "connect to {}: {}",
+                relay_name(host_name, addr),
+                HostError::from(e)
+            ))
         })?;
         let _ = tcp.set_nodelay(true);
-        SmtpClient::start(MaybeTls::Plain(tcp), host_name, relay, options)
+        SmtpClient::start(MaybeTls::Plain(tcp), host_name, addr, options)
     }
 }
 
 impl<S: RelayStream> SmtpClient<S> {
     /// Opens a session over `stream`, connected to the server `host_name`
-    /// (`relay` in the logs): TLS first if `options.tls` is implicit, then
-    /// reads the greeting, says EHLO, secures the connection as
-    /// `options.tls` asks, and authenticates.
+    /// at `addr`: TLS first if `options.tls` is implicit, then reads the
+    /// greeting, says EHLO, secures the connection as `options.tls` asks,
+    /// and authenticates.
     pub fn start(
         mut stream: S,
         host_name: &str,
-        relay: String,
+        addr: SocketAddr,
         options: &ClientOptions,
     ) -> Result<SmtpClient<S>, HostError> {
-        let mut tls_version = None;
+        let mut tls = None;
         if let TlsMode::Implicit(config) = &options.tls {
             // RFC 8314 3.3: TLS from the first byte, before the greeting.
             stream.set_read_timeout(options.helo_timeout)?;
             stream.set_write_timeout(options.helo_timeout)?;
-            tls_version = Some(stream.start_tls(config, host_name)?);
+            tls = Some(stream.start_tls(config, host_name).map_err(|e| match e {
+                TlsError::NotTls => HostError::Tls(format!(
+                    "port {} speaks STARTTLS, not implicit TLS (it answered in clear \
+                     text): set smarthost_tls = starttls",
+                    addr.port()
+                )),
+                other => HostError::Tls(other.to_string()),
+            })?);
         }
         let mut client = SmtpClient {
             stream,
             input: Vec::new(),
             ext: Extensions::default(),
-            tls_version,
-            relay,
+            tls,
+            relay: relay_name(host_name, addr),
         };
-        let greeting = client.read_reply(options.helo_timeout)?;
+        let greeting = client
+            .read_reply(options.helo_timeout)
+            .map_err(|e| no_greeting(e, addr, options))?;
         if greeting.code != 220 {
             return Err(HostError::refused("greeting", greeting));
         }
@@ -331,7 +359,7 @@ impl<S: RelayStream> SmtpClient<S> {
             client.ehlo(options)?;
         }
         if let Some((user, password)) = &options.auth {
-            if client.tls_version.is_none() && !matches!(options.tls, TlsMode::None) {
+            if client.tls.is_none() && !matches!(options.tls, TlsMode::None) {
                 return Err(HostError::Protocol(
                     "refusing to send AUTH over a clear-text connection".to_string(),
                 ));
@@ -371,7 +399,11 @@ impl<S: RelayStream> SmtpClient<S> {
                 "server sent data after its STARTTLS reply".to_string(),
             ));
         }
-        self.tls_version = Some(self.stream.start_tls(config, host_name)?);
+        let session = self
+            .stream
+            .start_tls(config, host_name)
+            .map_err(|e| HostError::Tls(e.to_string()))?;
+        self.tls = Some(session);
         Ok(())
     }
 
@@ -396,10 +428,13 @@ impl<S: RelayStream> SmtpClient<S> {
                 "server offers no AUTH PLAIN or LOGIN".to_string(),
             ));
         };
-        if reply.code == 235 {
-            Ok(())
-        } else {
-            Err(HostError::refused("AUTH", reply))
+        match reply.code {
+            235 => Ok(()),
+            534 | 535 => Err(HostError::AuthRefused {
+                user: user.to_string(),
+                reply,
+            }),
+            _ => Err(HostError::refused("AUTH", reply)),
         }
     }
 
@@ -589,6 +624,28 @@ impl<S: RelayStream> SmtpClient<S> {
     }
 }
 
+/// A server as the logs name it: `name[ip]:port`.
+fn relay_name(host_name: &str, addr: SocketAddr) -> String {
+    format!("{host_name}[{}]:{}", addr.ip(), addr.port())
+}
+
+/// The error for a greeting that did not come. A smarthost port that
+/// speaks implicit TLS (465) waits in silence for the client's TLS, while
+/// a client that expects STARTTLS or clear text waits for the greeting:
+/// a wait until the timeout, which the owner mends with `smarthost_tls`.
+fn no_greeting(error: HostError, addr: SocketAddr, options: &ClientOptions) -> HostError {
+    let timed_out = matches!(&error, HostError::Connect(text) if text == "timed out");
+    if !timed_out || !options.smarthost || matches!(options.tls, TlsMode::Implicit(_)) {
+        return error;
+    }
+    HostError::Connect(format!(
+        "no greeting within {}s: if port {} speaks implicit TLS (as 465 does, waiting \
+         for the client to begin), set smarthost_tls = tls",
+        options.helo_timeout.as_secs(),
+        addr.port()
+    ))
+}
+
 /// Writes a message for DATA: a dot doubled at the start of a line
 /// (RFC 5321 4.5.2), every line ending in CRLF (a bare CR or LF in the text
 /// becomes CRLF: RFC 5321 2.3.8 allows no other), then the final `.`.
@@ -728,6 +785,10 @@ mod tests {
         Tls,
         /// The client starts TLS here and the handshake fails.
         TlsFails,
+        /// The client starts TLS here and the server answers in clear text.
+        TlsAnsweredInClear,
+        /// The server says nothing until the client's read times out.
+        Silent,
         /// The client closes the connection.
         Closes,
     }
@@ -782,6 +843,10 @@ mod tests {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
             match self.steps.front_mut() {
                 None => Ok(0),
+                Some(Step::Silent) => {
+                    self.steps.pop_front();
+                    Err(io::ErrorKind::WouldBlock.into())
+                }
                 Some(Step::Replies(octets)) => {
                     let n = octets.len().min(buf.len());
                     buf[..n].copy_from_slice(&octets[..n]);
@@ -829,13 +894,15 @@ mod tests {
             &mut self,
             _config: &Arc<ClientConfig>,
             host_name: &str,
-        ) -> Result<String, HostError> {
+        ) -> Result<TlsSession, TlsError> {
             assert_eq!(host_name, "mx.example");
             match self.steps.pop_front() {
-                Some(Step::Tls) => Ok("TLSv1.3".to_string()),
-                Some(Step::TlsFails) => Err(HostError::Tls(
-                    "TLS handshake failed: no common protocol".to_string(),
-                )),
+                Some(Step::Tls) => Ok(TlsSession {
+                    version: "TLSv1.3".to_string(),
+                    certificate: None,
+                }),
+                Some(Step::TlsFails) => Err(TlsError::Handshake("no common protocol".to_string())),
+                Some(Step::TlsAnsweredInClear) => Err(TlsError::NotTls),
                 step => panic!("the client starts TLS; the script expects {step:?}"),
             }
         }
@@ -849,12 +916,13 @@ mod tests {
     }
 
     const RELAY: &str = "mx.example[192.0.2.1]:25";
+    const ADDR: &str = "192.0.2.1:25";
 
     /// Unlike every other timeout, so that the tests can tell it apart.
     const HELO_TIMEOUT: Duration = Duration::from_secs(7);
 
     fn tls_config() -> Arc<ClientConfig> {
-        crate::tls::ClientConfigs::new(None, false)
+        crate::tls::ClientConfigs::new(None, false, None)
             .expect("an unverified config needs no files")
             .unverified
     }
@@ -866,6 +934,7 @@ mod tests {
             helo_timeout: HELO_TIMEOUT,
             tls,
             auth: auth.map(|(user, password)| (user.to_string(), password.to_string())),
+            smarthost: false,
         }
     }
 
@@ -873,7 +942,7 @@ mod tests {
         SmtpClient::start(
             Scripted::new(steps),
             "mx.example",
-            RELAY.to_string(),
+            ADDR.parse().unwrap(),
             options,
         )
     }
@@ -952,7 +1021,7 @@ mod tests {
         );
         let outcomes = send(&mut client, &["you@there.example"], 4, b"hi\r\n").unwrap();
         assert_eq!(outcomes, [Outcome::Delivered("250 2.0.0 queued".into())]);
-        assert_eq!(client.tls_version, None);
+        assert_eq!(client.tls, None);
     }
 
     #[test]
@@ -1175,7 +1244,7 @@ mod tests {
             replies("250-mx.example\r\n250 SIZE 5000\r\n"),
         ]);
         let client = start(steps, &options(TlsMode::Opportunistic(tls_config()), None)).unwrap();
-        assert_eq!(client.tls_version.as_deref(), Some("TLSv1.3"));
+        assert_eq!(client.tls.unwrap().version, "TLSv1.3");
         // RFC 3207 4.2: the extensions are those offered over TLS.
         assert!(!client.ext.starttls);
         assert_eq!(client.ext.size, Some(5000));
@@ -1190,7 +1259,39 @@ mod tests {
             replies("250 mx.example\r\n"),
         ];
         let client = start(steps, &options(TlsMode::Implicit(tls_config()), None)).unwrap();
-        assert_eq!(client.tls_version.as_deref(), Some("TLSv1.3"));
+        assert_eq!(client.tls.unwrap().version, "TLSv1.3");
+    }
+
+    #[test]
+    fn implicit_tls_to_a_port_that_answers_in_clear_text() {
+        let steps = vec![Step::TlsAnsweredInClear];
+        let error = start(steps, &options(TlsMode::Implicit(tls_config()), None))
+            .err()
+            .unwrap();
+        assert_eq!(
+            error,
+            HostError::Tls(
+                "port 25 speaks STARTTLS, not implicit TLS (it answered in clear text): \
+                 set smarthost_tls = starttls"
+                    .into()
+            )
+        );
+    }
+
+    #[test]
+    fn no_greeting_from_the_smarthost_suggests_implicit_tls() {
+        let mut smarthost = options(TlsMode::Required(tls_config()), None);
+        smarthost.smarthost = true;
+        let error = start(vec![Step::Silent], &smarthost).err().unwrap();
+        assert_eq!(
+            error.to_string(),
+            "no greeting within 7s: if port 25 speaks implicit TLS (as 465 does, waiting \
+             for the client to begin), set smarthost_tls = tls"
+        );
+        // An MX host that stays silent is only that.
+        let mx = options(TlsMode::Required(tls_config()), None);
+        let error = start(vec![Step::Silent], &mx).err().unwrap();
+        assert_eq!(error, HostError::Connect("timed out".into()));
     }
 
     #[test]
@@ -1219,7 +1320,7 @@ mod tests {
         // STARTTLS, though offered, is not tried.
         opportunistic.tls = TlsMode::None;
         let client = start(offered(), &opportunistic).unwrap();
-        assert_eq!(client.tls_version, None);
+        assert_eq!(client.tls, None);
     }
 
     #[test]
@@ -1304,12 +1405,45 @@ mod tests {
         let error = start(steps, &with_auth).err().unwrap();
         assert_eq!(
             error,
-            HostError::Refused {
-                stage: "AUTH",
+            HostError::AuthRefused {
+                user: "user".into(),
                 reply: reply(535, &["5.7.8 bad credentials"]),
             }
         );
-        assert_eq!(error.to_string(), "AUTH: 535 5.7.8 bad credentials");
+        assert_eq!(
+            error.to_string(),
+            "AUTH: the server refused user \"user\" with the password of \
+             smarthost_password_file (535 5.7.8 bad credentials): put the right password \
+             in that file, which tinymta reads at start-up and on SIGHUP (reload it after \
+             a change); Gmail and other providers with two-step verification want an app \
+             password there, not the account's"
+        );
+        // Gmail's answer to an account password where an app password is due.
+        let steps = vec![
+            replies("220 hi\r\n"),
+            sends("EHLO me.example"),
+            replies("250-mx.example\r\n250 AUTH PLAIN\r\n"),
+            sends("AUTH PLAIN AHVzZXIAcGFzcw=="),
+            replies(
+                "534-5.7.9 Application-specific password required.\r\n534 5.7.9 Learn more\r\n",
+            ),
+        ];
+        assert!(matches!(
+            start(steps, &with_auth).err().unwrap(),
+            HostError::AuthRefused { reply, .. } if reply.code == 534
+        ));
+        // Any other refusal is the server's words.
+        let steps = vec![
+            replies("220 hi\r\n"),
+            sends("EHLO me.example"),
+            replies("250-mx.example\r\n250 AUTH PLAIN\r\n"),
+            sends("AUTH PLAIN AHVzZXIAcGFzcw=="),
+            replies("454 4.7.0 try later\r\n"),
+        ];
+        assert_eq!(
+            start(steps, &with_auth).err().unwrap().to_string(),
+            "AUTH: 454 4.7.0 try later"
+        );
         let steps = vec![
             replies("220 hi\r\n"),
             sends("EHLO me.example"),

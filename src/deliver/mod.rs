@@ -46,8 +46,12 @@ impl DeliverySettings {
         config: &Config,
         smarthost_password: Option<String>,
     ) -> Result<DeliverySettings, String> {
-        let tls = ClientConfigs::new(config.tls_ca_file.as_deref(), config.tls_verify)
-            .map_err(|e| format!("tls_ca_file: {e}"))?;
+        let tls = ClientConfigs::new(
+            config.tls_ca_file.as_deref(),
+            config.tls_verify,
+            config.smarthost_fingerprint,
+        )
+        .map_err(|e| format!("tls_ca_file: {e}"))?;
         Ok(DeliverySettings {
             config: Arc::new(config.clone()),
             resolver: Arc::new(Resolver::from_config(config)),

@@ -156,18 +156,26 @@ impl RemoteDelivery<'_> {
         self.settle_all(pending, reporter, "-", &Outcome::Deferred(last_error));
     }
 
-    /// `TLSv1.3, certificate verified for relay.example.net`, for the logs.
+    /// `TLSv1.3, certificate sha256:AB:... verified for relay.example.net`,
+    /// for the logs; test-send shows it, so the owner can copy the
+    /// fingerprint into `smarthost_fingerprint`.
     fn tls_description(&self, client: &SmtpClient, target: &Target, route: &Route) -> String {
-        let Some(version) = &client.tls_version else {
+        let Some(tls) = &client.tls else {
             return "no".to_string();
         };
+        let certificate = match tls.certificate {
+            Some(fingerprint) => format!("certificate {fingerprint}"),
+            None => "no certificate".to_string(),
+        };
         let config = &self.settings.config;
-        let checked =
-            config.tls_verify && (*route == Route::Smarthost || config.mx_tls == MxTls::Require);
-        if checked {
-            format!("{version}, certificate verified for {}", target.name)
+        let smarthost = *route == Route::Smarthost;
+        let version = &tls.version;
+        if smarthost && config.smarthost_fingerprint.is_some() {
+            format!("{version}, {certificate} matches smarthost_fingerprint")
+        } else if config.tls_verify && (smarthost || config.mx_tls == MxTls::Require) {
+            format!("{version}, {certificate} verified for {}", target.name)
         } else {
-            format!("{version}, certificate not checked")
+            format!("{version}, {certificate} not checked")
         }
     }
 
@@ -233,13 +241,14 @@ impl RemoteDelivery<'_> {
             helo_timeout: config.smtp_helo_timeout,
             tls: TlsMode::None,
             auth: None,
+            smarthost: *route == Route::Smarthost,
         };
         if *route == Route::Smarthost {
             options.tls = match config.smarthost_tls.for_port(target.addr.port()) {
                 SmarthostTls::StartTls | SmarthostTls::Auto => {
-                    TlsMode::Required(Arc::clone(&tls.verified))
+                    TlsMode::Required(Arc::clone(&tls.smarthost))
                 }
-                SmarthostTls::Tls => TlsMode::Implicit(Arc::clone(&tls.verified)),
+                SmarthostTls::Tls => TlsMode::Implicit(Arc::clone(&tls.smarthost)),
                 SmarthostTls::None => TlsMode::None,
             };
             // Read at start-up, while the file could still be root's alone.
@@ -293,7 +302,7 @@ impl RemoteDelivery<'_> {
         reporter: &mut Reporter,
         client: &SmtpClient,
     ) {
-        let tls = client.tls_version.as_deref().unwrap_or("no");
+        let tls = client.tls.as_ref().map_or("no", |tls| tls.version.as_str());
         let outcomes = item
             .recipients
             .iter()

@@ -258,6 +258,108 @@ fn wait_for_count(read: impl Fn() -> Vec<Received>, count: usize, what: &str) ->
     }
 }
 
+/// Runs the openssl command in `dir`, failing the test if it fails; its output.
+fn openssl(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// openssl's options for a new P-256 key, unencrypted.
+const EC_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
+/// The subjectAltName value for `names` (DNS names or IP addresses).
+fn subject_alt_name(names: &[&str]) -> String {
+    let san: Vec<String> = names
+        .iter()
+        .map(|n| match n.parse::<std::net::IpAddr>() {
+            Ok(_) => format!("IP:{n}"),
+            Err(_) => format!("DNS:{n}"),
+        })
+        .collect();
+    format!("subjectAltName={}", san.join(","))
+}
+
+/// A certificate's SHA-256 fingerprint as openssl computes it, in the form
+/// tinymta writes it: `sha256:AB:CD:...`.
+pub fn openssl_fingerprint(cert: &Path) -> String {
+    let out = openssl(
+        Path::new("/"),
+        &[
+            "x509",
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+            "-in",
+            cert.to_str().unwrap(),
+        ],
+    );
+    let hex = out
+        .trim()
+        .strip_prefix("sha256 Fingerprint=")
+        .unwrap_or_else(|| panic!("openssl fingerprint: {out:?}"));
+    format!("sha256:{hex}")
+}
+
+/// A self-signed server certificate made as guides make them, with
+/// `openssl req -x509`: openssl marks it CA:TRUE.
+pub struct SelfSigned {
+    pub dir: tempfile::TempDir,
+}
+
+impl SelfSigned {
+    pub fn new(names: &[&str]) -> SelfSigned {
+        let dir = tempfile::tempdir().unwrap();
+        let subject = format!("/CN={}", names[0]);
+        let san = subject_alt_name(names);
+        let mut req = vec!["req", "-x509", "-days", "2", "-subj", &subject];
+        req.extend(EC_KEY);
+        req.extend(["-keyout", "key.pem", "-out", "cert.pem", "-addext", &san]);
+        openssl(dir.path(), &req);
+        let text = openssl(dir.path(), &["x509", "-noout", "-text", "-in", "cert.pem"]);
+        assert!(text.contains("CA:TRUE"), "{text}");
+        SelfSigned { dir }
+    }
+
+    pub fn cert(&self) -> PathBuf {
+        self.dir.path().join("cert.pem")
+    }
+
+    pub fn fingerprint(&self) -> String {
+        openssl_fingerprint(&self.cert())
+    }
+
+    /// upstream.py options for this certificate.
+    pub fn server_options(&self) -> Vec<String> {
+        server_options(self.dir.path())
+    }
+}
+
+/// upstream.py's options for the `cert.pem` and `key.pem` in `dir`.
+fn server_options(dir: &Path) -> Vec<String> {
+    vec![
+        "--cert".to_string(),
+        dir.join("cert.pem").display().to_string(),
+        "--key".to_string(),
+        dir.join("key.pem").display().to_string(),
+    ]
+}
+
 /// A private CA and a server certificate signed by it, made with openssl.
 pub struct TestCa {
     pub dir: tempfile::TempDir,
@@ -270,25 +372,9 @@ impl TestCa {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let run = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(d)
-                .stdin(Stdio::null())
-                .output()
-                .expect("openssl");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            openssl(d, args);
         };
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
+        let ec = EC_KEY;
         let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=tinymta test CA"];
         ca.extend(ec);
         ca.extend([
@@ -307,18 +393,11 @@ impl TestCa {
         req.extend(ec);
         req.extend(["-keyout", "key.pem", "-out", "req.csr"]);
         run(&req);
-        let san: Vec<String> = names
-            .iter()
-            .map(|n| match n.parse::<std::net::IpAddr>() {
-                Ok(_) => format!("IP:{n}"),
-                Err(_) => format!("DNS:{n}"),
-            })
-            .collect();
         fs::write(
             d.join("ext.cnf"),
             format!(
-                "subjectAltName={}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-                san.join(",")
+                "{}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+                subject_alt_name(names)
             ),
         )
         .unwrap();
@@ -357,11 +436,62 @@ impl TestCa {
 
     /// upstream.py options for this certificate.
     pub fn server_options(&self) -> Vec<String> {
-        vec![
-            "--cert".to_string(),
-            self.dir.path().join("cert.pem").display().to_string(),
-            "--key".to_string(),
-            self.dir.path().join("key.pem").display().to_string(),
-        ]
+        server_options(self.dir.path())
+    }
+
+    pub fn fingerprint(&self) -> String {
+        openssl_fingerprint(&self.dir.path().join("cert.pem"))
+    }
+
+    /// Another certificate for `name` from this CA, valid only from `start`
+    /// to `end` (`YYYYMMDDHHMMSSZ`), signed with `openssl ca`, which takes
+    /// dates in the past; upstream.py options for it, and its fingerprint.
+    pub fn dated_certificate(&self, name: &str, start: &str, end: &str) -> (Vec<String>, String) {
+        let dir = self.dir.path().join(start);
+        fs::create_dir(&dir).unwrap();
+        let ca = self.dir.path();
+        fs::write(dir.join("index.txt"), "").unwrap();
+        fs::write(dir.join("serial"), "01\n").unwrap();
+        fs::write(
+            dir.join("ca.cnf"),
+            "[ca]\ndefault_ca = dated\n[dated]\ndatabase = index.txt\nnew_certs_dir = .\n\
+             serial = serial\ndefault_md = sha256\npolicy = any\n[any]\ncommonName = supplied\n",
+        )
+        .unwrap();
+        fs::write(dir.join("ext.cnf"), subject_alt_name(&[name]) + "\n").unwrap();
+        let subject = format!("/CN={name}");
+        let mut req = vec!["req", "-subj", &subject];
+        req.extend(EC_KEY);
+        req.extend(["-keyout", "key.pem", "-out", "req.csr"]);
+        openssl(&dir, &req);
+        let (ca_cert, ca_key) = (ca.join("ca.pem"), ca.join("ca.key"));
+        openssl(
+            &dir,
+            &[
+                "ca",
+                "-batch",
+                "-notext",
+                "-config",
+                "ca.cnf",
+                "-cert",
+                ca_cert.to_str().unwrap(),
+                "-keyfile",
+                ca_key.to_str().unwrap(),
+                "-in",
+                "req.csr",
+                "-startdate",
+                start,
+                "-enddate",
+                end,
+                "-extfile",
+                "ext.cnf",
+                "-out",
+                "cert.pem",
+            ],
+        );
+        (
+            server_options(&dir),
+            openssl_fingerprint(&dir.join("cert.pem")),
+        )
     }
 }
