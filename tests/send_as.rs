@@ -30,11 +30,15 @@ impl Box {
         Box { server, smarthost }
     }
 
-    /// `sendmail ARGS < input`, as a tool runs it.
+    /// `sendmail ARGS < input` (or `mail`), as a tool runs it.
     fn sendmail(&self, args: &[&str], input: &[u8]) {
+        self.submit("sendmail", args, input);
+    }
+
+    fn submit(&self, entry_point: &str, args: &[&str], input: &[u8]) {
         let mut command = support::tinymta_command();
         command
-            .args(["sendmail", "-C"])
+            .args([entry_point, "-C"])
             .arg(self.server.config_path())
             .args(args);
         let (code, out, err) = support::run_with_input(command, input);
@@ -266,5 +270,40 @@ fn long_lines_in_a_multipart_message_and_its_header_are_broken_not_bounced() {
     ));
     let expected: String = data.iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(hex.trim(), expected);
+    relay.all_sent(1);
+}
+
+#[test]
+fn the_mail_front_end_is_rewritten_alike() {
+    let relay = Box::start("127.0.0.34");
+    let line = "x".repeat(1500);
+    relay.submit(
+        "mail",
+        &["-s", "zfs scrub", "ops@real.example"],
+        format!("{line}\n").as_bytes(),
+    );
+    let got = relay.next();
+    assert_eq!(got.mail_from, "<box@example.com>");
+    let text = String::from_utf8(got.text.clone()).unwrap();
+    let received = format!("Received: by mx.test (tinymta, from userid {})\r\n", uid());
+    let header = header_after_received(&text, &received);
+    // mail's header block, then sendmail's From:, Date: and Message-ID:.
+    let (mail_fields, added) = header.split_once("\r\nFrom: ").unwrap();
+    assert_eq!(
+        mail_fields,
+        "To: ops@real.example\r\nSubject: zfs scrub\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=UTF-8"
+    );
+    let login = support::python("import pwd, os; print(pwd.getpwuid(os.getuid()).pw_name)");
+    assert!(
+        added.starts_with(&format!(
+            "\"{}@box.lan\" <box@example.com>\r\nDate: ",
+            login.trim()
+        )),
+        "{added}"
+    );
+    assert!(added.ends_with("@mx.test>\r\nContent-Transfer-Encoding: quoted-printable"));
+    let original = format!("{line}\r\n").into_bytes();
+    assert_eq!(python_decoded(&got.text), (original.clone(), original));
     relay.all_sent(1);
 }

@@ -125,8 +125,8 @@ pub struct Plan {
     unchanged: bool,
 }
 
-/// Reads the header section of `message` (`size` octets) and surveys its
-/// body. A header section larger than `max_header_size` (and what this
+/// Reads the header section of `message`, the stored message from its
+/// start, and surveys its body. A header section larger than `max_header_size` (and what this
 /// server adds) is not held in memory: the message then goes as stored,
 /// long lines broken.
 pub fn plan(
