@@ -322,6 +322,11 @@ fn build(
             }
             _ => header.extend(fold_long_lines(field)),
         }
+        // A last field cut off at the end of the message: what is added
+        // after it goes on a line of its own.
+        if !header.ends_with(b"\n") {
+            header.extend(b"\r\n");
+        }
     }
     if let Some(send_as) = send_as {
         if !has_from {
@@ -562,8 +567,11 @@ fn fold_long_lines(field: &[u8]) -> Vec<u8> {
                 .take_while(|&&b| b == b'\r' || b == b'\n')
                 .count();
         let (mut content, end) = line.split_at(content_len);
-        while content.len() > MAX_LINE {
-            match content[1..=MAX_LINE]
+        // What the output line may still take: a line begun with the space
+        // of a break has one octet less.
+        let mut room = MAX_LINE;
+        while content.len() > room {
+            match content[1..=room]
                 .iter()
                 .rposition(|&b| b == b' ' || b == b'\t')
             {
@@ -572,11 +580,13 @@ fn fold_long_lines(field: &[u8]) -> Vec<u8> {
                     out.extend_from_slice(&content[..at + 1]);
                     out.extend_from_slice(b"\r\n");
                     content = &content[at + 1..];
+                    room = MAX_LINE;
                 }
                 None => {
-                    out.extend_from_slice(&content[..MAX_LINE]);
+                    out.extend_from_slice(&content[..room]);
                     out.extend_from_slice(b"\r\n ");
-                    content = &content[MAX_LINE..];
+                    content = &content[room..];
+                    room = MAX_LINE - 1;
                 }
             }
         }
@@ -1141,6 +1151,12 @@ mod tests {
             format!("X-Token: {} {}", &token[..997], &token[997..])
         );
         assert_eq!(lines[6..], ["", "body", ""]);
+        // Broken twice without white space: a line begun with the break's
+        // space holds 997 octets more (found by fuzz/fuzz_targets/outgoing.rs).
+        let stored = format!("Subject: w {}\r\n\r\n", "x".repeat(2500));
+        let (text, _) = outgoing(&plain, "", &stored);
+        let lengths: Vec<usize> = text.split("\r\n").map(str::len).collect();
+        assert_eq!(lengths, [10, 998, 998, 507, 0, 0]);
     }
 
     #[test]
@@ -1158,6 +1174,16 @@ mod tests {
         assert_eq!(
             outgoing(&plain, "", only_header),
             (only_header.to_string(), true)
+        );
+        // No line end at all (found by fuzz/fuzz_targets/outgoing.rs): the
+        // added From: is a field of its own.
+        let (text, unchanged) = outgoing(&config, "root@box.lan", "Subject: x");
+        assert_eq!(
+            (text.as_str(), unchanged),
+            (
+                "Subject: x\r\nFrom: \"root@box.lan\" <box@example.com>\r\n",
+                false
+            )
         );
     }
 }
