@@ -83,7 +83,7 @@ test-qemu:
 # Seeds are in fuzz/corpus/T; what a run finds goes to fuzz/runs/T, and
 # crashes to fuzz/artifacts/T (each becomes a regression test).
 FUZZ_TIME ?= 60
-FUZZ_TARGETS = smtp_command smtp_address smtp_session data_decoder dns_message config aliases auth queue_envelope sendmail_args
+FUZZ_TARGETS = smtp_command smtp_address smtp_session data_decoder dns_message config aliases auth queue_envelope sendmail_args outgoing
 fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
 	cd fuzz && for t in $(FUZZ_TARGETS); do mkdir -p runs/$$t; \

@@ -17,6 +17,7 @@ use crate::aliases::Aliases;
 use crate::line_error::LineError;
 use crate::net::Cidr;
 use crate::tls::Fingerprint;
+use crate::smtp::address::Mailbox;
 
 /// Where tinymta looks for its config when `-c` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tinymta.conf";
@@ -279,8 +280,11 @@ config_keys! {
         qualify_domain: String = String::new() => value(parse_hostname);
         /// Local senders' domain, in the envelope and From:, becomes this one.
         masquerade_domain: Option<String> = None => optional(parse_hostname);
-        /// The envelope sender of all mail submitted on the box.
-        force_sender: Option<String> = None => optional(parse_force_sender);
+        /// The address mail leaves the box as (envelope sender and From:),
+        /// on the way to the smarthost or MX hosts; see deliver::outgoing.
+        send_as: Option<Mailbox> = None => optional(parse_address);
+        /// The old name of `send_as`, which it became (see [`Config::parse`]).
+        force_sender: Option<Mailbox> = None => optional(parse_address);
         /// The daemon writes its pid here (for `tinymta flush` and init scripts).
         pid_file: Option<PathBuf> = None => optional(parse_path);
         /// Started as root, tinymta binds its listeners and then becomes this user.
@@ -424,6 +428,18 @@ impl Config {
             } else {
                 config.error_at("retry_max", "smaller than retry_min")
             });
+        }
+        // force_sender set the envelope sender of sendmail's mail only, and
+        // providers still refused the From: it left; send_as does what it
+        // was for, for all mail that leaves. One behaviour, so the old name
+        // is the new key (an old config keeps working); both is an error.
+        if let Some(old) = config.force_sender.take() {
+            if config.send_as.is_some() {
+                return Err(
+                    config.error_at("force_sender", "the old name of send_as: give send_as only")
+                );
+            }
+            config.send_as = Some(old);
         }
         if config.smarthost_user.is_some() != config.smarthost_password_file.is_some() {
             let key = if config.smarthost_user.is_some() {
@@ -690,10 +706,9 @@ fn parse_smarthost_tls(value: &str) -> Result<SmarthostTls, String> {
     }
 }
 
-/// An address, kept as written.
-fn parse_force_sender(value: &str) -> Result<String, String> {
-    crate::smtp::address::parse_mailbox(value).map_err(|e| format!("not an address: {e}"))?;
-    Ok(value.to_string())
+/// A mailbox, `local@domain`.
+fn parse_address(value: &str) -> Result<Mailbox, String> {
+    crate::smtp::address::parse_mailbox(value).map_err(|e| format!("not an address: {e}"))
 }
 
 fn parse_log(value: &str) -> Result<LogTarget, String> {
@@ -778,6 +793,24 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, String> {
         Config::parse(text, Path::new("t.conf")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn force_sender_is_the_old_name_of_send_as() {
+        let address = crate::smtp::address::parse_mailbox("box@example.com").unwrap();
+        let config = parse("send_as = box@example.com").unwrap();
+        assert_eq!(config.send_as, Some(address.clone()));
+        let config = parse("force_sender = box@example.com").unwrap();
+        assert_eq!((config.send_as, config.force_sender), (Some(address), None));
+        assert_eq!(
+            parse("send_as = a@example.com\nforce_sender = b@example.com").unwrap_err(),
+            "t.conf:2: force_sender: the old name of send_as: give send_as only"
+        );
+        assert_eq!(
+            parse("send_as = root").unwrap_err(),
+            "t.conf:1: send_as: not an address: missing '@domain'"
+        );
+        assert_eq!(parse("").unwrap().send_as, None);
     }
 
     #[test]

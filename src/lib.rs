@@ -35,6 +35,7 @@
 //!   runner          what is due, retries with backoff, jobs for the workers
 //!   local           delivery into a Maildir
 //!   remote          SMTP to the smarthost or the MX hosts, host after host
+//!   outgoing        a message as it leaves: send_as, long lines (QP, folding)
 //!   client          the SMTP client, over any stream (tested against a script)
 //!   bounce          RFC 3464 delivery status notifications
 //! dns/            DNS wire format and the stub resolver (MX, A, AAAA)

@@ -416,21 +416,21 @@ pub fn submit(
     Ok(id)
 }
 
-/// The envelope sender: `force_sender`, else `-f`, else the user at
-/// `qualify_domain`; local domains masqueraded. `None` is `<>`.
+/// The envelope sender: `-f`, else the user at `qualify_domain`; local
+/// domains masqueraded. `None` is `<>`. (`send_as` replaces it when the
+/// mail leaves the box: deliver::outgoing.)
 fn envelope_sender(
     config: &Config,
     options: &Options,
     submitter: &Submitter,
 ) -> Result<Option<Mailbox>, SubmitError> {
-    let text = match (&config.force_sender, &options.sender) {
-        (Some(forced), _) => forced.clone(),
-        (None, Some(given)) => given
+    let text = match &options.sender {
+        Some(given) => given
             .trim()
             .trim_start_matches('<')
             .trim_end_matches('>')
             .to_string(),
-        (None, None) => submitter.login.clone(),
+        None => submitter.login.clone(),
     };
     if text.is_empty() {
         return Ok(None);

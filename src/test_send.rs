@@ -184,10 +184,10 @@ fn send(
 ) -> Result<Vec<Outcome>, String> {
     let config = &settings.config;
     let spool = Spool::open(scratch).map_err(|e| e.to_string())?;
-    let sender = config
-        .force_sender
-        .clone()
-        .unwrap_or_else(|| format!("postmaster@{}", config.qualify_domain));
+    let sender = config.send_as.as_ref().map_or_else(
+        || format!("postmaster@{}", config.qualify_domain),
+        Mailbox::to_string,
+    );
     let sender_box = parse_mailbox(&sender).map_err(|e| e.to_string())?;
     let now = unix_now();
     let mut message = spool.begin().map_err(|e| e.to_string())?;

@@ -4,6 +4,7 @@
 pub mod bounce;
 pub mod client;
 pub mod local;
+pub mod outgoing;
 pub mod remote;
 pub mod route;
 pub mod runner;

@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use super::client::{ClientOptions, HostError, Outgoing, SmtpClient, TlsMode};
+use super::outgoing::{self, SendAs};
 use super::route::Route;
 use super::{log_outcome, DeliverySettings, ItemResult, Job, JobItem, Outcome, Reporter};
 use crate::config::{MxTls, SmarthostTls};
@@ -279,19 +280,42 @@ impl RemoteDelivery<'_> {
         }
     }
 
+    /// Sends one message as it leaves the box (`send_as`, long lines:
+    /// [`outgoing`]), read from the spool file once to plan it, once to
+    /// count it for SIZE= when it changed, and once to send it.
     fn send(&self, client: &mut SmtpClient, item: &JobItem) -> Result<Vec<Outcome>, HostError> {
-        let mut text = self
-            .spool
-            .open_message(&item.id, item.size)
-            .map_err(|e| HostError::Local(e.to_string()))?;
+        let config = &self.settings.config;
+        let local = |e: &dyn std::fmt::Display| HostError::Local(format!("{}: {e}", item.id));
+        let open = || {
+            self.spool
+                .open_message(&item.id, item.size)
+                .map_err(|e| local(&e))
+        };
+        let send_as = SendAs::from_config(config);
+        let plan = outgoing::plan(
+            open()?,
+            config.max_header_size,
+            send_as.as_ref(),
+            &item.sender,
+        )
+        .map_err(|e| local(&e))?;
+        let size = if plan.is_unchanged() {
+            item.size
+        } else {
+            plan.size(open()?).map_err(|e| local(&e))?
+        };
+        let sender = match &send_as {
+            Some(send_as) => send_as.envelope_sender(&item.sender),
+            None => item.sender.clone(),
+        };
         let recipients: Vec<String> = item.recipients.iter().map(|(_, r)| r.to_string()).collect();
         let message = Outgoing {
-            sender: &item.sender,
+            sender: &sender,
             recipients: &recipients,
             eight_bit: item.eight_bit,
-            size: item.size,
+            size,
         };
-        client.send(&message, &mut text)
+        client.send(&message, &mut plan.text(open()?))
     }
 
     /// Reports a message's outcomes, with the relay in each error text.
