@@ -623,17 +623,24 @@ impl InstalledBox {
 const KEY_HEADERS: [&str; 3] = ["From", "To", "Subject"];
 
 #[test]
-fn busybox_crond_mails_a_jobs_output() {
+fn busybox_crond_mails_a_jobs_output_from_root_and_from_a_user() {
     let Some(installed) = InstalledBox::start("127.0.0.41") else {
         return;
     };
+    installed.set_group_id();
     // Debian's busybox-static (the dynamic busybox has no crond), with the
-    // crontab where it looks by default. It runs a job when the minute
+    // crontabs where it looks by default; this crond mails a job's output
+    // only where the crontab sets MAILTO. It runs jobs when the minute
     // changes: at most a minute from now. (@reboot would be sooner, and
-    // this busybox, 1.35, crashes on it.)
+    // this busybox, 1.35, crashes on it.) A user's job mails as that user,
+    // through the set-group-id install.
     installed.put(
         "/var/spool/cron/crontabs/root",
         b"MAILTO=root\n* * * * * echo \"backup failed: disk full\"\n",
+    );
+    installed.put(
+        "/var/spool/cron/crontabs/daemon",
+        b"MAILTO=root\n* * * * * echo checking; ls /no/such/file\n",
     );
     let log = installed.layers.path().join("crond.log");
     let mut crond = installed
@@ -645,23 +652,38 @@ fn busybox_crond_mails_a_jobs_output() {
         .spawn()
         .unwrap();
     // crond execs in place of unshare and sh: this is crond.
-    let got = installed.wait_for_one(Duration::from_secs(75));
+    let mut messages = installed.wait_for(2, Duration::from_secs(75));
     let _ = crond.kill();
     let _ = crond.wait();
-    check_envelope(
-        "busybox crond (busybox-static 1.35, real run)",
-        &got,
-        "root",
-    );
+    messages.sort_by(|a, b| a.mail_from.cmp(&b.mail_from));
+    let (daemon, root) = (&messages[0], &messages[1]);
+    check_envelope("busybox crond, root's crontab (real run)", root, "root");
     assert_eq!(
-        header_lines(&got, &KEY_HEADERS),
+        header_lines(root, &KEY_HEADERS),
         [
             "To: root@box.lan",
             "Subject: cron: echo \"backup failed: disk full\"",
             "From: root@box.lan"
         ]
     );
-    assert_eq!(body(&got), "backup failed: disk full\n");
+    assert_eq!(body(root), "backup failed: disk full\n");
+    check_envelope(
+        "busybox crond, daemon's crontab (real run)",
+        daemon,
+        "daemon",
+    );
+    assert_eq!(
+        header_lines(daemon, &KEY_HEADERS),
+        [
+            "To: root@box.lan",
+            "Subject: cron: echo checking; ls /no/such/file",
+            "From: daemon@box.lan"
+        ]
+    );
+    assert_eq!(
+        body(daemon),
+        "checking\nls: cannot access '/no/such/file': No such file or directory\n"
+    );
     installed.forwarding.server.wait_for_empty_queue();
 }
 
