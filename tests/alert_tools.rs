@@ -753,25 +753,38 @@ fn s_nail_under_umask_077_as_root_and_as_an_ordinary_user() {
     let Some(mut installed) = InstalledBox::start("127.0.0.44") else {
         return;
     };
-    installed.set_group_id();
     // s-nail runs its MTA under umask 077: neither that nor the caller
     // decides whether the daemon, running as its own user (nobody), can
     // read the entry. With the daemon stopped, the entries wait.
     installed.forwarding.server.kill();
+    let as_daemon = "setpriv --reuid=daemon --regid=daemon --clear-groups";
     let s_nail = |user: &str, subject: &str| {
         let script =
             format!("umask 077; exec {user} s-nail -Smta=/usr/sbin/sendmail -s '{subject}' root");
-        installed.run_quietly("sh", &["-c", &script], b"the disk is full\n")
+        installed.run("sh", &["-c", &script], b"the disk is full\n")
     };
-    s_nail("", "as root");
-    s_nail(
-        "setpriv --reuid=daemon --regid=daemon --clear-groups",
-        "as daemon",
+    // Without the set-group-id install an ordinary user cannot queue, and
+    // is told so: sendmail fails, and s-nail says the message was not sent
+    // (exit 4) and keeps it in dead.letter, where it can.
+    let (code, out, err) = s_nail(as_daemon, "not sent");
+    assert_eq!((code, out.as_str()), (Some(4), ""), "{err}");
+    assert!(
+        err.contains(
+            "\nordinary users queue mail through the set-group-id install: chgrp mail \
+             tinymta && chmod 2755 tinymta (README: Security)\n"
+        ) && err.ends_with("s-nail: ... message not sent\n"),
+        "{err}"
     );
+    let spool = installed.forwarding.server.spool();
+    assert!(support::list_dir(&spool.join("maildrop")).is_empty());
+    installed.set_group_id();
+    for (user, subject) in [("", "as root"), (as_daemon, "as daemon")] {
+        let (code, out, err) = s_nail(user, subject);
+        assert_eq!((code, out.as_str(), err.as_str()), (Some(0), "", ""));
+    }
     // Root's entry went into the queue, given to the daemon's user; the
     // ordinary user's into the maildrop, its own and readable by others
     // (the daemon), not by the group.
-    let spool = installed.forwarding.server.spool();
     let nobody = 65534;
     for (dir, owner, group, mode) in [
         ("new", nobody, nobody, 0o600),
