@@ -630,9 +630,10 @@ fn busybox_crond_mails_a_jobs_output_from_root_and_from_a_user() {
     installed.set_group_id();
     // Debian's busybox-static (the dynamic busybox has no crond), with the
     // crontabs where it looks by default; this crond mails a job's output
-    // only where the crontab sets MAILTO. It looks every 10 seconds and
-    // runs jobs when the minute has changed, and mails a job's output at
-    // the look after the job ended: at most about 80 seconds from now.
+    // only where the crontab sets MAILTO. It wakes at each full minute to
+    // start the jobs due, and mails a job's output when it sees the job
+    // ended, looking again every 10 seconds while one runs: at most about
+    // 80 seconds from now.
     // (@reboot would be sooner, and this busybox, 1.35, crashes on it.) A
     // user's job mails as that user, through the set-group-id install.
     installed.put(
