@@ -2,9 +2,20 @@
 //! lines and header blocks of busybox crond, cronie, mdadm and apt's tools,
 //! on a box that only forwards (its own name is no local domain), with
 //! root's mail aliased to its owner and sent through a smarthost (Postfix's
-//! smtp-sink), which shows what left the box.
+//! smtp-sink), which shows what left the box. Then the real tools (busybox
+//! crond, mdadm, bsd-mailx, s-nail, monit), run as Debian installs them on
+//! a box where tinymta is installed as README says.
+//!
+//! `TINYMTA_SHOW_RECEIVED=1 cargo test --test alert_tools -- --nocapture`
+//! prints each tool's message as the smarthost received it.
 
 mod support;
+
+use std::fs;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use support::peers::{free_port_on, Received, SmtpSink};
 use support::Server;
@@ -59,6 +70,60 @@ fn headers(received: &Received) -> String {
     text[..end].to_string()
 }
 
+/// The header lines (continuations joined on) whose field names are among
+/// `names`, in the order the message has them.
+fn header_lines(received: &Received, names: &[&str]) -> Vec<String> {
+    let mut fields: Vec<String> = Vec::new();
+    for line in headers(received).lines() {
+        match fields.last_mut() {
+            Some(field) if line.starts_with([' ', '\t']) => {
+                field.push('\n');
+                field.push_str(line);
+            }
+            _ => fields.push(line.to_string()),
+        }
+    }
+    fields.retain(|f| {
+        names
+            .iter()
+            .any(|n| f.split_once(':').is_some_and(|(k, _)| k == *n))
+    });
+    fields
+}
+
+/// The body, after the blank line that ends the header section.
+fn body(received: &Received) -> String {
+    let text = String::from_utf8_lossy(&received.text).into_owned();
+    let start = text.find("\n\n").unwrap() + 2;
+    text[start..].to_string()
+}
+
+/// With `TINYMTA_SHOW_RECEIVED` set, prints the envelope and header block
+/// `tool`'s message reached the smarthost with (the closing note of issue 13).
+fn show(tool: &str, received: &Received) {
+    if std::env::var_os("TINYMTA_SHOW_RECEIVED").is_some() {
+        eprintln!(
+            "=== {tool}\nMAIL FROM:{}\n{}\n{}\n",
+            received.mail_from,
+            received
+                .rcpt_to
+                .iter()
+                .map(|r| format!("RCPT TO:{r}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            headers(received)
+        );
+    }
+}
+
+/// Shows `tool`'s message and checks its envelope: from `sender` at the
+/// box's domain, to root's owner (through the aliases).
+fn check_envelope(tool: &str, received: &Received, sender: &str) {
+    show(tool, received);
+    assert_eq!(received.mail_from, format!("<{sender}@box.lan>"), "{tool}");
+    assert_eq!(received.rcpt_to, ["<owner@real.example>"], "{tool}");
+}
+
 #[test]
 fn busybox_crond_sendmail_ti_with_a_bare_mailto() {
     let forwarding = ForwardingBox::start("127.0.0.21");
@@ -68,8 +133,7 @@ fn busybox_crond_sendmail_ti_with_a_bare_mailto() {
         &["-ti"],
         b"To: root\nSubject: cron: /usr/local/bin/backup\n\nbackup failed: disk full\n",
     );
-    assert_eq!(got.mail_from, "<root@box.lan>");
-    assert_eq!(got.rcpt_to, ["<owner@real.example>"]);
+    check_envelope("busybox crond's call: sendmail -ti", &got, "root");
     let headers = headers(&got);
     assert!(
         headers.contains(
@@ -93,6 +157,10 @@ fn cronie_debian_cron_mdadm_and_apt_calls() {
           X-Cron-Env: <HOME=/root>\nAuto-Submitted: auto-generated\nPrecedence: bulk\n\n\
           error: skipping \"/var/log/x\"\n",
     );
+    show(
+        "cronie's call: sendmail -FCronDaemon -i -B8BITMIME -oem root",
+        &got,
+    );
     assert_eq!(got.mail_from, "<root@box.lan>");
     assert_eq!(got.rcpt_to, ["<owner@real.example>"]);
     let cron = headers(&got);
@@ -111,6 +179,7 @@ fn cronie_debian_cron_mdadm_and_apt_calls() {
         b"From: mdadm monitoring <root>\nTo: root\nSubject: Fail event on /dev/md0:box\n\n\
           This is an automatically generated mail message from mdadm\n",
     );
+    show("mdadm's call: sendmail -t", &got);
     assert_eq!(got.rcpt_to, ["<owner@real.example>"]);
     let mdadm = headers(&got);
     assert!(
@@ -122,6 +191,7 @@ fn cronie_debian_cron_mdadm_and_apt_calls() {
         &["-oi", "-t"],
         b"To: root\nSubject: unattended-upgrades result for box: SUCCESS\n\nAll upgrades installed\n.\n",
     );
+    show("unattended-upgrades' call: sendmail -oi -t", &got);
     assert_eq!(got.rcpt_to, ["<owner@real.example>"]);
     assert!(String::from_utf8_lossy(&got.text).ends_with("installed\n.\n"));
     // Several bare names, and one in angle brackets with a phrase.
@@ -397,4 +467,463 @@ fn a_smarthost_on_port_465_gets_implicit_tls_without_being_told() {
     );
     assert_eq!(upstream.wait_for(1)[0].tls, "TLSv1.3");
     server.wait_for_empty_queue();
+}
+
+/// The directories a test lays its own files over, in the tool's private
+/// mount namespace: what a tool writes anywhere a package manager or a
+/// daemon writes (crond's `crond.reboot` in /run, unattended-upgrades'
+/// locks and logs in /var) stays in the test's layer too.
+const OVERLAID: [&str; 4] = ["/etc", "/usr", "/var", "/run"];
+
+/// The forwarding box with tinymta installed as README says, as the real
+/// tools see it: in a private mount and UTS namespace of overlays, so
+/// nothing outside the tool's process changes, `/usr/sbin/sendmail` is tinymta,
+/// `/etc/tinymta.conf` the box's config, the host name is `box` (`box.lan`
+/// in /etc/hosts) and host names are looked up in /etc/hosts alone, so no
+/// tool asks the machine's DNS.
+struct InstalledBox {
+    forwarding: ForwardingBox,
+    /// The upper and work layers of the overlays, and HOME (a mail
+    /// client's dead.letter would go there).
+    layers: tempfile::TempDir,
+}
+
+impl InstalledBox {
+    /// None, saying why, where the tests cannot build one: mounts need
+    /// root, and the tools exec the binary itself (no qemu runner).
+    fn start(ip: &str) -> Option<InstalledBox> {
+        if !support::running_as_root() || std::env::var_os("TINYMTA_RUNNER").is_some() {
+            eprintln!(
+                "needs root for a mount namespace, and a native binary the tools can run; skipped"
+            );
+            return None;
+        }
+        let forwarding = ForwardingBox::start(ip);
+        let installed = InstalledBox {
+            layers: support::test_dir(),
+            forwarding,
+        };
+        let config = fs::read(installed.forwarding.server.config_path()).unwrap();
+        installed.put("/etc/tinymta.conf", &config);
+        installed.put(
+            "/etc/hosts",
+            b"127.0.0.1 localhost\n127.0.1.1 box.lan box\n",
+        );
+        installed.put(
+            "/etc/nsswitch.conf",
+            b"passwd: files\ngroup: files\nshadow: files\nhosts: files\n",
+        );
+        symlink(support::binary(), installed.upper("/usr/sbin/sendmail")).unwrap();
+        Some(installed)
+    }
+
+    /// Installs as README says for ordinary users too: /usr/sbin/tinymta
+    /// set-group-id `mail`, and sendmail a link to it.
+    fn set_group_id(&self) {
+        let sbin = self.upper("/usr/sbin/sendmail");
+        fs::remove_file(&sbin).unwrap();
+        support::setgid_binary(sbin.parent().unwrap());
+        symlink("tinymta", &sbin).unwrap();
+    }
+
+    /// Where `path` is in the upper layer over its directory.
+    fn upper(&self, path: &str) -> PathBuf {
+        let (dir, rest) = OVERLAID
+            .iter()
+            .find_map(|d| Some((*d, path.strip_prefix(d)?.strip_prefix('/')?)))
+            .expect("a path under an overlaid directory");
+        let file = self.layer(dir, "upper").join(rest);
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        file
+    }
+
+    fn layer(&self, dir: &str, layer: &str) -> PathBuf {
+        self.layers
+            .path()
+            .join(layer)
+            .join(dir.trim_start_matches('/'))
+    }
+
+    /// Puts a file at `path`, for the namespace's eyes only.
+    fn put(&self, path: &str, content: &[u8]) {
+        fs::write(self.upper(path), content).unwrap();
+    }
+
+    /// `program args` in the namespace, with the PATH of a box.
+    fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut mounts = String::new();
+        for dir in OVERLAID {
+            let (upper, work) = (self.layer(dir, "upper"), self.layer(dir, "work"));
+            fs::create_dir_all(&upper).unwrap();
+            fs::create_dir_all(&work).unwrap();
+            mounts.push_str(&format!(
+                "mount -t overlay overlay -o lowerdir={dir},upperdir={},workdir={} {dir} && ",
+                upper.display(),
+                work.display()
+            ));
+        }
+        let mut command = Command::new("unshare");
+        command
+            .args(["--mount", "--uts", "sh", "-c"])
+            .arg(format!("{mounts}hostname box && exec \"$@\""))
+            .arg("sh")
+            .arg(program)
+            .args(args)
+            .env("HOME", self.layers.path())
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        command
+    }
+
+    /// Runs a tool that should end by itself, with `input` on its stdin:
+    /// (exit code, stdout, stderr). One that hangs is stopped after
+    /// `support::WAIT` and exits 124.
+    fn run(&self, program: &str, args: &[&str], input: &[u8]) -> (Option<i32>, String, String) {
+        let limit = support::WAIT.as_secs().to_string();
+        let mut timed = vec![limit.as_str(), program];
+        timed.extend(args);
+        support::run_with_input(self.command("timeout", &timed), input)
+    }
+
+    /// Runs a tool that should queue its message, exit 0 and say nothing.
+    fn run_quietly(&self, program: &str, args: &[&str], input: &[u8]) {
+        let (code, out, err) = self.run(program, args, input);
+        assert_eq!(
+            (code, out.as_str(), err.as_str()),
+            (Some(0), "", ""),
+            "{program} {args:?}"
+        );
+    }
+
+    /// The one message the smarthost gets, waiting up to `limit`.
+    fn wait_for_one(&self, limit: Duration) -> Received {
+        self.wait_for(1, limit).pop().unwrap()
+    }
+
+    /// The smarthost's messages, once there are `count`, waiting up to `limit`.
+    fn wait_for(&self, count: usize, limit: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let messages = self.forwarding.sink.messages();
+            if messages.len() >= count {
+                assert_eq!(messages.len(), count, "{messages:?}");
+                return messages;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the smarthost got {} of {count} messages in {limit:?}; tinymta's log:\n{}",
+                messages.len(),
+                self.forwarding.server.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The key lines of a message from a tool: who sent it, to whom, what about.
+const KEY_HEADERS: [&str; 3] = ["From", "To", "Subject"];
+
+#[test]
+fn busybox_crond_mails_a_jobs_output_from_root_and_from_a_user() {
+    let Some(installed) = InstalledBox::start("127.0.0.41") else {
+        return;
+    };
+    installed.set_group_id();
+    // Debian's busybox-static (the dynamic busybox has no crond), with the
+    // crontabs where it looks by default; this crond mails a job's output
+    // only where the crontab sets MAILTO. It wakes at each full minute to
+    // start the jobs due, and mails a job's output when it sees the job
+    // ended, looking again every 10 seconds while one runs: at most about
+    // 80 seconds from now.
+    // (@reboot would be sooner, and this busybox, 1.35, crashes on it.) A
+    // user's job mails as that user, through the set-group-id install.
+    installed.put(
+        "/var/spool/cron/crontabs/root",
+        b"MAILTO=root\n* * * * * echo \"backup failed: disk full\"\n",
+    );
+    installed.put(
+        "/var/spool/cron/crontabs/daemon",
+        b"MAILTO=root\n* * * * * echo checking; ls /no/such/file\n",
+    );
+    let log = installed.layers.path().join("crond.log");
+    let mut crond = installed
+        .command(
+            "busybox",
+            &["crond", "-f", "-l", "8", "-L", log.to_str().unwrap()],
+        )
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    // crond execs in place of unshare and sh: this is crond.
+    let mut messages = installed.wait_for(2, Duration::from_secs(100));
+    let _ = crond.kill();
+    let _ = crond.wait();
+    messages.sort_by(|a, b| a.mail_from.cmp(&b.mail_from));
+    let (daemon, root) = (&messages[0], &messages[1]);
+    check_envelope("busybox crond, root's crontab (real run)", root, "root");
+    assert_eq!(
+        header_lines(root, &KEY_HEADERS),
+        [
+            "To: root@box.lan",
+            "Subject: cron: echo \"backup failed: disk full\"",
+            "From: root@box.lan"
+        ]
+    );
+    assert_eq!(body(root), "backup failed: disk full\n");
+    check_envelope(
+        "busybox crond, daemon's crontab (real run)",
+        daemon,
+        "daemon",
+    );
+    assert_eq!(
+        header_lines(daemon, &KEY_HEADERS),
+        [
+            "To: root@box.lan",
+            "Subject: cron: echo checking; ls /no/such/file",
+            "From: daemon@box.lan"
+        ]
+    );
+    assert_eq!(
+        body(daemon),
+        "checking\nls: cannot access '/no/such/file': No such file or directory\n"
+    );
+    installed.forwarding.server.wait_for_empty_queue();
+}
+
+#[test]
+fn mdadm_monitor_test_mails_with_sendmail_t() {
+    let Some(installed) = InstalledBox::start("127.0.0.42") else {
+        return;
+    };
+    // No md driver is needed: --test mails a TestMessage for each array.
+    let config = installed.layers.path().join("mdadm.conf");
+    fs::write(
+        &config,
+        "ARRAY /dev/md0 UUID=3aaa0122:29827cfa:5331ad66:ca767371\n\
+         MAILADDR root\nMAILFROM mdadm on box <root>\n",
+    )
+    .unwrap();
+    let config = format!("--config={}", config.display());
+    installed.run_quietly(
+        "mdadm",
+        &["--monitor", "--scan", "--oneshot", "--test", &config],
+        b"",
+    );
+    let got = installed.wait_for_one(support::WAIT);
+    check_envelope("mdadm --monitor --test (real run)", &got, "root");
+    assert_eq!(
+        header_lines(&got, &KEY_HEADERS),
+        [
+            "From: mdadm on box <root@box.lan>",
+            "To: root@box.lan",
+            "Subject: TestMessage event on /dev/md0:box"
+        ]
+    );
+    assert_eq!(
+        body(&got),
+        "This is an automatically generated mail message from mdadm\nrunning on box\n\n\
+         A TestMessage event had been detected on md device /dev/md0.\n\n\
+         Faithfully yours, etc.\n"
+    );
+}
+
+#[test]
+fn bsd_mailx_mails_through_usr_sbin_sendmail() {
+    let Some(installed) = InstalledBox::start("127.0.0.43") else {
+        return;
+    };
+    // bsd-mailx has no setting for its MTA: /usr/sbin/sendmail -i -t.
+    installed.run_quietly(
+        "bsd-mailx",
+        &["-s", "disk alert on box", "root"],
+        b"/ is 100% full\n.\nand so is /var\n",
+    );
+    let got = installed.wait_for_one(support::WAIT);
+    check_envelope("bsd-mailx (real run)", &got, "root");
+    assert_eq!(
+        header_lines(&got, &KEY_HEADERS),
+        [
+            "To: root@box.lan",
+            "Subject: disk alert on box",
+            "From: root@box.lan"
+        ]
+    );
+    assert_eq!(body(&got), "/ is 100% full\n.\nand so is /var\n");
+}
+
+#[test]
+fn s_nail_under_umask_077_as_root_and_as_an_ordinary_user() {
+    let Some(mut installed) = InstalledBox::start("127.0.0.44") else {
+        return;
+    };
+    // s-nail runs its MTA under umask 077: neither that nor the caller
+    // decides whether the daemon, running as its own user (nobody), can
+    // read the entry. With the daemon stopped, the entries wait.
+    installed.forwarding.server.kill();
+    let as_daemon = "setpriv --reuid=daemon --regid=daemon --clear-groups";
+    let s_nail = |user: &str, subject: &str| {
+        let script =
+            format!("umask 077; exec {user} s-nail -Smta=/usr/sbin/sendmail -s '{subject}' root");
+        installed.run("sh", &["-c", &script], b"the disk is full\n")
+    };
+    // Without the set-group-id install an ordinary user cannot queue, and
+    // is told so: sendmail fails, and s-nail says the message was not sent
+    // (exit 4) and keeps it in dead.letter, where it can.
+    let (code, out, err) = s_nail(as_daemon, "not sent");
+    assert_eq!((code, out.as_str()), (Some(4), ""), "{err}");
+    assert!(
+        err.contains(
+            "\nordinary users queue mail through the set-group-id install: chgrp mail \
+             tinymta && chmod 2755 tinymta (README: Security)\n"
+        ) && err.ends_with("s-nail: ... message not sent\n"),
+        "{err}"
+    );
+    let spool = installed.forwarding.server.spool();
+    assert!(support::list_dir(&spool.join("maildrop")).is_empty());
+    installed.set_group_id();
+    for (user, subject) in [("", "as root"), (as_daemon, "as daemon")] {
+        let (code, out, err) = s_nail(user, subject);
+        assert_eq!((code, out.as_str(), err.as_str()), (Some(0), "", ""));
+    }
+    // Root's entry went into the queue, given to the daemon's user; the
+    // ordinary user's into the maildrop, its own and readable by others
+    // (the daemon), not by the group.
+    let nobody = 65534;
+    for (dir, owner, group, mode) in [
+        ("new", nobody, nobody, 0o600),
+        ("maildrop", 1, support::MAIL_GID, 0o604),
+    ] {
+        let names = support::list_dir(&spool.join(dir));
+        assert_eq!(names.len(), 1, "{dir}: {names:?}");
+        let meta = fs::metadata(spool.join(dir).join(&names[0])).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.permissions().mode() & 0o7777),
+            (owner, group, mode),
+            "{dir}/{}",
+            names[0]
+        );
+    }
+    installed.forwarding.server.restart();
+    let mut messages = installed.wait_for(2, support::WAIT);
+    messages.sort_by(|a, b| a.mail_from.cmp(&b.mail_from));
+    let (daemon, root) = (&messages[0], &messages[1]);
+    for (got, user, tool) in [
+        (root, "root", "s-nail as root, umask 077 (real run)"),
+        (
+            daemon,
+            "daemon",
+            "s-nail as the ordinary user daemon, umask 077 (real run)",
+        ),
+    ] {
+        check_envelope(tool, got, user);
+        assert_eq!(
+            header_lines(got, &KEY_HEADERS),
+            [
+                "To: root@box.lan".to_string(),
+                format!("Subject: as {user}"),
+                format!("From: {user}@box.lan")
+            ]
+        );
+        assert_eq!(body(got), "the disk is full\n");
+    }
+    installed.forwarding.server.wait_for_empty_queue();
+    assert!(!installed
+        .forwarding
+        .server
+        .log()
+        .contains("Permission denied"));
+}
+
+#[test]
+fn monit_speaks_smtp_to_the_listener() {
+    let Some(installed) = InstalledBox::start("127.0.0.45") else {
+        return;
+    };
+    let server = &installed.forwarding.server;
+    let dir = installed.layers.path();
+    // monit refuses a bare `set alert root` (a syntax error): its
+    // recipient is root at the box's own domain, which the aliases take.
+    let rc = dir.join("monitrc");
+    fs::write(
+        &rc,
+        format!(
+            "set daemon 1\nset logfile {dir}/monit.log\nset idfile {dir}/monit.id\n\
+             set statefile {dir}/monit.state\nset pidfile {dir}/monit.pid\n\
+             set mailserver {} port {}\n\
+             set alert root@box.lan but not on {{ instance }}\n\
+             check program backup with path /bin/false\n    if status != 0 then alert\n",
+            server.ip,
+            server.port,
+            dir = dir.display()
+        ),
+    )
+    .unwrap();
+    // monit wants its control file private.
+    fs::set_permissions(&rc, fs::Permissions::from_mode(0o600)).unwrap();
+    let mut monit = installed
+        .command("monit", &["-I", "-c", rc.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let got = installed.wait_for_one(support::WAIT);
+    tinymta::sys::send_signal(monit.id(), tinymta::sys::Signal::Terminate).unwrap();
+    assert_eq!(monit.wait().unwrap().code(), Some(0));
+    check_envelope("monit (real run, SMTP to the listener)", &got, "monit");
+    assert_eq!(
+        header_lines(&got, &KEY_HEADERS),
+        [
+            "From: monit@box.lan",
+            "To: root@box.lan",
+            "Subject: monit alert --  Status failed backup"
+        ]
+    );
+    assert!(
+        body(&got).contains("\tDescription: status failed (1) -- no output\n"),
+        "{}",
+        body(&got)
+    );
+}
+
+#[test]
+fn unattended_upgrades_mails_its_report() {
+    let Some(installed) = InstalledBox::start("127.0.0.46") else {
+        return;
+    };
+    // A real run (a dry run mails nothing) that can upgrade nothing: apt
+    // sees no package lists, so no package has a newer candidate, and its
+    // locks, logs and stamps go into the namespace's layers.
+    let lists = installed.layers.path().join("no-lists");
+    fs::create_dir_all(lists.join("partial")).unwrap();
+    let apt_config = installed.layers.path().join("apt.conf");
+    fs::write(
+        &apt_config,
+        format!(
+            "Dir::State::lists \"{}/\";\nUnattended-Upgrade::Mail \"root\";\n\
+             Unattended-Upgrade::MailReport \"always\";\n",
+            lists.display()
+        ),
+    )
+    .unwrap();
+    let apt_config = format!("APT_CONFIG={}", apt_config.display());
+    installed.run_quietly("env", &[&apt_config, "unattended-upgrade"], b"");
+    let got = installed.wait_for_one(support::WAIT);
+    check_envelope("unattended-upgrades (real run)", &got, "root");
+    // It names the box by its fully qualified name.
+    assert_eq!(
+        header_lines(&got, &KEY_HEADERS),
+        [
+            "Subject: unattended-upgrades result for box.lan: SUCCESS",
+            "From: root@box.lan",
+            "To: root@box.lan"
+        ]
+    );
+    assert!(
+        body(&got).starts_with(
+            "Unattended upgrade result: No packages found that can be upgraded\n \
+             unattended and no pending auto-removals\n\n"
+        ),
+        "{}",
+        body(&got)
+    );
 }

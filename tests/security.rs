@@ -6,13 +6,10 @@
 mod support;
 
 use std::os::unix::fs::{chown, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
-use support::Server;
-
-/// Debian's `mail` group: tinymta's default `submit_group`.
-const MAIL_GID: u32 = 8;
+use support::{setgid_binary, Server, MAIL_GID};
 
 fn skip_unless_root() -> bool {
     if !support::running_as_root() || std::env::var_os("TINYMTA_RUNNER").is_some() {
@@ -20,15 +17,6 @@ fn skip_unless_root() -> bool {
         return true;
     }
     false
-}
-
-/// A copy of tinymta, set-group-id `mail` as README's install makes it.
-fn setgid_binary(dir: &Path) -> PathBuf {
-    let setgid = dir.join("tinymta");
-    std::fs::copy(support::binary(), &setgid).unwrap();
-    chown(&setgid, Some(0), Some(MAIL_GID)).unwrap();
-    std::fs::set_permissions(&setgid, std::fs::Permissions::from_mode(0o2755)).unwrap();
-    setgid
 }
 
 /// Runs `program args` as the ordinary user `daemon` (uid 1), with

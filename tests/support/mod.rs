@@ -459,6 +459,20 @@ pub fn test_dir() -> tempfile::TempDir {
     dir
 }
 
+/// Debian's `mail` group: tinymta's default `submit_group`.
+pub const MAIL_GID: u32 = 8;
+
+/// A copy of tinymta in `dir`, set-group-id `mail` as README's install
+/// makes it (needs root).
+pub fn setgid_binary(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let setgid = dir.join("tinymta");
+    fs::copy(binary(), &setgid).unwrap();
+    std::os::unix::fs::chown(&setgid, Some(0), Some(MAIL_GID)).unwrap();
+    fs::set_permissions(&setgid, fs::Permissions::from_mode(0o2755)).unwrap();
+    setgid
+}
+
 /// Whether the tests run as root (then tinymta drops its privileges).
 pub fn running_as_root() -> bool {
     use std::os::unix::fs::MetadataExt;
