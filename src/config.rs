@@ -16,8 +16,8 @@ use std::sync::Arc;
 use crate::aliases::Aliases;
 use crate::line_error::LineError;
 use crate::net::Cidr;
-use crate::tls::Fingerprint;
 use crate::smtp::address::Mailbox;
+use crate::tls::Fingerprint;
 
 /// Where tinymta looks for its config when `-c` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tinymta.conf";
