@@ -402,8 +402,12 @@ fn a_start_up_error_reaches_syslog_when_standard_error_is_no_terminal() {
     let reason = format!("cannot listen on 127.0.0.1:{port}: Address already in use (os error 98)");
     let (code, out, err) = support::run_tinymta(&["-c", conf.to_str().unwrap()]);
     assert_eq!(
-        (code, out.as_str(), err.as_str()),
-        (Some(1), "", format!("tinymta: {reason}\n").as_str())
+        (code, out.as_str(), support::errno_words_left_out(&err)),
+        (
+            Some(1),
+            "",
+            support::errno_words_left_out(&format!("tinymta: {reason}\n"))
+        )
     );
     let mut buf = [0u8; 2048];
     let n = socket
@@ -412,7 +416,11 @@ fn a_start_up_error_reaches_syslog_when_standard_error_is_no_terminal() {
     let record = String::from_utf8_lossy(&buf[..n]).into_owned();
     // <19>: facility mail (2) * 8 + error (3).
     assert!(record.starts_with("<19>"), "{record}");
-    assert!(record.ends_with(&format!("]: {reason}")), "{record}");
+    assert!(
+        support::errno_words_left_out(&record)
+            .ends_with(&support::errno_words_left_out(&format!("]: {reason}"))),
+        "{record}"
+    );
     assert!(record[19..].starts_with(" tinymta["), "{record}");
 }
 
@@ -464,15 +472,13 @@ fn dash_t_checks_the_files_and_directories_the_daemon_makes() {
         ),
     )
     .unwrap();
+    let (code, out, err) = support::run_tinymta(&["-t", "-c", conf.to_str().unwrap()]);
     assert_eq!(
-        support::run_tinymta(&["-t", "-c", conf.to_str().unwrap()]),
+        (code, out, support::errno_words_left_out(&err)),
         (
             Some(1),
             String::new(),
-            format!(
-                "tinymta: log {}: Too many levels of symbolic links (os error 40)\n",
-                log.display()
-            )
+            format!("tinymta: log {}: (os error 40)\n", log.display())
         )
     );
     fs::remove_file(&log).unwrap();

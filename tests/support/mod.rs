@@ -768,3 +768,20 @@ fn dns_answers(port: u16) -> bool {
     let mut buf = [0u8; 512];
     socket.recv(&mut buf).is_ok()
 }
+
+/// `text` with each system error's words left out, keeping its number:
+/// `...: Address already in use (os error 98)` becomes `...: (os error 98)`.
+/// glibc and musl word the same errno differently, and the binary under
+/// test may be a musl one under qemu.
+pub fn errno_words_left_out(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(" (os error ") {
+        let words_start = rest[..at].rfind(": ").map_or(0, |colon| colon + 2);
+        out.push_str(&rest[..words_start]);
+        out.push_str("(os error ");
+        rest = &rest[at + " (os error ".len()..];
+    }
+    out.push_str(rest);
+    out
+}
