@@ -266,6 +266,9 @@ config_keys! {
         smarthost_password_file: Option<PathBuf> = None => optional(parse_path);
         /// How long to wait for a TCP connection to an upstream server.
         connect_timeout: Duration = Duration::from_secs(30) => value(parse_duration);
+        /// How long an HTTP server (a push service) has for the whole
+        /// response, from the request's first octet to the body's last.
+        http_timeout: Duration = Duration::from_secs(30) => value(parse_duration);
         /// How long to wait for an upstream server's greeting and for its
         /// reply to EHLO or HELO, as Postfix's smtp_helo_timeout.
         smtp_helo_timeout: Duration = Duration::from_secs(60) => value(parse_duration);

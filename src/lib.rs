@@ -39,6 +39,7 @@
 //!   client          the SMTP client, over any stream (tested against a script)
 //!   bounce          RFC 3464 delivery status notifications
 //! dns/            DNS wire format and the stub resolver (MX, A, AAAA)
+//! http            a small HTTP/1.1 client over rustls, for push services
 //! tls             rustls server and client configs; certificate checks, pins
 //!                 (smarthost_fingerprint), refusals in words
 //! log             stderr, file or syslog; one line a record, untrusted text Escaped
@@ -56,6 +57,7 @@ pub mod config;
 pub mod daemon;
 pub mod deliver;
 pub mod dns;
+pub mod http;
 pub mod line_error;
 pub mod live;
 pub mod log;
