@@ -82,6 +82,17 @@ struct Watch {
     refusal_said: bool,
 }
 
+impl Watch {
+    /// Its last alarm still holds back another at `now` (queued less than
+    /// `repeat` before), or still owes its recovery notice.
+    fn alarm_holds(&self, now: u64, repeat: u64) -> bool {
+        self.open_since.is_some()
+            || self
+                .alarmed_at
+                .is_some_and(|at| now.saturating_sub(at) < repeat)
+    }
+}
+
 /// Every destination's watch, by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Alarms {
@@ -130,11 +141,15 @@ impl Alarms {
         }
     }
 
-    /// Keeps only the messages still queued.
-    pub fn retain_messages(&mut self, queued: impl Fn(&str) -> bool) {
-        for watch in self.watches.values_mut() {
+    /// Keeps only the messages still queued, and only the destinations
+    /// that still matter at `now`: with messages waiting, or with an alarm
+    /// that holds back another or owes its notice. So the table stays as
+    /// small as the queue, however many domains mail went to.
+    pub fn prune(&mut self, queued: impl Fn(&str) -> bool, now: u64, repeat: u64) {
+        self.watches.retain(|_, watch| {
             watch.deferred.retain(|id| queued(id));
-        }
+            !watch.deferred.is_empty() || watch.alarm_holds(now, repeat)
+        });
     }
 
     /// The alarm about `destination` that is due at `now`: deferred with no
@@ -188,12 +203,10 @@ impl Alarms {
     pub fn to_text(&self, now: u64, repeat: u64) -> String {
         let mut out = format!("{STATE_FORMAT_LINE}\n");
         for (destination, watch) in &self.watches {
-            let Some(alarmed_at) = watch.alarmed_at else {
+            let Some(alarmed_at) = watch.alarmed_at.filter(|_| watch.alarm_holds(now, repeat))
+            else {
                 continue;
             };
-            if watch.open_since.is_none() && now.saturating_sub(alarmed_at) >= repeat {
-                continue;
-            }
             let open = watch
                 .open_since
                 .map_or("-".to_string(), |since| since.to_string());
@@ -480,12 +493,15 @@ mod tests {
         for id in ["A", "B", "C"] {
             alarms.deferred(SMARTHOST, id, T0, AUTH);
         }
+        alarms.deferred("domain example.org", "D", T0, "421 4.3.2 busy");
         alarms.forget("A");
-        alarms.retain_messages(|id| id != "B");
+        alarms.prune(|id| id != "B" && id != "D", T0 + 10, POLICY.repeat);
         let Some(Notice::Stuck { messages, .. }) = alarms.due(SMARTHOST, T0 + 1800, POLICY) else {
             panic!("no alarm");
         };
         assert_eq!(messages, 1);
+        // A destination with nothing waiting and no alarm is forgotten.
+        assert_eq!(alarms.watches.keys().collect::<Vec<_>>(), [SMARTHOST]);
     }
 
     #[test]

@@ -360,9 +360,12 @@ impl Scheduler {
                     Ok(ids) => {
                         // Entries removed by hand leave no schedule behind.
                         self.retry_at.retain(|id, _| ids.binary_search(id).is_ok());
-                        self.alarms.retain_messages(|id| {
-                            ids.binary_search_by(|i| i.as_str().cmp(id)).is_ok()
-                        });
+                        let repeat = self.config().alarm_repeat.as_secs();
+                        self.alarms.prune(
+                            |id| ids.binary_search_by(|i| i.as_str().cmp(id)).is_ok(),
+                            unix_now(),
+                            repeat,
+                        );
                         ids
                     }
                     Err(e) => {
