@@ -107,6 +107,10 @@ impl Alarms {
     pub fn deferred(&mut self, destination: &str, id: &str, failing_since: u64, error: &str) {
         let watch = self.watches.entry(destination.to_string()).or_default();
         let since = failing_since.max(watch.last_success.unwrap_or(0));
+        if watch.failing_since.is_none() {
+            // Stuck anew: a refused alarm is worth a word again.
+            watch.refusal_said = false;
+        }
         watch.failing_since = Some(watch.failing_since.map_or(since, |s| s.min(since)));
         watch.deferred.insert(id.to_string());
         watch.last_error = error.to_string();
@@ -119,7 +123,6 @@ impl Alarms {
         watch.failing_since = None;
         watch.last_success = Some(now);
         watch.deferred.remove(id);
-        watch.refusal_said = false;
         watch.open_since.map(|since| Notice::Recovered {
             destination: destination.to_string(),
             since,
@@ -186,13 +189,17 @@ impl Alarms {
     }
 
     /// `notice` cannot be sent: every recipient of `alarm_to` goes through
-    /// the destination it is about. True the first time since that
-    /// destination last worked, to say so once.
+    /// the destination it is about (`alarm_to` changed since its alarm,
+    /// for a recovery notice, which is then dropped). True the first time
+    /// in this stuck spell, to say so once.
     pub fn refused(&mut self, notice: &Notice) -> bool {
         let watch = self
             .watches
             .entry(notice.destination().to_string())
             .or_default();
+        if let Notice::Recovered { .. } = notice {
+            watch.open_since = None;
+        }
         !std::mem::replace(&mut watch.refusal_said, true)
     }
 
@@ -477,14 +484,22 @@ mod tests {
     }
 
     #[test]
-    fn a_refusal_is_said_once_until_the_destination_works() {
+    fn a_refusal_is_said_once_per_stuck_spell() {
         let mut alarms = Alarms::default();
-        alarms.deferred("local mailboxes", "A", T0, "4.3.0 disk full");
-        let alarm = alarms.due("local mailboxes", T0 + 1800, POLICY).unwrap();
+        let local = "local mailboxes";
+        alarms.deferred(local, "A", T0, "4.3.0 disk full");
+        let alarm = alarms.due(local, T0 + 1800, POLICY).unwrap();
         assert!(alarms.refused(&alarm));
+        alarms.deferred(local, "A", T0, "4.3.0 disk full");
         assert!(!alarms.refused(&alarm));
-        assert_eq!(alarms.delivered("local mailboxes", "A", T0 + 1900), None);
+        assert_eq!(alarms.delivered(local, "A", T0 + 1900), None);
+        alarms.deferred(local, "B", T0 + 2000, "4.3.0 disk full");
         assert!(alarms.refused(&alarm));
+        // A recovery notice that cannot be sent is dropped, not owed forever.
+        alarms.sent(&alarm, T0 + 2000);
+        let notice = alarms.delivered(local, "B", T0 + 2100).unwrap();
+        alarms.refused(&notice);
+        assert_eq!(alarms.delivered(local, "B", T0 + 2200), None);
     }
 
     #[test]

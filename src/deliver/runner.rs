@@ -637,11 +637,11 @@ impl Scheduler {
             });
             notices.extend(new);
         }
-        let mut sent = false;
+        let mut changed = false;
         for notice in &notices {
-            sent |= self.queue_notice(&config, &alarm_to, notice, now, policy);
+            changed |= self.queue_notice(&config, &alarm_to, notice, now, policy);
         }
-        if sent {
+        if changed {
             let state = self.alarms.to_text(now, policy.repeat);
             if let Err(e) = self.spool.write_state(STATE_FILE, &state) {
                 log::error!("{e}; an alarm may be repeated after a restart");
@@ -650,7 +650,8 @@ impl Scheduler {
     }
 
     /// Queues an alarm or recovery notice to `alarm_to`, through any
-    /// destination but the one it is about; true when it was queued.
+    /// destination but the one it is about; true when that changed what
+    /// the state file holds (queued, or a recovery notice dropped).
     fn queue_notice(
         &mut self,
         config: &Config,
@@ -664,12 +665,16 @@ impl Scheduler {
         recipients.retain(|r| route(config, r).describe(config) != notice.destination());
         if recipients.is_empty() {
             if self.alarms.refused(notice) {
+                let what = match notice {
+                    Notice::Stuck { .. } => "alarm",
+                    Notice::Recovered { .. } => "recovery notice",
+                };
                 log::warn!(
-                    "no alarm about mail to {}: alarm_to <{alarm_to}> goes there too",
+                    "no {what} about mail to {}: alarm_to <{alarm_to}> goes there too",
                     notice.destination()
                 );
             }
-            return false;
+            return matches!(notice, Notice::Recovered { .. });
         }
         let text = build_notice(&config.hostname, &alarm_to.to_string(), notice, now, policy);
         // The null reverse-path, as a bounce's (RFC 5321 4.5.5): an alarm
