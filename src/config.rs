@@ -277,6 +277,14 @@ config_keys! {
         retry_max: Duration = Duration::from_secs(3600) => value(parse_duration);
         /// A message not delivered after this long is bounced.
         queue_lifetime: Duration = Duration::from_secs(5 * 86400) => value(parse_duration);
+        /// Where an alarm goes when mail to one destination has been stuck
+        /// for `alarm_after` (see deliver::alarm); none: no alarms.
+        alarm_to: Option<Mailbox> = None => optional(parse_address);
+        /// How long a destination may defer without a single success
+        /// before the alarm.
+        alarm_after: Duration = Duration::from_secs(30 * 60) => value(parse_duration);
+        /// At most one alarm per destination in this time.
+        alarm_repeat: Duration = Duration::from_secs(86400) => value(parse_duration);
         /// The aliases file (aliases(5) format).
         aliases: Option<PathBuf> = None => optional(parse_path);
         /// The domain added to unqualified addresses (`root`) of local mail.

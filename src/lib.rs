@@ -38,6 +38,8 @@
 //!   outgoing        a message as it leaves: send_as, long lines (QP, folding)
 //!   client          the SMTP client, over any stream (tested against a script)
 //!   bounce          RFC 3464 delivery status notifications
+//!   alarm           a destination stuck for alarm_after: one alarm to alarm_to
+//!                   through another, one notice when it works again
 //! dns/            DNS wire format and the stub resolver (MX, A, AAAA)
 //! http            a small HTTP/1.1 client over rustls, for push services
 //! tls             rustls server and client configs; certificate checks, pins

@@ -1,6 +1,7 @@
 //! The delivering side: the queue runner, its jobs, and the two ways a
 //! recipient is reached: a local Maildir, or SMTP to another server.
 
+pub mod alarm;
 pub mod bounce;
 pub mod client;
 pub mod local;

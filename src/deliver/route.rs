@@ -23,6 +23,23 @@ pub enum Route {
     Mx(String),
 }
 
+impl Route {
+    /// The destination in words, for alarms (deliver::alarm) and their
+    /// state file: `smarthost relay.example.net:587`, `domain example.org`,
+    /// `local mailboxes`. It names the smarthost, so that another smarthost
+    /// after a reload is another destination.
+    pub fn describe(&self, config: &Config) -> String {
+        match self {
+            Route::Local => "local mailboxes".to_string(),
+            Route::Smarthost => match &config.smarthost {
+                Some(host) => format!("smarthost {host}"),
+                None => "smarthost".to_string(),
+            },
+            Route::Mx(domain) => format!("domain {domain}"),
+        }
+    }
+}
+
 /// The route of one recipient: local domains are delivered here; the rest
 /// goes to the smarthost when one is set, else to its domain's MX hosts.
 pub fn route(config: &Config, recipient: &Mailbox) -> Route {
@@ -75,5 +92,18 @@ mod tests {
         let relayed = format!("{local}smarthost = relay.example.net:587\n");
         assert_eq!(route_in(&relayed, "ops@example.org"), Route::Smarthost);
         assert_eq!(route_in(&relayed, "root@box.lan"), Route::Local);
+        let config = Config::parse(&relayed, Path::new("t.conf")).unwrap();
+        let described: Vec<String> = [Route::Local, Route::Smarthost, Route::Mx("a.test".into())]
+            .iter()
+            .map(|r| r.describe(&config))
+            .collect();
+        assert_eq!(
+            described,
+            [
+                "local mailboxes",
+                "smarthost relay.example.net:587",
+                "domain a.test"
+            ]
+        );
     }
 }

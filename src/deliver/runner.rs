@@ -19,11 +19,13 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::alarm::{build_notice, subject, AlarmPolicy, Alarms, Notice, STATE_FILE};
 use super::bounce::build_bounce;
 use super::route::{route, run_job, Route};
 use super::{DeliverySettings, ItemResult, Job, JobItem, Outcome, Reporter, RunnerEvent as Event};
 use crate::config::Config;
 use crate::live::Live;
+use crate::smtp::address::Mailbox;
 use crate::smtp::command::Body;
 use crate::smtp::status::Status;
 use crate::spool::queue::{Failure, QueueEnvelope, RecipientState};
@@ -230,6 +232,7 @@ impl QueueRunner {
                 .spawn(move || worker(&jobs, kind, &settings, &spool, results))?;
         }
         let waker = QueueWaker { events };
+        let alarms = load_alarms(&self.spool);
         let scheduler = Scheduler {
             settings: self.settings,
             spool: self.spool,
@@ -237,6 +240,7 @@ impl QueueRunner {
             in_flight: HashMap::new(),
             retry_at: HashMap::new(),
             queued: Vec::new(),
+            alarms,
         };
         thread::Builder::new()
             .name("queue".to_string())
@@ -281,6 +285,26 @@ struct Scheduler {
     retry_at: HashMap<String, Instant>,
     /// Ids queued since the last dispatch, by this process.
     queued: Vec<String>,
+    /// Which destinations are stuck, for `alarm_to`.
+    alarms: Alarms,
+}
+
+/// The alarms' state as the last run left it in the spool.
+fn load_alarms(spool: &Spool) -> Alarms {
+    match spool.read_state(STATE_FILE) {
+        Ok(Some(text)) => {
+            let (alarms, bad) = Alarms::parse(&text);
+            if !bad.is_empty() {
+                log::warn!("spool_dir/{STATE_FILE}: lines {bad:?} cannot be read; skipped");
+            }
+            alarms
+        }
+        Ok(None) => Alarms::default(),
+        Err(e) => {
+            log::error!("{e}; alarms start afresh");
+            Alarms::default()
+        }
+    }
 }
 
 impl Scheduler {
@@ -336,6 +360,12 @@ impl Scheduler {
                     Ok(ids) => {
                         // Entries removed by hand leave no schedule behind.
                         self.retry_at.retain(|id, _| ids.binary_search(id).is_ok());
+                        let repeat = self.config().alarm_repeat.as_secs();
+                        self.alarms.prune(
+                            |id| ids.binary_search_by(|i| i.as_str().cmp(id)).is_ok(),
+                            unix_now(),
+                            repeat,
+                        );
                         ids
                     }
                     Err(e) => {
@@ -506,6 +536,7 @@ impl Scheduler {
 
     /// Applies one message's outcomes and writes them down at once.
     fn apply(&mut self, result: ItemResult) {
+        self.watch(&result);
         let config = self.config();
         let Some(flight) = self.in_flight.get_mut(&result.id) else {
             log::error!("{}: result for a message not in flight", result.id);
@@ -550,6 +581,120 @@ impl Scheduler {
         self.retry_at.insert(result.id, Instant::now() + delay);
     }
 
+    /// Feeds one message's outcomes to the alarms, before they are applied
+    /// (a recipient's attempts still say whether it had failed before), and
+    /// queues the notices that are due.
+    fn watch(&mut self, result: &ItemResult) {
+        let config = self.config();
+        let Some(alarm_to) = config.alarm_to.clone() else {
+            return;
+        };
+        let Some(flight) = self.in_flight.get(&result.id) else {
+            return;
+        };
+        let envelope = &flight.envelope;
+        // Bounces and alarms (the null sender) neither raise nor clear an
+        // alarm: an alarm that is stuck itself never reports on its own way.
+        if envelope.sender.is_none() {
+            return;
+        }
+        let now = unix_now();
+        let policy = AlarmPolicy {
+            after: config.alarm_after.as_secs(),
+            repeat: config.alarm_repeat.as_secs(),
+        };
+        let mut notices: Vec<Notice> = Vec::new();
+        for (index, outcome) in &result.outcomes {
+            let Some(r) = envelope.recipients.get(*index) else {
+                continue;
+            };
+            let destination = route(&config, &r.address).describe(&config);
+            let notice = match outcome {
+                Outcome::Delivered(_) => self.alarms.delivered(&destination, &result.id, now),
+                Outcome::Failed(_) => {
+                    self.alarms.failed(&destination, &result.id);
+                    None
+                }
+                Outcome::Deferred(failure) => {
+                    // One that had failed before has been failing since its
+                    // message came, as far as a restarted runner can tell.
+                    let since = if r.attempts > 0 {
+                        envelope.arrival
+                    } else {
+                        now
+                    };
+                    self.alarms
+                        .deferred(&destination, &result.id, since, &failure.text);
+                    self.alarms.due(&destination, now, policy)
+                }
+            };
+            // One notice per destination, however many recipients went there.
+            let new = notice.filter(|n| {
+                !notices.iter().any(|o| {
+                    o.destination() == n.destination()
+                        && std::mem::discriminant(o) == std::mem::discriminant(n)
+                })
+            });
+            notices.extend(new);
+        }
+        let mut changed = false;
+        for notice in &notices {
+            changed |= self.queue_notice(&config, &alarm_to, notice, now, policy);
+        }
+        if changed {
+            let state = self.alarms.to_text(now, policy.repeat);
+            if let Err(e) = self.spool.write_state(STATE_FILE, &state) {
+                log::error!("{e}; an alarm may be repeated after a restart");
+            }
+        }
+    }
+
+    /// Queues an alarm or recovery notice to `alarm_to`, through any
+    /// destination but the one it is about; true when that changed what
+    /// the state file holds (queued, or a recovery notice dropped).
+    fn queue_notice(
+        &mut self,
+        config: &Config,
+        alarm_to: &Mailbox,
+        notice: &Notice,
+        now: u64,
+        policy: AlarmPolicy,
+    ) -> bool {
+        let mut recipients = Vec::new();
+        crate::aliases::add_recipient(config, &mut recipients, alarm_to.clone());
+        recipients.retain(|r| route(config, r).describe(config) != notice.destination());
+        if recipients.is_empty() {
+            if self.alarms.refused(notice) {
+                let what = match notice {
+                    Notice::Stuck { .. } => "alarm",
+                    Notice::Recovered { .. } => "recovery notice",
+                };
+                log::warn!(
+                    "no {what} about mail to {}: alarm_to <{alarm_to}> goes there too",
+                    notice.destination()
+                );
+            }
+            return matches!(notice, Notice::Recovered { .. });
+        }
+        let text = build_notice(&config.hostname, &alarm_to.to_string(), notice, now, policy);
+        // The null reverse-path, as a bounce's (RFC 5321 4.5.5): an alarm
+        // that cannot be delivered is never bounced.
+        let entry = NewEntry::local(&config.hostname, None, recipients, &text);
+        match self.spool.put(&entry, &text) {
+            Ok(id) => {
+                log::warn!("{id}: alarm to <{alarm_to}>: {}", subject(notice, now));
+                self.queued.push(id);
+                self.alarms.sent(notice, now);
+                true
+            }
+            Err(e) => {
+                // Not marked sent: it is due again at the next outcome.
+                log::error!("cannot queue an alarm about {}: {e}", notice.destination());
+                false
+            }
+        }
+    }
+
     /// Every recipient is delivered or failed: bounce the failed ones, once,
     /// and take the message out of the queue. Where that fails, the outcomes
     /// are saved, so that no delivered recipient is ever sent to again.
@@ -572,6 +717,7 @@ impl Scheduler {
                 return;
             }
         }
+        self.alarms.forget(&id);
         match self.spool.remove(&id) {
             Ok(()) => log::info!("{id}: removed"),
             Err(e) => {

@@ -436,6 +436,31 @@ impl Spool {
         Ok(corrupt)
     }
 
+    /// A small file of the daemon's own state beside the queue,
+    /// `spool_dir/NAME` (the alarms' state); `None` when there is none.
+    pub fn read_state(&self, name: &str) -> Result<Option<String>, SpoolError> {
+        let path = self.new.with_file_name(name);
+        match fs::read(&path) {
+            Ok(text) => Ok(Some(String::from_utf8_lossy(&text).into_owned())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(at(&path)(e)),
+        }
+    }
+
+    /// Replaces `spool_dir/NAME` as envelopes are replaced: written in
+    /// `tmp/` and fsync'd, renamed into place, the directory fsync'd.
+    pub fn write_state(&self, name: &str, text: &str) -> Result<(), SpoolError> {
+        let tmp = format!("{name}.{:016x}", random_u64());
+        write_synced(&self.tmp_dir, &tmp, text.as_bytes())?;
+        let path = self.new.with_file_name(name);
+        if let Err(e) = fs::rename(self.tmp.join(&tmp), &path) {
+            let _ = self.tmp_dir.remove_file(&tmp);
+            return Err(at(&path)(e));
+        }
+        let top = self.new.parent().unwrap_or(Path::new("."));
+        fsync_dir(top).map_err(at(top))
+    }
+
     fn envelope_path(&self, id: &str) -> PathBuf {
         self.new.join(format!("{id}.env"))
     }
@@ -867,6 +892,23 @@ mod tests {
             .read_to_end(&mut text)
             .unwrap();
         text
+    }
+
+    #[test]
+    fn a_state_file_beside_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        assert_eq!(spool.read_state("alarms").unwrap(), None);
+        spool.write_state("alarms", "one\n").unwrap();
+        spool.write_state("alarms", "two\n").unwrap();
+        assert_eq!(
+            spool.read_state("alarms").unwrap().as_deref(),
+            Some("two\n")
+        );
+        assert_eq!(fs::read(dir.path().join("alarms")).unwrap(), b"two\n");
+        // Nothing of it is left in tmp/, nor taken for a queue entry.
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert!(spool.list().unwrap().is_empty());
     }
 
     #[test]
