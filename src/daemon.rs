@@ -470,6 +470,7 @@ fn prepare_directories(config: &Config, account: &sys::Account) -> Result<(), St
     }
     for (dir, gid, mode) in &dirs {
         if !dir.exists() {
+            make_missing_parents(dir)?;
             crate::spool::durable::create_dir_durably(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
@@ -491,6 +492,24 @@ fn prepare_directories(config: &Config, account: &sys::Account) -> Result<(), St
     } else {
         Err(problems.join("; "))
     }
+}
+
+/// Makes the missing directories above `dir` (`/etc/tinymta` for
+/// `/etc/tinymta/spool`) root's and mode 0755, as `mkdir -p` does: made
+/// under the daemon's umask 077 they would be 0700, and the user it
+/// becomes could not pass through them to its spool.
+fn make_missing_parents(dir: &Path) -> Result<(), String> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .skip(1)
+        .take_while(|parent| !parent.as_os_str().is_empty() && !parent.exists())
+        .collect();
+    for parent in missing.into_iter().rev() {
+        crate::spool::durable::create_dir_durably(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        set_mode(parent, 0o755)?;
+    }
+    Ok(())
 }
 
 /// The gid of `submit_group`; `None` where no such group exists (then only

@@ -61,6 +61,37 @@ fn a_spool_on_tmpfs_is_said_to_lose_queued_mail_at_reboot() {
     assert!(!on_disk.log().contains("is on tmpfs"), "{}", on_disk.log());
 }
 
+#[test]
+fn a_spool_dir_below_a_missing_directory_is_reached_by_the_user() {
+    if !support::running_as_root() {
+        eprintln!("needs root to start as root and become nobody; skipped");
+        return;
+    }
+    // As /etc/tinymta/spool on OpenWrt, where /etc/tinymta does not exist:
+    // root makes it 0755 (not 0700, as its umask 077 would), so that the
+    // user reaches the queue.
+    let dir = support::test_dir();
+    let spool = dir.path().join("etc/tinymta/spool");
+    let server = Server::start(&format!("spool_dir = {}", spool.display()));
+    for made in [dir.path().join("etc"), dir.path().join("etc/tinymta")] {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = fs::metadata(&made).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.permissions().mode() & 0o7777),
+            (0, 0o755),
+            "{}",
+            made.display()
+        );
+    }
+    server.greeted().send_message(
+        "root@mx.test",
+        &["postmaster@mx.test"],
+        b"Subject: up\r\n\r\nthe queue is reached\r\n.\r\n",
+    );
+    server.wait_for_mail("postmaster", 1);
+    assert!(!server.log().contains("[ERROR]"), "{}", server.log());
+}
+
 /// libfaketime, preloaded into the (dynamic, native) binary.
 fn libfaketime() -> Option<PathBuf> {
     let lib = fs::read_dir("/usr/lib")
