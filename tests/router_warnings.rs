@@ -24,10 +24,18 @@ fn log_line(server: &Server, text: &str) -> String {
         .to_string()
 }
 
+/// Whether a test that needs root for `why` is skipped (saying so).
+fn skipped_without_root(why: &str) -> bool {
+    let skipped = !support::running_as_root();
+    if skipped {
+        eprintln!("needs root {why}; skipped");
+    }
+    skipped
+}
+
 #[test]
 fn a_spool_on_tmpfs_is_said_to_lose_queued_mail_at_reboot() {
-    if !support::running_as_root() {
-        eprintln!("needs root to mount a tmpfs (in a private mount namespace); skipped");
+    if skipped_without_root("to mount a tmpfs (in a private mount namespace)") {
         return;
     }
     let mnt = support::test_dir();
@@ -63,8 +71,7 @@ fn a_spool_on_tmpfs_is_said_to_lose_queued_mail_at_reboot() {
 
 #[test]
 fn a_spool_dir_below_a_missing_directory_is_reached_by_the_user() {
-    if !support::running_as_root() {
-        eprintln!("needs root to start as root and become nobody; skipped");
+    if skipped_without_root("to start as root and become nobody") {
         return;
     }
     // As /etc/tinymta/spool on OpenWrt, where /etc/tinymta does not exist:
