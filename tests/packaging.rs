@@ -251,6 +251,52 @@ fn the_packages_take_files_that_exist_from_the_repository() {
 }
 
 #[test]
+fn the_packages_link_sendmail_mailq_and_mail_to_the_binary_in_usr_sbin() {
+    // OpenWrt: opkg alternatives, PRIORITY:LINK:TARGET.
+    let openwrt: Vec<String> = read(OPENWRT_MAKEFILE)
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("200:"))
+        .map(|alternative| alternative.trim_end_matches(" \\").to_string())
+        .collect();
+    // Buildroot: ln -sf TARGET LINK, relative to the link's directory.
+    let buildroot: Vec<String> = read(BUILDROOT_MK)
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("ln -sf "))
+        .map(|link| {
+            let (target, path) = link.split_once(' ').unwrap();
+            let path = path.trim_start_matches("$(TARGET_DIR)");
+            let dir = Path::new(path).parent().unwrap();
+            let resolved = Path::new("/").join(dir.join(target).strip_prefix("/").unwrap());
+            format!("{path}:{}", normalized(&resolved))
+        })
+        .collect();
+    let links = [
+        "/usr/sbin/sendmail:/usr/sbin/tinymta",
+        "/usr/lib/sendmail:/usr/sbin/tinymta",
+        "/usr/bin/mailq:/usr/sbin/tinymta",
+        "/usr/bin/mail:/usr/sbin/tinymta",
+    ];
+    assert_eq!(openwrt, links);
+    assert_eq!(buildroot, links);
+}
+
+/// `path` with its `..` taken away, as the kernel follows a link.
+fn normalized(path: &Path) -> String {
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                parts.pop();
+            }
+            std::path::Component::Normal(name) => parts.push(name),
+            _ => {}
+        }
+    }
+    let joined: PathBuf = parts.iter().collect();
+    format!("/{}", joined.display())
+}
+
+#[test]
 fn the_package_configs_load_and_keep_the_queue_out_of_ram() {
     for path in [OPENWRT_CONFIG, BUILDROOT_CONFIG] {
         let config = tinymta::config::Config::parse(&read(path), Path::new(path))
