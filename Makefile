@@ -4,7 +4,7 @@ CONFIG ?= etc/tinymta.conf
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: build run test lint release install clean static size test-qemu fuzz stress bench
+.PHONY: build run test lint release install clean static size dist test-qemu fuzz stress bench
 
 build:
 	$(CARGO) build
@@ -82,6 +82,19 @@ size:
 	  printf '%-34s %10s  %s\n' "  of which the HTTP client" $$(nm -C --size-sort --radix=d $$f \
 	  | awk '/[ <]tinymta::http::/ { sum += $$1 } END { print sum + 0 }') \
 	  "x86_64 musl: src/http.rs's own functions"; fi
+
+# Release archives in target/dist/: one per static (musl) target of
+# STATIC_TARGETS, a target added there is archived too (cross/dist/archive
+# says what an archive holds), and SHA256SUMS of the archives.
+DIST_TARGETS = $(filter %-musl %-musleabi %-musleabihf,$(STATIC_TARGETS))
+DIST_DIR = target/dist
+dist:
+	rm -rf $(DIST_DIR)
+	@for t in $(DIST_TARGETS); do \
+	  $(MAKE) static TARGET=$$t && cross/dist/archive $$t target/$$t/release/tinymta $(DIST_DIR) || exit 1; \
+	done
+	cd $(DIST_DIR) && sha256sum *.tar.gz > SHA256SUMS
+	@cat $(DIST_DIR)/SHA256SUMS
 
 # The whole integration suite against the aarch64 musl binary, run by
 # qemu-aarch64-static (no binfmt needed: the tests start it through the runner).

@@ -83,6 +83,7 @@ fn serve(
     let users = load_users(&config)?;
     let server_tls = load_server_tls(&config)?;
     warn_about_risky_settings(&config);
+    warn_about_mail_at_risk(&config);
     note_missing_mailbox_dir(&config, account.as_ref());
     // Bound last, so that a daemon that listens has passed every check
     // (the init script takes listening for started).
@@ -469,6 +470,7 @@ fn prepare_directories(config: &Config, account: &sys::Account) -> Result<(), St
     }
     for (dir, gid, mode) in &dirs {
         if !dir.exists() {
+            make_missing_parents(dir)?;
             crate::spool::durable::create_dir_durably(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
@@ -490,6 +492,24 @@ fn prepare_directories(config: &Config, account: &sys::Account) -> Result<(), St
     } else {
         Err(problems.join("; "))
     }
+}
+
+/// Makes the missing directories above `dir` (`/etc/tinymta` for
+/// `/etc/tinymta/spool`) root's and mode 0755, as `mkdir -p` does: made
+/// under the daemon's umask 077 they would be 0700, and the user it
+/// becomes could not pass through them to its spool.
+fn make_missing_parents(dir: &Path) -> Result<(), String> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .skip(1)
+        .take_while(|parent| !parent.as_os_str().is_empty() && !parent.exists())
+        .collect();
+    for parent in missing.into_iter().rev() {
+        crate::spool::durable::create_dir_durably(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        set_mode(parent, 0o755)?;
+    }
+    Ok(())
 }
 
 /// The gid of `submit_group`; `None` where no such group exists (then only
@@ -599,6 +619,31 @@ fn file_problem(key: &str, path: &Path, append: bool) -> Result<(), String> {
             "{key} {} cannot be made: its directory is not writable",
             path.display()
         ))
+    }
+}
+
+/// What a router or appliance may get wrong without noticing, said once at
+/// start-up: a spool in memory (OpenWrt's /var is tmpfs), and a clock
+/// before this build (no battery-backed clock, NTP not yet there).
+fn warn_about_mail_at_risk(config: &Config) {
+    match sys::memory_file_system(&config.spool_dir) {
+        Ok(Some(kind)) => ::log::warn!(
+            "spool_dir {} is on {kind}: queued mail will be lost at reboot; put spool_dir on \
+             persistent storage",
+            config.spool_dir.display()
+        ),
+        Ok(None) => {}
+        Err(e) => ::log::warn!("spool_dir {}: {e}", config.spool_dir.display()),
+    }
+    let now = crate::time::unix_now();
+    if let Some(built) = crate::time::build_time().filter(|&built| now < built) {
+        ::log::warn!(
+            "the clock says {}, before this tinymta was built ({}): TLS certificates will look \
+             not yet valid, and delivery that checks them defers (it never bounces) until the \
+             clock is set (NTP)",
+            crate::time::rfc5322_date(now),
+            crate::time::rfc5322_date(built)
+        );
     }
 }
 

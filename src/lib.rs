@@ -48,8 +48,8 @@
 //! live            settings that SIGHUP replaces
 //! net             CIDR blocks
 //! random          random numbers from the system
-//! time            dates as mail writes them
-//! sys             the only `unsafe`: signals, setuid/setgid, accounts
+//! time            dates as mail writes them; when this binary was built (build.rs)
+//! sys             the only `unsafe`: signals, setuid/setgid, accounts, statfs
 //! ```
 
 pub mod aliases;

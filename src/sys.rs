@@ -236,6 +236,30 @@ pub fn may_write_dir(path: &std::path::Path) -> bool {
     unsafe { libc::access(c_path.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
 }
 
+/// The file system `path` is on when it keeps its files in memory only
+/// (`tmpfs`, `ramfs`: gone at reboot), from statfs(2)'s `f_type` and the
+/// magic numbers of linux/magic.h; `None` for any other.
+pub fn memory_file_system(path: &std::path::Path) -> io::Result<Option<&'static str>> {
+    use std::os::unix::ffi::OsStrExt;
+    const TMPFS_MAGIC: u32 = 0x0102_1994;
+    const RAMFS_MAGIC: u32 = 0x8584_58f6;
+    let c_path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: statfs is plain data, for which all zeroes is a valid value.
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid NUL-terminated path and a statfs for the kernel to fill.
+    if unsafe { libc::statfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // f_type is signed on some targets, unsigned on others, 32 or 64 bits
+    // wide; the magic numbers are 32 bits (ramfs's has the top bit set).
+    Ok(match stat.f_type as u32 {
+        TMPFS_MAGIC => Some("tmpfs"),
+        RAMFS_MAGIC => Some("ramfs"),
+        _ => None,
+    })
+}
+
 /// Whether this process runs with root's effective user id.
 pub fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.

@@ -10,6 +10,13 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// When this binary was built (seconds since the Unix epoch), as build.rs
+/// found it: `SOURCE_DATE_EPOCH`, else the time of the git commit built.
+/// A clock before it is certainly wrong.
+pub fn build_time() -> Option<u64> {
+    option_env!("TINYMTA_BUILD_TIME").and_then(|secs| secs.parse().ok())
+}
+
 /// `Sun, 22 Nov 2026 16:36:47 +0000` for a Unix time, in UTC.
 pub fn rfc5322_date(unix_secs: u64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];

@@ -40,6 +40,20 @@ pub fn tinymta_command() -> Command {
     tinymta_command_for(&binary())
 }
 
+/// A command that runs the binary under test through `wrapper` (a program
+/// and its arguments that end by exec'ing the rest of its command line:
+/// `faketime`, `unshare`), or as [`tinymta_command`] when it is empty.
+pub fn tinymta_command_through(wrapper: &[String]) -> Command {
+    let Some((program, args)) = wrapper.split_first() else {
+        return tinymta_command();
+    };
+    let mut command = Command::new(program);
+    command.args(args);
+    command.args(std::env::var_os("TINYMTA_RUNNER"));
+    command.arg(binary());
+    command
+}
+
 /// Runs the binary once with `args` (not as a server) and returns (exit code, stdout, stderr).
 pub fn run_tinymta<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (Option<i32>, String, String) {
     let out = tinymta_command()
@@ -60,33 +74,36 @@ pub struct Server {
     /// The loopback address it listens on.
     pub ip: String,
     pub extra_config: String,
+    /// What the server is started through (see [`tinymta_command_through`]).
+    pub wrapper: Vec<String>,
     child: Option<Child>,
 }
 
 impl Server {
     /// Starts tinymta with the test defaults plus `extra_config` lines.
     pub fn start(extra_config: &str) -> Server {
-        let dir = test_dir();
-        let mut server = Server {
-            dir,
-            port: 0,
-            ip: "127.0.0.1".to_string(),
-            extra_config: extra_config.to_string(),
-            child: None,
-        };
-        server.launch_on_free_port();
-        server
+        Server::start_through(&[], extra_config)
     }
 
     /// Starts tinymta listening on another loopback address (`127.0.0.4`),
     /// as an upstream server for another tinymta.
     pub fn start_at(ip: &str, extra_config: &str) -> Server {
-        let dir = test_dir();
+        Server::launch_new(ip, &[], extra_config)
+    }
+
+    /// Starts tinymta through `wrapper` (see [`tinymta_command_through`]):
+    /// under a faked clock, in a mount namespace.
+    pub fn start_through(wrapper: &[String], extra_config: &str) -> Server {
+        Server::launch_new("127.0.0.1", wrapper, extra_config)
+    }
+
+    fn launch_new(ip: &str, wrapper: &[String], extra_config: &str) -> Server {
         let mut server = Server {
-            dir,
+            dir: test_dir(),
             port: 0,
             ip: ip.to_string(),
             extra_config: extra_config.to_string(),
+            wrapper: wrapper.to_vec(),
             child: None,
         };
         server.launch_on_free_port();
@@ -171,7 +188,7 @@ impl Server {
     /// Starts the server on `self.port`; false if it exited at once.
     fn launch(&mut self) -> bool {
         self.write_config();
-        let child = tinymta_command()
+        let child = tinymta_command_through(&self.wrapper)
             .arg("-c")
             .arg(self.config_path())
             .stdin(Stdio::null())
