@@ -18,8 +18,6 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use simplelog::{ConfigBuilder, LevelFilter, WriteLogger};
-
 use crate::config::{Config, LogTarget};
 
 /// The log file, if logging goes to one, for reopening.
@@ -73,66 +71,63 @@ impl LogHandle {
     }
 }
 
-/// What the logger writes to: the current log file.
-struct Shared(Arc<LogFile>);
-
-impl Write for Shared {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0
-            .file
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.0
-            .file
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .flush()
-    }
+/// Records as lines, `2026-12-03T10:06:52.451815Z [INFO] text`, to standard
+/// error or the log file. Each record is written whole, in one write(2): a
+/// reader (`tail -f`, a log shipper) never sees half a line, and a second
+/// process appending to the same file (sendmail beside the daemon) cannot
+/// put its record in the middle of ours, as O_APPEND puts each write at
+/// the end in one piece.
+struct Lines {
+    target: LineTarget,
 }
 
-/// Hands each record to its target in one `write(2)`. simplelog writes a
-/// record in pieces (time, level, text, newline); written as they come, a
-/// reader (`tail -f`, a log shipper, a test) can see half a line, and a
-/// second process appending to the same file (sendmail beside the daemon)
-/// could put its record in the middle of ours. One write of the whole line
-/// to a file opened with O_APPEND lands in one piece at the end.
-struct WholeLines<W: Write> {
-    target: W,
-    line: Vec<u8>,
+enum LineTarget {
+    Stderr,
+    File(Arc<LogFile>),
 }
 
-impl<W: Write> WholeLines<W> {
-    fn new(target: W) -> Self {
-        WholeLines {
-            target,
-            line: Vec::with_capacity(256),
+impl Lines {
+    fn write_line(&self, line: &[u8]) -> io::Result<()> {
+        match &self.target {
+            LineTarget::Stderr => io::stderr().lock().write_all(line),
+            LineTarget::File(log) => log
+                .file
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .write_all(line),
         }
     }
 }
 
-impl<W: Write> Write for WholeLines<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.line.extend_from_slice(buf);
-        if self.line.ends_with(b"\n") {
-            let result = self.target.write_all(&self.line);
-            self.line.clear();
-            result?;
-        }
-        Ok(buf.len())
+impl log::Log for Lines {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        if !self.line.is_empty() {
-            let result = self.target.write_all(&self.line);
-            self.line.clear();
-            result?;
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
         }
-        self.target.flush()
+        let line = record_line(
+            std::time::SystemTime::now(),
+            record.level(),
+            &record.args().to_string(),
+        );
+        // Logging never stops mail: a full disk loses the record.
+        let _ = self.write_line(line.as_bytes());
     }
+
+    fn flush(&self) {}
+}
+
+/// One record as a line of the log file or standard error, its text
+/// cleaned ([`clean_record`]) so that it stays one line.
+fn record_line(now: std::time::SystemTime, level: log::Level, message: &str) -> String {
+    format!(
+        "{} [{level}] {}\n",
+        crate::time::rfc3339_timestamp(now),
+        clean_record(message, MAX_LOG_RECORD)
+    )
 }
 
 /// Opens the log file to append to, made if missing; never through a
@@ -149,12 +144,6 @@ fn open_append(path: &Path) -> io::Result<File> {
 
 /// Sets up the global logger from the config; an error names the log file.
 pub fn init(config: &Config) -> Result<LogHandle, String> {
-    let format = ConfigBuilder::new()
-        .set_time_format_rfc3339()
-        .set_thread_level(LevelFilter::Off)
-        .set_target_level(LevelFilter::Off)
-        .set_location_level(LevelFilter::Off)
-        .build();
     // The logger lets everything through; log::set_max_level filters, so
     // that SIGHUP can change the level.
     if config.log == LogTarget::Syslog {
@@ -168,12 +157,9 @@ pub fn init(config: &Config) -> Result<LogHandle, String> {
         log::set_max_level(config.log_level);
         return Ok(LogHandle::default());
     }
-    let (logger, handle): (Box<dyn log::Log>, _) = match &config.log {
+    let (target, handle) = match &config.log {
         LogTarget::Syslog => unreachable!("handled above"),
-        LogTarget::Stderr => (
-            WriteLogger::new(LevelFilter::Trace, format, WholeLines::new(io::stderr())),
-            LogHandle::default(),
-        ),
+        LogTarget::Stderr => (LineTarget::Stderr, LogHandle::default()),
         LogTarget::File(path) => {
             let file = open_append(path)
                 .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
@@ -182,16 +168,12 @@ pub fn init(config: &Config) -> Result<LogHandle, String> {
                 file: Mutex::new(file),
             });
             (
-                WriteLogger::new(
-                    LevelFilter::Trace,
-                    format,
-                    WholeLines::new(Shared(Arc::clone(&log))),
-                ),
+                LineTarget::File(Arc::clone(&log)),
                 LogHandle { file: Some(log) },
             )
         }
     };
-    log::set_boxed_logger(Box::new(Cleaned(logger)))
+    log::set_boxed_logger(Box::new(Lines { target }))
         .map_err(|e| format!("cannot set up logging: {e}"))?;
     log::set_max_level(config.log_level);
     Ok(handle)
@@ -378,37 +360,6 @@ fn write_escaped(
     Ok(())
 }
 
-/// A target that writes what it is given: each record's text is cleaned
-/// ([`clean_record`]) before it gets there.
-struct Cleaned(Box<dyn log::Log>);
-
-impl log::Log for Cleaned {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        self.0.enabled(metadata)
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        if !self.enabled(record.metadata()) {
-            return;
-        }
-        let message = record.args().to_string();
-        let message = clean_record(&message, MAX_LOG_RECORD);
-        self.0.log(
-            &log::Record::builder()
-                .metadata(record.metadata().clone())
-                .args(format_args!("{message}"))
-                .module_path(record.module_path())
-                .file(record.file())
-                .line(record.line())
-                .build(),
-        );
-    }
-
-    fn flush(&self) {
-        self.0.flush();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -502,64 +453,45 @@ mod tests {
     fn the_file_target_writes_one_line_per_record() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        let file = Arc::new(LogFile {
-            path: path.clone(),
-            file: Mutex::new(open_append(&path).unwrap()),
-        });
-        let format = ConfigBuilder::new().build();
-        let logger = Cleaned(WriteLogger::new(
-            LevelFilter::Trace,
-            format,
-            WholeLines::new(Shared(Arc::clone(&file))),
-        ));
-        log::Log::log(
-            &logger,
-            &log::Record::builder()
-                .level(log::Level::Info)
-                .args(format_args!("from {}: x\r\nforged: line", "c\x1b]0;t\x07"))
-                .build(),
-        );
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text.lines().count(), 1, "{text:?}");
-        assert!(
-            text.ends_with("from c\\x1b]0;t\\x07: x\\r\\nforged: line\n"),
-            "{text:?}"
-        );
-    }
-
-    /// Counts the writes that reach it.
-    struct Writes(Arc<Mutex<Vec<Vec<u8>>>>);
-
-    impl Write for Writes {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().push(buf.to_vec());
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn each_record_reaches_its_target_in_one_write() {
-        let writes = Arc::new(Mutex::new(Vec::new()));
-        let logger = WriteLogger::new(
-            LevelFilter::Trace,
-            ConfigBuilder::new().set_time_format_rfc3339().build(),
-            WholeLines::new(Writes(Arc::clone(&writes))),
-        );
-        for text in ["first", "second"] {
+        let logger = Lines {
+            target: LineTarget::File(Arc::new(LogFile {
+                path: path.clone(),
+                file: Mutex::new(open_append(&path).unwrap()),
+            })),
+        };
+        log::set_max_level(log::LevelFilter::Trace);
+        for (level, text) in [(log::Level::Info, "first"), (log::Level::Warn, "second")] {
             log::Log::log(
                 &logger,
                 &log::Record::builder()
-                    .level(log::Level::Info)
-                    .args(format_args!("{text}"))
+                    .level(level)
+                    .args(format_args!(
+                        "{text} from {}: x\r\nforged: line",
+                        "c\x1b]0;t\x07"
+                    ))
                     .build(),
             );
         }
-        let writes = writes.lock().unwrap();
-        assert_eq!(writes.len(), 2, "{writes:?}");
-        assert!(writes[0].ends_with(b"[INFO] first\n"), "{writes:?}");
-        assert!(writes[1].ends_with(b"[INFO] second\n"), "{writes:?}");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text:?}");
+        assert!(
+            lines[0].ends_with("Z [INFO] first from c\\x1b]0;t\\x07: x\\r\\nforged: line"),
+            "{text:?}"
+        );
+        assert!(lines[1].contains("Z [WARN] second from"), "{text:?}");
+    }
+
+    #[test]
+    fn a_record_line_has_the_time_the_level_and_the_cleaned_text() {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::new(1_796_292_412, 451_815_081);
+        assert_eq!(
+            record_line(at, log::Level::Info, "accepted\nforged"),
+            "2026-12-03T10:06:52.451815Z [INFO] accepted\\nforged\n"
+        );
+        assert_eq!(
+            record_line(std::time::UNIX_EPOCH, log::Level::Error, "x"),
+            "1970-01-01T00:00:00.000000Z [ERROR] x\n"
+        );
     }
 }

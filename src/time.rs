@@ -38,6 +38,21 @@ pub fn rfc5322_date(unix_secs: u64) -> String {
     )
 }
 
+/// `2026-12-03T10:06:52.451815Z`: an RFC 3339 (5.6) time in UTC, to the
+/// microsecond, for log records; a clock before 1970 reads as 1970.
+pub fn rfc3339_timestamp(now: SystemTime) -> String {
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (year, month, day) = civil_from_days((secs / 86400) as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        secs % 86400 / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        since.subsec_micros()
+    )
+}
+
 /// `Nov 22 16:36:47`: the RFC 3164 timestamp, in UTC.
 pub fn syslog_timestamp(unix_secs: u64) -> String {
     const MONTHS: [&str; 12] = [
