@@ -143,7 +143,9 @@ fn route_limit(route: &Route, remote_workers: usize) -> usize {
     match route {
         Route::Local => usize::MAX,
         Route::Smarthost => remote_workers,
-        Route::Mx(_) => remote_workers.saturating_sub(1).max(1),
+        // A push service is one more destination like a domain: a slow one
+        // leaves a worker for the others.
+        Route::Mx(_) | Route::Push(_) => remote_workers.saturating_sub(1).max(1),
     }
 }
 
@@ -199,6 +201,8 @@ struct InFlight {
     envelope: QueueEnvelope,
     /// Items handed out and not reported yet.
     outstanding: usize,
+    /// The longest wait a server asked for (Retry-After), bounded.
+    not_before: Duration,
 }
 
 pub struct QueueRunner {
@@ -453,6 +457,7 @@ impl Scheduler {
                 InFlight {
                     envelope,
                     outstanding: items.len(),
+                    not_before: Duration::ZERO,
                 },
             );
         }
@@ -518,7 +523,7 @@ impl Scheduler {
             };
             r.attempts += 1;
             match outcome {
-                Outcome::Delivered(_) => {
+                Outcome::Delivered(_) | Outcome::Forwarded(_) => {
                     r.state = RecipientState::Delivered;
                     r.next_attempt = 0;
                     r.last_error = None;
@@ -531,6 +536,14 @@ impl Scheduler {
                 Outcome::Deferred(failure) => {
                     r.next_attempt = now + backoff(&config, r.attempts).as_secs();
                     r.last_error = Some(failure);
+                }
+                Outcome::Postponed(failure, wait) => {
+                    // The server's wait, within retry_max; never sooner
+                    // than the backoff would try.
+                    let wait = wait.min(config.retry_max).max(backoff(&config, r.attempts));
+                    r.next_attempt = now + wait.as_secs();
+                    r.last_error = Some(failure);
+                    flight.not_before = flight.not_before.max(wait);
                 }
             }
         }
@@ -546,7 +559,9 @@ impl Scheduler {
             return;
         }
         self.save(&flight.envelope);
-        let delay = backoff(&config, max_attempts(&flight.envelope));
+        // The message's next attempt serves all its recipients: after the
+        // longest wait one of them was asked for.
+        let delay = backoff(&config, max_attempts(&flight.envelope)).max(flight.not_before);
         self.retry_at.insert(result.id, Instant::now() + delay);
     }
 
