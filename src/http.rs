@@ -430,11 +430,14 @@ pub struct ResponseParser {
     state: State,
     /// Received and not yet parsed.
     pending: Vec<u8>,
+    /// The start of `pending` searched for a line end in vain.
+    line_scanned: usize,
     /// Octets of heads, chunk-size lines and trailers so far, against
     /// [`MAX_RESPONSE_HEAD`].
     head_octets: usize,
     /// The request was HEAD: its response has no body (RFC 9110 9.3.2).
     head_request: bool,
+    /// The status of the head being read; 0 before its status line.
     status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
@@ -448,6 +451,7 @@ impl ResponseParser {
         ResponseParser {
             state: State::Head,
             pending: Vec::new(),
+            line_scanned: 0,
             head_octets: 0,
             head_request: method == "HEAD",
             status: 0,
@@ -540,6 +544,7 @@ impl ResponseParser {
         let kept = available.min(room);
         self.body.extend_from_slice(&self.pending[..kept]);
         self.pending.drain(..available);
+        self.line_scanned = 0;
         available as u64
     }
 
@@ -549,12 +554,19 @@ impl ResponseParser {
     /// against [`MAX_RESPONSE_HEAD`], so a line that never ends cannot
     /// grow without bound.
     fn take_line(&mut self) -> Result<Option<String>, HttpError> {
-        let Some(end) = self.pending.iter().position(|&b| b == b'\n') else {
+        // Only what came since the last look is searched: a line that
+        // arrives one octet at a time costs no more than one that does not.
+        let found = self.pending[self.line_scanned..]
+            .iter()
+            .position(|&b| b == b'\n');
+        let Some(end) = found.map(|at| self.line_scanned + at) else {
+            self.line_scanned = self.pending.len();
             if self.head_octets + self.pending.len() > MAX_RESPONSE_HEAD {
                 return Err(self.head_too_large());
             }
             return Ok(None);
         };
+        self.line_scanned = 0;
         self.head_octets += end + 1;
         if self.head_octets > MAX_RESPONSE_HEAD {
             return Err(self.head_too_large());
@@ -575,51 +587,48 @@ impl ResponseParser {
         ))
     }
 
-    /// Reads the status line and the header fields; true once the head is
-    /// whole (and the state has moved on).
+    /// Reads the next line of a head: the status line (while `status` is
+    /// 0), a header field, or the empty line that ends it; true if a line
+    /// was read.
     fn parse_head(&mut self) -> Result<bool, HttpError> {
-        // Whole lines only: wait for the empty line that ends the head.
-        let ends = self.pending.windows(2).any(|w| w == b"\n\n")
-            || self.pending.windows(3).any(|w| w == b"\n\r\n");
-        if !ends {
-            if self.head_octets + self.pending.len() > MAX_RESPONSE_HEAD {
-                return Err(self.head_too_large());
-            }
+        let Some(line) = self.take_line()? else {
             return Ok(false);
-        }
-        let status_line = self.take_line()?.unwrap_or_default();
-        let status = parse_status_line(&status_line)?;
-        let mut headers: Vec<(String, String)> = Vec::new();
-        while let Some(line) = self.take_line()? {
-            if line.is_empty() {
-                break;
-            }
-            if line.starts_with([' ', '\t']) {
-                // RFC 9112 5.2: obsolete line folding; a user agent
-                // replaces it with spaces.
-                let (_, value) = headers.last_mut().ok_or_else(|| {
-                    HttpError::Protocol("a folded line before any header field".to_string())
-                })?;
-                value.push(' ');
-                value.push_str(line.trim());
-                continue;
-            }
-            headers.push(parse_field_line(&line)?);
-        }
-        if (100..200).contains(&status) {
-            if status == 101 {
-                return Err(HttpError::Protocol(
-                    "101 Switching Protocols, which no request asked for".to_string(),
-                ));
-            }
-            // RFC 9110 15.2: interim responses are skipped; the final
-            // one follows.
+        };
+        if self.status == 0 {
+            self.status = parse_status_line(&line)?;
             return Ok(true);
         }
-        self.status = status;
-        self.state = State::Body(framing(status, &headers, self.head_request)?);
-        self.headers = headers;
-        Ok(true)
+        if line.starts_with([' ', '\t']) {
+            // RFC 9112 5.2: obsolete line folding; a user agent replaces
+            // it with spaces.
+            let (_, value) = self.headers.last_mut().ok_or_else(|| {
+                HttpError::Protocol("a folded line before any header field".to_string())
+            })?;
+            value.push(' ');
+            value.push_str(line.trim());
+            return Ok(true);
+        }
+        if !line.is_empty() {
+            self.headers.push(parse_field_line(&line)?);
+            return Ok(true);
+        }
+        // The empty line: the head is whole.
+        match self.status {
+            101 => Err(HttpError::Protocol(
+                "101 Switching Protocols, which no request asked for".to_string(),
+            )),
+            100..=199 => {
+                // RFC 9110 15.2: an interim response is skipped; the
+                // final one follows.
+                self.status = 0;
+                self.headers.clear();
+                Ok(true)
+            }
+            status => {
+                self.state = State::Body(framing(status, &self.headers, self.head_request)?);
+                Ok(true)
+            }
+        }
     }
 
     /// One step through a chunked body (RFC 9112 7.1); true if it moved.
@@ -938,5 +947,796 @@ fn exchange(
         if n == 0 || parser.push(&buffer[..n])? {
             return parser.finish();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{HashMap, VecDeque};
+
+    fn url(text: &str) -> Url {
+        Url::parse(text).unwrap()
+    }
+
+    fn url_error(text: &str) -> String {
+        Url::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn urls_are_split_as_a_request_needs_them() {
+        assert_eq!(
+            url("https://ntfy.sh/alerts"),
+            Url {
+                https: true,
+                host: "ntfy.sh".to_string(),
+                port: 443,
+                path_and_query: "/alerts".to_string(),
+            }
+        );
+        assert_eq!(
+            url("HTTP://Push.Example:8080?a=b#frag"),
+            Url {
+                https: false,
+                host: "push.example".to_string(),
+                port: 8080,
+                path_and_query: "/?a=b".to_string(),
+            }
+        );
+        let v6 = url("https://[::1]:8443/x");
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", 8443));
+        assert_eq!(v6.authority(), "[::1]:8443");
+        assert_eq!(v6.to_string(), "https://[::1]:8443/x");
+        let v6 = url("http://[2001:DB8::1]");
+        assert_eq!((v6.host.as_str(), v6.port), ("2001:db8::1", 80));
+        assert_eq!(v6.path_and_query, "/");
+        assert_eq!(url("https://127.0.0.1:/").port, 443);
+        let telegram = url("https://api.telegram.org/bot123:AB-c_d/sendMessage");
+        assert_eq!(telegram.path_and_query, "/bot123:AB-c_d/sendMessage");
+        assert_eq!(telegram.authority(), "api.telegram.org");
+    }
+
+    #[test]
+    fn unusable_urls_are_refused_saying_why() {
+        let cases = [
+            ("ftp://x.example/", "only http and https URLs are supported"),
+            ("ntfy.sh/alerts", "expected http:// or https://"),
+            ("https://user:pw@x.example/", "user info (user:password@)"),
+            ("https:///path", "expected a host name or IP address"),
+            ("https://x y.example/", "expected a host name or IP address"),
+            (
+                "https://x.example:0/",
+                "the port must be a number from 1 to 65535",
+            ),
+            ("https://x.example:65536/", "the port must be a number"),
+            ("https://x.example:+80/", "the port must be a number"),
+            ("https://[::1/", "without its closing ]"),
+            ("https://[fe80::1%eth0]/", "not an IPv6 address in brackets"),
+            ("https://[::1]x/", "expected :PORT after the IPv6 address"),
+            ("https://x.example/a b", "' ' must be percent-encoded"),
+            ("https://x.example/é", "'é' must be percent-encoded"),
+        ];
+        for (text, words) in cases {
+            let error = url_error(text);
+            assert!(error.contains(words), "{text}: {error}");
+            assert!(error.starts_with("bad URL: "), "{error}");
+            assert!(!Url::parse(text).unwrap_err().is_temporary());
+        }
+    }
+
+    #[test]
+    fn join_appends_to_the_path_and_keeps_the_query() {
+        let joined = |base: &str, path: &str| url(base).join(path).path_and_query;
+        assert_eq!(joined("https://g.example", "message"), "/message");
+        assert_eq!(joined("https://g.example/", "/message"), "/message");
+        assert_eq!(
+            joined("https://g.example/gotify", "message"),
+            "/gotify/message"
+        );
+        assert_eq!(
+            joined("https://g.example/a/?k=v", "1/messages.json"),
+            "/a/1/messages.json?k=v"
+        );
+        assert_eq!(
+            url("https://[::1]:8443/").join("x").to_string(),
+            "https://[::1]:8443/x"
+        );
+    }
+
+    fn fields(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect()
+    }
+
+    fn post(url_text: &str, headers: &[(&str, &str)], body: &str) -> Request {
+        Request {
+            method: "POST",
+            url: url(url_text),
+            headers: fields(headers),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_request_as_it_goes_on_the_wire() {
+        let request = post(
+            "https://ntfy.example:8443/alerts?x=1",
+            &[("Title", " disk full "), ("Priority", "5")],
+            "sda1 at 99%",
+        );
+        let expected = format!(
+            "POST /alerts?x=1 HTTP/1.1\r\nHost: ntfy.example:8443\r\n\
+             User-Agent: tinymta/{}\r\nTitle: disk full\r\nPriority: 5\r\n\
+             Content-Length: 11\r\nConnection: close\r\n\r\nsda1 at 99%",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert_eq!(
+            String::from_utf8(request.to_bytes().unwrap()).unwrap(),
+            expected
+        );
+        // A GET without a body says no Content-Length; a User-Agent given
+        // replaces the client's own.
+        let get = Request {
+            method: "GET",
+            ..post("http://[::1]/", &[("user-agent", "probe")], "")
+        };
+        assert_eq!(
+            String::from_utf8(get.to_bytes().unwrap()).unwrap(),
+            "GET / HTTP/1.1\r\nHost: [::1]\r\nuser-agent: probe\r\nConnection: close\r\n\r\n"
+        );
+        // POST with an empty body: Content-Length: 0 (RFC 9110 8.6).
+        let empty = post("http://a.example/", &[("User-Agent", "x")], "");
+        assert!(String::from_utf8(empty.to_bytes().unwrap())
+            .unwrap()
+            .contains("\r\nContent-Length: 0\r\n"));
+    }
+
+    #[test]
+    fn requests_that_would_break_the_framing_are_refused() {
+        let cases = [
+            (
+                ("Title", "a\r\nX-Injected: 1"),
+                "the value of Title holds a line break or NUL",
+            ),
+            (
+                ("Title", "a\nb"),
+                "the value of Title holds a line break or NUL",
+            ),
+            (
+                ("Title", "a\0b"),
+                "the value of Title holds a line break or NUL",
+            ),
+            (("Bad Name", "v"), "not a header field name: \"Bad Name\""),
+            (("", "v"), "not a header field name: \"\""),
+            (
+                ("content-length", "5"),
+                "content-length is the client's to write",
+            ),
+            (("Host", "evil"), "Host is the client's to write"),
+            (
+                ("Transfer-Encoding", "chunked"),
+                "Transfer-Encoding is the client's to write",
+            ),
+            (
+                ("Connection", "keep-alive"),
+                "Connection is the client's to write",
+            ),
+        ];
+        for ((name, value), words) in cases {
+            let error = post("https://a.example/", &[(name, value)], "x")
+                .to_bytes()
+                .unwrap_err();
+            assert_eq!(error.to_string(), format!("bad request: {words}"), "{name}");
+            assert!(!error.is_temporary());
+        }
+        let bad_method = Request {
+            method: "PO ST",
+            ..post("https://a.example/", &[], "")
+        };
+        assert!(bad_method.to_bytes().is_err());
+    }
+
+    /// The response to `method` read from `input` pushed in pieces of
+    /// `piece` octets, then the end of the connection.
+    fn parse_in_pieces(method: &str, input: &[u8], piece: usize) -> Result<Response, HttpError> {
+        let mut parser = ResponseParser::new(method);
+        for part in input.chunks(piece) {
+            if parser.push(part)? {
+                break;
+            }
+        }
+        parser.finish()
+    }
+
+    /// The same response, whatever the pieces it arrives in.
+    fn parse(input: &str) -> Result<Response, HttpError> {
+        let whole = parse_in_pieces("POST", input.as_bytes(), input.len().max(1));
+        for piece in [1, 2, 3, 7] {
+            let pieces = parse_in_pieces("POST", input.as_bytes(), piece);
+            assert_eq!(
+                format!("{pieces:?}"),
+                format!("{whole:?}"),
+                "pieces of {piece}"
+            );
+        }
+        whole
+    }
+
+    fn parse_error(input: &str) -> String {
+        parse(input).unwrap_err().to_string()
+    }
+
+    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
+        Response {
+            status,
+            headers: fields(headers),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_body_framed_by_content_length() {
+        let text = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"id\":\"a\"}\n";
+        assert_eq!(
+            parse(text).unwrap(),
+            response(
+                200,
+                &[
+                    ("Content-Type", "application/json"),
+                    ("Content-Length", "11")
+                ],
+                "{\"id\":\"a\"}\n"
+            )
+        );
+        // Complete as soon as the length is there: what follows is not read.
+        let mut parser = ResponseParser::new("POST");
+        assert!(!parser
+            .push(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\no")
+            .unwrap());
+        assert!(parser.push(b"kGARBAGE").unwrap());
+        assert_eq!(parser.finish().unwrap().body, b"ok");
+        // Repeated equal lengths are one (RFC 9112 6.3 item 5).
+        let twice = "HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\nContent-Length: 2\r\n\r\nok";
+        assert_eq!(parse(twice).unwrap().body, b"ok");
+        let no_body = "HTTP/1.0 201 Created\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(
+            parse(no_body).unwrap(),
+            response(201, &[("Content-Length", "0")], "")
+        );
+    }
+
+    #[test]
+    fn a_chunked_body_with_extensions_and_trailers() {
+        let text = "HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\nContent-Length: 99\r\n\r\n\
+                    5;name=value\r\nhello\r\n1 ; x\r\n,\r\nA\r\n world and\r\n\
+                    0;last\r\nX-Trailer: skipped\r\n\r\nNOT READ";
+        let parsed = parse(text).unwrap();
+        assert_eq!(parsed.status, 200);
+        assert_eq!(parsed.body, b"hello, world and");
+        assert_eq!(parsed.header("x-trailer"), None);
+        // Bare LF line ends (RFC 9112 2.2), and upper-case hex.
+        let lf = "HTTP/1.1 429 Too Many Requests\nTransfer-Encoding: chunked\n\n1F\n0123456789012345678901234567890\n0\n\n";
+        let parsed = parse(lf).unwrap();
+        assert_eq!((parsed.status, parsed.body.len()), (429, 31));
+    }
+
+    #[test]
+    fn bad_chunks_are_protocol_errors() {
+        let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let cases = [
+            ("zz\r\n", "bad chunk size line: \"zz\""),
+            ("\r\n", "bad chunk size line: \"\""),
+            ("-1\r\n", "bad chunk size line"),
+            ("11111111111111111\r\n", "bad chunk size line"),
+            ("2\r\nabc\r\n", "chunk data longer than its size"),
+            ("5\r\nab", "the connection ended before the last chunk"),
+            (
+                "0\r\nTrailer: x\r\n",
+                "the connection ended before the last chunk",
+            ),
+        ];
+        for (chunks, words) in cases {
+            let error = parse_error(&format!("{head}{chunks}"));
+            assert!(error.contains(words), "{chunks:?}: {error}");
+        }
+        let gzip = "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
+        assert_eq!(
+            parse_error(gzip),
+            "bad HTTP response: unsupported transfer coding: gzip, chunked"
+        );
+    }
+
+    #[test]
+    fn a_body_until_the_connection_closes() {
+        let text = "HTTP/1.0 500 Internal Server Error\r\nServer: x\r\n\r\nall of it\r\nand more";
+        assert_eq!(
+            parse(text).unwrap(),
+            response(500, &[("Server", "x")], "all of it\r\nand more")
+        );
+    }
+
+    #[test]
+    fn interim_responses_are_skipped() {
+        let text = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n\
+                    HTTP/1.1 202 Accepted\r\nContent-Length: 3\r\n\r\nyes";
+        assert_eq!(
+            parse(text).unwrap(),
+            response(202, &[("Content-Length", "3")], "yes")
+        );
+        let switching = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n";
+        assert!(parse_error(switching).contains("101 Switching Protocols"));
+    }
+
+    #[test]
+    fn responses_without_a_body() {
+        for status in ["204 No Content", "304 Not Modified"] {
+            let text = format!("HTTP/1.1 {status}\r\nContent-Length: 10\r\n\r\n");
+            let mut parser = ResponseParser::new("POST");
+            assert!(parser.push(text.as_bytes()).unwrap(), "{status}");
+            assert!(parser.finish().unwrap().body.is_empty());
+        }
+        let mut parser = ResponseParser::new("HEAD");
+        assert!(parser
+            .push(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+            .unwrap());
+        assert!(parser.finish().unwrap().body.is_empty());
+    }
+
+    #[test]
+    fn a_redirect_is_a_response_like_any_other() {
+        let text = "HTTP/1.1 301 Moved Permanently\r\nLocation: https://elsewhere.example/\r\nContent-Length: 0\r\n\r\n";
+        let parsed = parse(text).unwrap();
+        assert_eq!(parsed.status, 301);
+        assert_eq!(
+            parsed.header("LOCATION"),
+            Some("https://elsewhere.example/")
+        );
+    }
+
+    #[test]
+    fn header_fields_folded_spaced_and_looked_up_in_any_case() {
+        let text = "HTTP/1.1 200 OK\r\nX-Long: one\r\n \t two\r\nEmpty:\r\nSpaced:  \t v  \r\nX-Long: second\r\nContent-Length: 0\r\n\r\n";
+        let parsed = parse(text).unwrap();
+        assert_eq!(parsed.header("x-long"), Some("one two"));
+        assert_eq!(parsed.header("EMPTY"), Some(""));
+        assert_eq!(parsed.header("spaced"), Some("v"));
+        assert_eq!(parsed.header("missing"), None);
+        // The reason phrase may be empty or missing altogether.
+        assert_eq!(parse("HTTP/1.1 200 \r\n\r\n").unwrap().status, 200);
+        assert_eq!(parse("HTTP/1.1 200\r\n\r\n").unwrap().status, 200);
+    }
+
+    #[test]
+    fn malformed_heads_are_protocol_errors() {
+        let cases = [
+            (
+                "SMTP/1.1 200 OK\r\n\r\n",
+                "not an HTTP/1.x status line: \"SMTP/1.1 200 OK\"",
+            ),
+            (
+                "220 mx.example ESMTP\r\n\r\n",
+                "not an HTTP/1.x status line",
+            ),
+            ("HTTP/2 200\r\n\r\n", "not an HTTP/1.x status line"),
+            ("HTTP/1.1 99 Low\r\n\r\n", "not an HTTP/1.x status line"),
+            ("HTTP/1.1 600 High\r\n\r\n", "not an HTTP/1.x status line"),
+            ("HTTP/1.1 2000 OK\r\n\r\n", "not an HTTP/1.x status line"),
+            ("HTTP/1.1 +20 OK\r\n\r\n", "not an HTTP/1.x status line"),
+            ("HTTP/1.11 200 OK\r\n\r\n", "not an HTTP/1.x status line"),
+            (
+                "HTTP/1.1 200 OK\r\nNo colon\r\n\r\n",
+                "not a header field: \"No colon\"",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nName : v\r\n\r\n",
+                "not a header field: \"Name : v\"",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\n folded\r\n\r\n",
+                "a folded line before any header field",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                "bad Content-Length: \"2\"",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+                "bad Content-Length: \"-1\"",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
+                "bad Content-Length",
+            ),
+            ("", "the connection ended without a response"),
+            (
+                "HTTP/1.1 200 OK\r\nContent-",
+                "the connection ended in the response head",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabc",
+                "the connection ended 2 octets before the end of the body",
+            ),
+        ];
+        for (text, words) in cases {
+            let error = parse(text).unwrap_err();
+            assert_eq!(error.to_string(), error.to_string());
+            assert!(error.to_string().contains(words), "{text:?}: {error}");
+            assert!(matches!(error, HttpError::Protocol(_)));
+            assert!(error.is_temporary());
+        }
+    }
+
+    #[test]
+    fn the_head_is_bounded() {
+        let limit = "the response head or chunk lines exceed 16384 octets";
+        // One endless line, many small fields, and 1xx responses without end.
+        let endless = format!("HTTP/1.1 200 OK\r\nX: {}", "a".repeat(MAX_RESPONSE_HEAD));
+        let many = format!("HTTP/1.1 200 OK\r\n{}\r\n", "X-A: b\r\n".repeat(3000));
+        let interim = "HTTP/1.1 100 Continue\r\n\r\n".repeat(1000);
+        for text in [&endless, &many, &interim] {
+            let mut parser = ResponseParser::new("POST");
+            let error = text
+                .as_bytes()
+                .chunks(1000)
+                .find_map(|part| parser.push(part).err())
+                .expect("refused before the end");
+            assert_eq!(error.to_string(), format!("bad HTTP response: {limit}"));
+        }
+        // Just under the bound is fine.
+        let field = format!("X: {}\r\n", "a".repeat(MAX_RESPONSE_HEAD - 60));
+        let text = format!("HTTP/1.1 200 OK\r\n{field}Content-Length: 0\r\n\r\n");
+        assert!(text.len() <= MAX_RESPONSE_HEAD);
+        assert_eq!(parse(&text).unwrap().status, 200);
+        // Chunk-size lines and trailers count too.
+        let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let long_extension = format!("{head}1;{}\r\n", "e".repeat(MAX_RESPONSE_HEAD));
+        assert!(parse_error(&long_extension).contains(limit));
+        let trailers = format!("{head}0\r\n{}", "T: x\r\n".repeat(3000));
+        assert!(parse_error(&trailers).contains(limit));
+    }
+
+    #[test]
+    fn the_body_is_kept_up_to_its_bound_and_the_rest_not_read() {
+        let big = "b".repeat(MAX_RESPONSE_BODY + 10_000);
+        let framings = [
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{big}",
+                big.len()
+            ),
+            format!("HTTP/1.1 200 OK\r\n\r\n{big}"),
+            format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{big}\r\n0\r\n\r\n",
+                big.len()
+            ),
+        ];
+        for text in framings {
+            let mut parser = ResponseParser::new("POST");
+            let mut done_after = None;
+            for (i, part) in text.as_bytes().chunks(4096).enumerate() {
+                if parser.push(part).unwrap() {
+                    done_after = Some((i + 1) * 4096);
+                    break;
+                }
+            }
+            // Complete once the body is full, before the rest has come.
+            assert!(done_after.unwrap() < text.len());
+            let parsed = parser.finish().unwrap();
+            assert_eq!(parsed.body.len(), MAX_RESPONSE_BODY);
+        }
+        // A body of 2^64-1 octets announced: still bounded, never allocated.
+        let huge = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\nabc", u64::MAX);
+        let mut parser = ResponseParser::new("POST");
+        assert!(!parser.push(huge.as_bytes()).unwrap());
+        assert!(parser
+            .finish()
+            .unwrap_err()
+            .to_string()
+            .contains("octets before the end"));
+    }
+
+    fn with_retry_after(value: &str) -> Response {
+        response(429, &[("Retry-After", value)], "")
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        // 1994-11-06 08:49:37 UTC, RFC 9110 5.6.7's example.
+        let date = 784_111_777;
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(with_retry_after("120").retry_after(date), secs(120));
+        assert_eq!(with_retry_after(" 0 ").retry_after(date), secs(0));
+        assert_eq!(
+            with_retry_after("99999999999999999999999").retry_after(0),
+            secs(u64::MAX)
+        );
+        for form in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ] {
+            assert_eq!(parse_http_date(form), Some(date), "{form}");
+            assert_eq!(
+                with_retry_after(form).retry_after(date - 90),
+                secs(90),
+                "{form}"
+            );
+            // A date already past: no wait.
+            assert_eq!(
+                with_retry_after(form).retry_after(date + 5),
+                secs(0),
+                "{form}"
+            );
+        }
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(
+            parse_http_date("Tue, 29 Feb 2028 23:59:59 GMT"),
+            Some(1_835_481_599)
+        );
+        assert_eq!(
+            parse_http_date("Friday, 31-Dec-49 23:59:59 GMT"),
+            Some(2_524_607_999)
+        );
+        for bad in [
+            "",
+            "soon",
+            "-5",
+            "1.5",
+            "Sun, 06 Nov 1994 08:49:37 CET",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun, 06 Nov 1994 08:49 GMT",
+            "Sun, 06 Nov 1969 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37:00 GMT",
+        ] {
+            assert_eq!(with_retry_after(bad).retry_after(date), None, "{bad:?}");
+        }
+        assert_eq!(response(503, &[], "").retry_after(date), None);
+    }
+
+    // The exchange against a scripted server, as the SMTP client's tests
+    // do it (chasquid's courier/fakeserver_test.go).
+
+    #[derive(Debug)]
+    enum Step {
+        /// The server answers with these octets, all in one read.
+        Replies(Vec<u8>),
+        /// Nothing comes until the client's read times out.
+        Silent,
+        /// The connection is cut (RST).
+        Resets,
+        /// Each read waits this long, then gives one octet of these.
+        Trickles(Duration, Vec<u8>),
+    }
+
+    struct Scripted {
+        steps: VecDeque<Step>,
+        written: Vec<u8>,
+        /// Each timeout the client set, in order.
+        timeouts: std::cell::RefCell<Vec<Duration>>,
+    }
+
+    impl Scripted {
+        fn new(steps: Vec<Step>) -> Scripted {
+            Scripted {
+                steps: steps.into(),
+                written: Vec::new(),
+                timeouts: Default::default(),
+            }
+        }
+    }
+
+    impl Read for Scripted {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let Some(step) = self.steps.pop_front() else {
+                return Ok(0);
+            };
+            match step {
+                Step::Replies(octets) => {
+                    // The script's replies are smaller than the client's buffer.
+                    buf[..octets.len()].copy_from_slice(&octets);
+                    Ok(octets.len())
+                }
+                Step::Silent => Err(io::ErrorKind::WouldBlock.into()),
+                Step::Resets => Err(io::ErrorKind::ConnectionReset.into()),
+                Step::Trickles(pause, octets) => {
+                    std::thread::sleep(pause);
+                    buf[0] = octets[0];
+                    if octets.len() > 1 {
+                        let rest = octets[1..].to_vec();
+                        self.steps.push_front(Step::Trickles(pause, rest));
+                    }
+                    Ok(1)
+                }
+            }
+        }
+    }
+
+    impl Write for Scripted {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.written.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl HttpStream for Scripted {
+        fn set_timeouts(&self, timeout: Duration) -> io::Result<()> {
+            self.timeouts.borrow_mut().push(timeout);
+            Ok(())
+        }
+    }
+
+    fn replies(octets: &str) -> Step {
+        Step::Replies(octets.as_bytes().to_vec())
+    }
+
+    const TIMEOUT: Duration = Duration::from_secs(7);
+
+    fn exchange_with(steps: Vec<Step>) -> (Result<Response, HttpError>, Scripted) {
+        let mut server = Scripted::new(steps);
+        let request = post("https://ntfy.example/t", &[("Title", "hi")], "body");
+        let result = exchange(&mut server, &request.to_bytes().unwrap(), "POST", TIMEOUT);
+        (result, server)
+    }
+
+    #[test]
+    fn the_request_is_written_and_the_response_read_in_pieces() {
+        let (result, server) = exchange_with(vec![
+            replies("HTTP/1.1 200 OK\r\nTransfer-"),
+            replies("Encoding: chunked\r\n\r\n2\r\n{}"),
+            replies("\r\n0\r\n\r\n"),
+        ]);
+        assert_eq!(
+            result.unwrap(),
+            response(200, &[("Transfer-Encoding", "chunked")], "{}")
+        );
+        let expected = format!(
+            "POST /t HTTP/1.1\r\nHost: ntfy.example\r\nUser-Agent: tinymta/{}\r\nTitle: hi\r\n\
+             Content-Length: 4\r\nConnection: close\r\n\r\nbody",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert_eq!(String::from_utf8_lossy(&server.written), expected);
+        // Every read is given what is left of the one timeout.
+        let timeouts = server.timeouts.borrow();
+        assert_eq!(timeouts[0], TIMEOUT);
+        assert!(timeouts.windows(2).all(|w| w[1] <= w[0]), "{timeouts:?}");
+        assert!(timeouts.len() >= 4, "{timeouts:?}");
+    }
+
+    #[test]
+    fn a_silent_server_times_out_and_a_cut_one_is_a_broken_connection() {
+        let (result, _) = exchange_with(vec![Step::Silent]);
+        let error = result.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "timeout after 7s waiting for the response"
+        );
+        assert!(error.is_temporary());
+        let (result, _) = exchange_with(vec![replies("HTTP/1.1 200 OK\r\n"), Step::Resets]);
+        let error = result.unwrap_err();
+        assert!(matches!(error, HttpError::Io(_)), "{error:?}");
+        assert!(error.is_temporary());
+        let (result, _) = exchange_with(vec![]);
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "bad HTTP response: the connection ended without a response"
+        );
+    }
+
+    #[test]
+    fn a_server_that_trickles_gets_one_timeout_for_the_whole_response() {
+        let mut server = Scripted::new(vec![Step::Trickles(
+            Duration::from_millis(30),
+            b"HTTP/1.1 200 OK\r\n\r\n".to_vec(),
+        )]);
+        let started = Instant::now();
+        let error = exchange(
+            &mut server,
+            b"GET / HTTP/1.1\r\n\r\n",
+            "GET",
+            Duration::from_millis(200),
+        )
+        .unwrap_err();
+        assert!(matches!(error, HttpError::Timeout(_)), "{error:?}");
+        assert!(started.elapsed() < Duration::from_millis(400));
+    }
+
+    /// A client whose names resolve through a hosts table only: no DNS.
+    fn client_with_hosts(hosts: &[(&str, IpAddr)], timeout: Duration) -> HttpClient {
+        let hosts: HashMap<String, Vec<IpAddr>> = hosts
+            .iter()
+            .map(|(name, ip)| (name.to_string(), vec![*ip]))
+            .collect();
+        // A nameserver that is never asked: the names are all in the table.
+        let resolver = Resolver::new(vec!["127.0.0.1:9".parse().unwrap()], timeout, hosts);
+        let tls = crate::tls::ClientConfigs::new(None, true, None)
+            .unwrap()
+            .verified;
+        HttpClient::new(Arc::new(resolver), tls, timeout, timeout)
+    }
+
+    /// A plain HTTP server on `ip` that answers one connection with
+    /// `answer` and hands back what it read.
+    fn one_shot_server(ip: &str, answer: &'static str) -> (u16, std::thread::JoinHandle<Vec<u8>>) {
+        let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0; 1024];
+            while !request.ends_with(b"body") {
+                let n = conn.read(&mut buf).unwrap();
+                assert!(n > 0, "the client closed early");
+                request.extend_from_slice(&buf[..n]);
+            }
+            conn.write_all(answer.as_bytes()).unwrap();
+            request
+        });
+        (port, server)
+    }
+
+    #[test]
+    fn over_tcp_to_a_name_from_the_hosts_table_and_to_an_ipv6_literal() {
+        let answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        let client = client_with_hosts(
+            &[("push.test", "127.0.0.1".parse().unwrap())],
+            Duration::from_secs(5),
+        );
+        let (port, server) = one_shot_server("127.0.0.1", answer);
+        let request = post(&format!("http://push.test:{port}/x"), &[], "body");
+        assert_eq!(client.send(&request).unwrap().body, b"ok");
+        let written = String::from_utf8(server.join().unwrap()).unwrap();
+        assert!(
+            written.starts_with(&format!("POST /x HTTP/1.1\r\nHost: push.test:{port}\r\n")),
+            "{written}"
+        );
+        if std::net::TcpListener::bind("[::1]:0").is_ok() {
+            let (port, server) = one_shot_server("::1", answer);
+            let request = post(&format!("http://[::1]:{port}/v6"), &[], "body");
+            assert_eq!(client.send(&request).unwrap().status, 200);
+            let written = String::from_utf8(server.join().unwrap()).unwrap();
+            assert!(
+                written.contains(&format!("\r\nHost: [::1]:{port}\r\n")),
+                "{written}"
+            );
+        }
+    }
+
+    #[test]
+    fn connection_failures_and_unknown_names_are_temporary_errors() {
+        let client = client_with_hosts(&[], Duration::from_millis(300));
+        // A port nobody listens on.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let error = client
+            .send(&post(&format!("http://127.0.0.1:{port}/"), &[], ""))
+            .unwrap_err();
+        assert!(matches!(error, HttpError::Connect(_)), "{error:?}");
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("connect to 127.0.0.1[127.0.0.1]:{port}: ")),
+            "{error}"
+        );
+        assert!(error.is_temporary());
+        // Not in the table, and the nameserver does not answer.
+        let error = client
+            .send(&post("https://nowhere.test/", &[], ""))
+            .unwrap_err();
+        assert!(matches!(error, HttpError::Dns { .. }), "{error:?}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("cannot resolve nowhere.test: "),
+            "{error}"
+        );
+        assert!(error.is_temporary());
     }
 }

@@ -1,6 +1,7 @@
 //! Upstream servers nobody here wrote, started on loopback for the delivery
 //! tests: Postfix's smtp-sink and an aiosmtpd server (tests/peers/upstream.py),
-//! and a test CA made with the openssl command.
+//! Python's http.server as a push service (tests/peers/http_server.py), and a
+//! test CA made with the openssl command.
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -160,17 +161,46 @@ fn parse_sink_dump(dump: &[u8]) -> Option<Received> {
 /// aiosmtpd, with STARTTLS, implicit TLS, AUTH or refusals as asked.
 pub struct Upstream {
     pub addr: SocketAddr,
-    out: tempfile::TempDir,
-    child: Child,
+    peer: PythonPeer,
 }
 
 impl Upstream {
     /// `options` are upstream.py's, e.g. `["--auth", "box:secret"]`.
     pub fn start(addr: SocketAddr, options: &[String]) -> Upstream {
+        let peer = PythonPeer::start("upstream.py", addr, options, "aiosmtpd");
+        Upstream { addr, peer }
+    }
+
+    pub fn messages(&self) -> Vec<Received> {
+        self.peer
+            .files(".msg")
+            .iter()
+            .filter_map(|file| parse_upstream_file(file))
+            .collect()
+    }
+
+    pub fn wait_for(&self, count: usize) -> Vec<Received> {
+        wait_for_count(|| self.messages(), count, "upstream")
+    }
+}
+
+/// A Python peer (tests/peers/SCRIPT) and the directory it writes into;
+/// stopped when dropped.
+struct PythonPeer {
+    out: tempfile::TempDir,
+    child: Child,
+}
+
+impl PythonPeer {
+    /// Starts the script on `addr` and waits for its READY line; `needs`
+    /// names what it needs beyond python3.
+    fn start(script: &str, addr: SocketAddr, options: &[String], needs: &str) -> PythonPeer {
         let out = tempfile::tempdir().unwrap();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/upstream.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/peers")
+            .join(script);
         let mut child = Command::new("python3")
-            .arg(script)
+            .arg(&script)
             .args([
                 "--host",
                 &addr.ip().to_string(),
@@ -184,32 +214,63 @@ impl Upstream {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("python3 with aiosmtpd (pip install aiosmtpd)");
+            .unwrap_or_else(|e| panic!("python3 with {needs}: {e}"));
         let mut ready = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut ready)
             .unwrap();
-        assert_eq!(ready.trim(), "READY", "upstream.py did not start");
-        Upstream { addr, out, child }
+        assert_eq!(ready.trim(), "READY", "{} did not start", script.display());
+        PythonPeer { out, child }
     }
 
-    pub fn messages(&self) -> Vec<Received> {
+    /// The files it has written whose names end with `suffix`, by name.
+    fn files(&self, suffix: &str) -> Vec<Vec<u8>> {
         list_dir(self.out.path())
             .iter()
-            .filter(|n| n.ends_with(".msg"))
-            .filter_map(|n| parse_upstream_file(&fs::read(self.out.path().join(n)).ok()?))
+            .filter(|name| name.ends_with(suffix))
+            .filter_map(|name| fs::read(self.out.path().join(name)).ok())
             .collect()
-    }
-
-    pub fn wait_for(&self, count: usize) -> Vec<Received> {
-        wait_for_count(|| self.messages(), count, "upstream")
     }
 }
 
-impl Drop for Upstream {
+impl Drop for PythonPeer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Python's http.server over TLS (or clear text) on loopback
+/// (tests/peers/http_server.py): it keeps each request and answers as its
+/// script says.
+pub struct HttpServer {
+    pub addr: SocketAddr,
+    peer: PythonPeer,
+}
+
+impl HttpServer {
+    /// HTTPS with `ca`'s server certificate, or HTTP without; `answers` is
+    /// http_server.py's JSON list, one answer per request in turn.
+    pub fn start(addr: SocketAddr, ca: Option<&TestCa>, answers: &str) -> HttpServer {
+        let mut options = ca.map(TestCa::server_options).unwrap_or_default();
+        options.extend(["--answers".to_string(), answers.to_string()]);
+        let peer = PythonPeer::start("http_server.py", addr, &options, "http.server");
+        HttpServer { addr, peer }
+    }
+
+    /// The requests received so far, in order, each as http_server.py
+    /// wrote it: request line, header fields, empty line, body.
+    pub fn requests(&self) -> Vec<String> {
+        self.peer
+            .files(".req")
+            .iter()
+            .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+            .collect()
+    }
+
+    /// Waits for exactly `count` requests.
+    pub fn wait_for(&self, count: usize) -> Vec<String> {
+        wait_for_count(|| self.requests(), count, "http_server.py")
     }
 }
 
@@ -237,7 +298,11 @@ fn parse_upstream_file(file: &[u8]) -> Option<Received> {
     Some(received)
 }
 
-fn wait_for_count(read: impl Fn() -> Vec<Received>, count: usize, what: &str) -> Vec<Received> {
+fn wait_for_count<T: std::fmt::Debug>(
+    read: impl Fn() -> Vec<T>,
+    count: usize,
+    what: &str,
+) -> Vec<T> {
     let deadline = Instant::now() + WAIT;
     loop {
         let messages = read();
@@ -251,7 +316,7 @@ fn wait_for_count(read: impl Fn() -> Vec<Received>, count: usize, what: &str) ->
         }
         assert!(
             Instant::now() < deadline,
-            "{what} got {} of {count} messages",
+            "{what} got {} of {count}",
             messages.len()
         );
         std::thread::sleep(Duration::from_millis(20));
