@@ -19,6 +19,7 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// A push service on loopback and the files tinymta needs to reach it.
 struct Service {
+    name: String,
     ca: TestCa,
     http: HttpServer,
     files: tempfile::TempDir,
@@ -37,7 +38,12 @@ impl Service {
             "127.0.0.1 localhost\n127.0.0.1 push.test\n",
         )
         .unwrap();
-        Service { ca, http, files }
+        Service {
+            name: service.to_string(),
+            ca,
+            http,
+            files,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -73,6 +79,21 @@ impl Service {
                 (head.to_string(), body.to_string())
             })
             .collect()
+    }
+}
+
+/// With `PUSH_REQUESTS_DIR` set, each service's requests are kept there
+/// as `SERVICE-N.req`, as the server received them (for the issue's
+/// closing note).
+impl Drop for Service {
+    fn drop(&mut self) {
+        let Some(dir) = std::env::var_os("PUSH_REQUESTS_DIR") else {
+            return;
+        };
+        let name = self.name.clone();
+        for (n, request) in self.http.requests().iter().enumerate() {
+            let _ = fs::write(PathBuf::from(&dir).join(format!("{name}-{n}.req")), request);
+        }
     }
 }
 
@@ -374,6 +395,26 @@ fn discord_refusing_for_good_sends_the_message_as_mail_to_the_fallback() {
     server.wait_for_empty_queue();
     // No bounce: the message reached someone.
     assert!(!server.log().contains("non-delivery"), "{}", server.log());
+    // A message with text: Discord's 204 No Content is delivered.
+    let id = sendmail(
+        &server,
+        &["-i", "nas@push"],
+        "Subject: @everyone disk sda\n\n5 reallocated sectors\n",
+    );
+    let requests = service.wait_for(2);
+    assert_eq!(
+        requests[1].1,
+        "{\"content\":\"@everyone disk sda\\n\\n5 reallocated sectors\",\
+         \"allowed_mentions\":{\"parse\":[]}}"
+    );
+    wait_for_outcome(
+        &server,
+        &id,
+        "nas@push",
+        "discord",
+        "status=sent (HTTP 204)",
+    );
+    server.wait_for_empty_queue();
     // The URL's secret part is never logged.
     assert!(!server.log().contains("hook-tok"), "{}", server.log());
 }
@@ -383,22 +424,41 @@ fn slack_400_without_a_fallback_bounces_and_never_for_a_null_sender() {
     let service = Service::start(
         "slack",
         r#"{"token": "T0/B0/XyZ"}"#,
-        r#"[{"status": 400, "headers": [["Content-Type", "text/plain"]], "body": "invalid_payload"}]"#,
+        r#"[{"as_service": true},
+            {"status": 400, "headers": [["Content-Type", "text/plain"]], "body": "invalid_payload"}]"#,
     );
     let url = service.secret("slack-url", &service.url("/services/T0/B0/XyZ"));
     let server = Server::start(&service.config(&format!(
         "route = team@push slack url_file={}",
         url.display()
     )));
+    // Slack takes the first, with its markup characters escaped.
     let id = sendmail(
         &server,
         &["-i", "-f", "alice@mx.test", "team@push"],
         "Subject: <disk> & more\n\nsda full\n",
     );
     let requests = service.wait_for(1);
+    let body = r#"{"text":"&lt;disk&gt; &amp; more\n\nsda full"}"#;
     assert_eq!(
-        requests[0].1,
-        r#"{"text":"&lt;disk&gt; &amp; more\n\nsda full"}"#
+        requests[0],
+        (
+            head(
+                &service,
+                "/services/T0/B0/XyZ",
+                "Content-Type: application/json\r\n",
+                body.len()
+            ),
+            body.to_string()
+        )
+    );
+    wait_for_outcome(&server, &id, "team@push", "slack", "status=sent (HTTP 200)");
+    server.wait_for_empty_queue();
+    // Then refuses: a bounce to the sender.
+    let id = sendmail(
+        &server,
+        &["-i", "-f", "alice@mx.test", "team@push"],
+        "Subject: again\n\nsda full\n",
     );
     let refused = |id: &str| {
         let outcome = "status=bounced (5.6.0 HTTP 400: invalid_payload)";
