@@ -88,6 +88,8 @@ struct Jobs {
     busy: HashMap<Route, usize>,
     /// The number of remote workers (`delivery_workers`).
     remote_workers: usize,
+    /// The config has push routes: the smarthost leaves them a worker.
+    push_routes: bool,
 }
 
 impl Jobs {
@@ -96,6 +98,7 @@ impl Jobs {
             waiting: VecDeque::new(),
             busy: HashMap::new(),
             remote_workers,
+            push_routes: false,
         }
     }
 
@@ -106,7 +109,7 @@ impl Jobs {
             WorkerKind::Local => job.route == Route::Local,
             WorkerKind::Remote => {
                 let busy = self.busy.get(&job.route).copied().unwrap_or(0);
-                busy < route_limit(&job.route, self.remote_workers)
+                busy < route_limit(&job.route, self.remote_workers, self.push_routes)
             }
         })?;
         let job = self.waiting.remove(pos)?;
@@ -137,11 +140,13 @@ impl Jobs {
 /// are due and however slow its servers are, mail for elsewhere still has a
 /// worker (with one remote worker, there is no one to leave). The smarthost
 /// takes every non-local recipient when it is set, so no other remote
-/// route competes with it and it may use every worker. Local jobs have
-/// their own worker and are never held long.
-fn route_limit(route: &Route, remote_workers: usize) -> usize {
+/// route competes with it and it may use every worker, but where push
+/// routes are configured: a smarthost that hangs must not hold the phone's
+/// alert too. Local jobs have their own worker and are never held long.
+fn route_limit(route: &Route, remote_workers: usize, push_routes: bool) -> usize {
     match route {
         Route::Local => usize::MAX,
+        Route::Smarthost if push_routes => remote_workers.saturating_sub(1).max(1),
         Route::Smarthost => remote_workers,
         // A push service is one more destination like a domain: a slow one
         // leaves a worker for the others.
@@ -401,6 +406,8 @@ impl Scheduler {
     /// their ids, not from a scan).
     fn dispatch(&mut self, ids: Vec<String>, announced: bool) {
         let now = Instant::now();
+        // A reload may add or remove push routes.
+        self.jobs.lock().push_routes = !self.config().route.is_empty();
         let mut buckets: HashMap<Route, Vec<JobItem>> = HashMap::new();
         for id in ids {
             if self.in_flight.contains_key(&id)
@@ -772,12 +779,16 @@ mod tests {
     #[test]
     fn route_limits() {
         // With one remote worker there is no one to leave free.
-        assert_eq!(route_limit(&mx("a.test"), 1), 1);
-        assert_eq!(route_limit(&mx("a.test"), 2), 1);
-        assert_eq!(route_limit(&mx("a.test"), 4), 3);
+        assert_eq!(route_limit(&mx("a.test"), 1, false), 1);
+        assert_eq!(route_limit(&mx("a.test"), 2, false), 1);
+        assert_eq!(route_limit(&mx("a.test"), 4, false), 3);
         // The smarthost is the one remote route when it is set.
-        assert_eq!(route_limit(&Route::Smarthost, 2), 2);
-        assert_eq!(route_limit(&Route::Local, 2), usize::MAX);
+        assert_eq!(route_limit(&Route::Smarthost, 2, false), 2);
+        // ...but for push routes, which then have a worker of their own.
+        assert_eq!(route_limit(&Route::Smarthost, 2, true), 1);
+        assert_eq!(route_limit(&Route::Smarthost, 1, true), 1);
+        assert_eq!(route_limit(&Route::Push("*@push".into()), 3, true), 2);
+        assert_eq!(route_limit(&Route::Local, 2, false), usize::MAX);
         let mut jobs = Jobs::new(2);
         for id in ["r1", "r2", "r3"] {
             jobs.waiting.push_back(job(Route::Smarthost, id));

@@ -21,6 +21,7 @@ use crate::deliver::{log_outcome, DeliverySettings, ItemResult, Job, JobItem, Ou
 use crate::http::{HttpClient, HttpError, Request, Response};
 use crate::log::Escaped;
 use crate::smtp::address::{parse_mailbox, Mailbox};
+use crate::smtp::command::Body;
 use crate::smtp::status::Status;
 use crate::spool::queue::Failure;
 use crate::spool::{NewEntry, Spool};
@@ -29,6 +30,9 @@ use crate::time::unix_now;
 /// How much of a response's body its outcome quotes: the start says why
 /// (`{"error":"invalid token"}`), and a log line has room for no more.
 const QUOTED_RESPONSE: usize = 200;
+
+/// The piece of a message copied at a time to the fallback's entry.
+const COPY_PIECE: usize = 64 * 1024;
 
 /// Sends a job on the push route whose pattern is `pattern`.
 pub fn deliver_job(
@@ -208,7 +212,8 @@ fn quoted_body(response: &Response) -> String {
 
 /// The service refused the message for good: it goes to `fallback` as
 /// mail, a new queue entry with the original message, through the one way
-/// into the queue. Where that cannot be written, the push is tried again.
+/// into the queue (`IncomingMessage::commit`). Where that cannot be
+/// written, the push is tried again.
 fn forward(
     settings: &DeliverySettings,
     spool: &Spool,
@@ -217,25 +222,40 @@ fn forward(
     refusal: Failure,
 ) -> Outcome {
     let config = &settings.config;
-    let mut text = Vec::new();
-    let read = spool
-        .open_message(&item.id, item.size)
-        .map_err(|e| e.to_string())
-        .and_then(|mut message| {
-            message
-                .read_to_end(&mut text)
-                .map(drop)
-                .map_err(|e| e.to_string())
-        });
     // The fallback address is any mail's recipient: `root` through the
     // aliases too. Its bounces go to the original sender.
     let mut recipients = Vec::new();
     crate::aliases::add_recipient(config, &mut recipients, fallback.clone());
-    let sender = parse_mailbox(&item.sender).ok();
-    let queued = read.and_then(|()| {
-        let entry = NewEntry::local(&config.hostname, sender, recipients, &text);
-        spool.put(&entry, &text).map_err(|e| e.to_string())
-    });
+    let entry = NewEntry {
+        // RFC 6152: the body is what it was declared as.
+        body: Some(if item.eight_bit {
+            Body::EightBitMime
+        } else {
+            Body::SevenBit
+        }),
+        ..NewEntry::local(
+            &config.hostname,
+            parse_mailbox(&item.sender).ok(),
+            recipients,
+            b"",
+        )
+    };
+    // Copied a piece at a time: a large message is never held whole.
+    let queued = (|| -> Result<String, String> {
+        let mut original = spool
+            .open_message(&item.id, item.size)
+            .map_err(|e| e.to_string())?;
+        let mut copy = spool.begin().map_err(|e| e.to_string())?;
+        let mut piece = vec![0; COPY_PIECE];
+        loop {
+            let read = original.read(&mut piece).map_err(|e| e.to_string())?;
+            if read == 0 {
+                break;
+            }
+            copy.write(&piece[..read]).map_err(|e| e.to_string())?;
+        }
+        copy.commit(&entry).map_err(|e| e.to_string())
+    })();
     match queued {
         Ok(id) => Outcome::Forwarded(format!(
             "{}; sent as mail to {fallback} ({id})",
