@@ -807,32 +807,23 @@ pub struct HttpClient {
     connect_timeout: Duration,
     /// For the request to be written and the whole response read.
     response_timeout: Duration,
+    /// The most addresses of a host tried (`mx_address_limit`).
+    address_limit: usize,
 }
 
 impl HttpClient {
     /// A client with delivery's resolver, certificate check
     /// (`ClientConfigs::verified`: webpki-roots, `tls_ca_file`,
-    /// `tls_verify`), `connect_timeout` and `http_timeout`.
+    /// `tls_verify`), `connect_timeout`, `http_timeout` and
+    /// `mx_address_limit`.
     pub fn from_settings(settings: &DeliverySettings) -> HttpClient {
-        HttpClient::new(
-            Arc::clone(&settings.resolver),
-            Arc::clone(&settings.tls.verified),
-            settings.config.connect_timeout,
-            settings.config.http_timeout,
-        )
-    }
-
-    pub fn new(
-        resolver: Arc<Resolver>,
-        tls: Arc<ClientConfig>,
-        connect_timeout: Duration,
-        response_timeout: Duration,
-    ) -> HttpClient {
+        let config = &settings.config;
         HttpClient {
-            resolver,
-            tls,
-            connect_timeout,
-            response_timeout,
+            resolver: Arc::clone(&settings.resolver),
+            tls: Arc::clone(&settings.tls.verified),
+            connect_timeout: config.connect_timeout,
+            response_timeout: config.http_timeout,
+            address_limit: config.mx_address_limit,
         }
     }
 
@@ -864,7 +855,9 @@ impl HttpClient {
                 })?,
         };
         let mut last_error = HttpError::Connect(format!("{} has no address", url.host));
-        for ip in addresses {
+        // A name with 50 addresses that never answer would otherwise hold
+        // a delivery worker for 50 connect timeouts.
+        for ip in addresses.into_iter().take(self.address_limit) {
             let addr = SocketAddr::new(ip, url.port);
             let tcp = match TcpStream::connect_timeout(&addr, self.connect_timeout) {
                 Ok(tcp) => tcp,
@@ -1655,10 +1648,15 @@ mod tests {
             .collect();
         // A nameserver that is never asked: the names are all in the table.
         let resolver = Resolver::new(vec!["127.0.0.1:9".parse().unwrap()], timeout, hosts);
-        let tls = crate::tls::ClientConfigs::new(None, true, None)
-            .unwrap()
-            .verified;
-        HttpClient::new(Arc::new(resolver), tls, timeout, timeout)
+        HttpClient {
+            resolver: Arc::new(resolver),
+            tls: crate::tls::ClientConfigs::new(None, true, None)
+                .unwrap()
+                .verified,
+            connect_timeout: timeout,
+            response_timeout: timeout,
+            address_limit: 5,
+        }
     }
 
     /// A plain HTTP server on `ip` that answers one connection with
@@ -1706,6 +1704,30 @@ mod tests {
                 "{written}"
             );
         }
+    }
+
+    #[test]
+    fn the_addresses_of_a_name_in_turn_up_to_the_limit() {
+        // The server is on 127.0.0.3; on 127.0.0.2 nothing listens at its
+        // port, which refuses the connection.
+        let answer = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let (port, server) = one_shot_server("127.0.0.3", answer);
+        let mut client = client_with_hosts(&[], Duration::from_secs(5));
+        let addresses = ["127.0.0.2", "127.0.0.3"].map(|ip| ip.parse().unwrap());
+        let hosts = HashMap::from([("two.test".to_string(), addresses.to_vec())]);
+        client.resolver = Arc::new(Resolver::new(Vec::new(), Duration::from_secs(1), hosts));
+        let request = post(&format!("http://two.test:{port}/"), &[], "body");
+        client.address_limit = 1;
+        let error = client.send(&request).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("connect to two.test[127.0.0.2]:{port}: ")),
+            "{error}"
+        );
+        client.address_limit = 2;
+        assert_eq!(client.send(&request).unwrap().status, 200);
+        server.join().unwrap();
     }
 
     #[test]
