@@ -42,6 +42,7 @@
 //! http            a small HTTP/1.1 client over rustls, for push services
 //! push/           push services as destinations (`route` lines)
 //!   notification    a queued message -> title, text, priority
+//!   html            an HTML part as plain text
 //!   service         a notification -> each service's documented request
 //!   deliver         a push job: HTTP outcomes -> delivered, deferred, fallback
 //! tls             rustls server and client configs; certificate checks, pins

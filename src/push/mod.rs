@@ -6,12 +6,14 @@
 //! ```text
 //! mod.rs           the `route` config line -> PushRoute; the route of a recipient
 //! notification     a queued message -> title, text, priority (mail-parser)
+//! html             an HTML part as plain text
 //! service          a notification -> the HTTP request one service documents
 //! deliver          a push job: request, HTTP outcome -> delivered, deferred,
 //!                  fallback mail or bounce
 //! ```
 
 pub mod deliver;
+pub mod html;
 pub mod notification;
 pub mod service;
 

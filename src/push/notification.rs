@@ -6,7 +6,7 @@
 
 use std::io::Read;
 
-use mail_parser::MessageParser;
+use mail_parser::{HeaderName, MessageParser, PartType};
 
 use super::Priority;
 
@@ -103,7 +103,13 @@ pub fn read_notification(message: impl Read) -> std::io::Result<Notification> {
 
 /// A notification from a whole message.
 pub fn parse_notification(raw: &[u8]) -> Notification {
-    let Some(message) = MessageParser::default().parse(raw) else {
+    // Only what the notification needs is parsed (MIME structure, the
+    // Subject's encoded words); From, Date and Message-ID are taken raw.
+    // Each parser named here is code in the binary, which must stay small.
+    let parser = MessageParser::new()
+        .with_mime_headers()
+        .header_text(HeaderName::Subject);
+    let Some(message) = parser.parse(raw) else {
         // Not even a header section: the octets are the text.
         return Notification {
             title: String::new(),
@@ -117,10 +123,12 @@ pub fn parse_notification(raw: &[u8]) -> Notification {
     };
     let raw_header =
         |name: &'static str| message.header_raw(name).map(str::trim).unwrap_or_default();
-    let text = message
-        .body_text(0)
-        .map(|text| text.replace("\r\n", "\n"))
-        .unwrap_or_default();
+    // The first text body: text/plain as it is, HTML made plain here.
+    let text = match message.text_bodies().next().map(|part| &part.body) {
+        Some(PartType::Text(text)) => text.replace("\r\n", "\n"),
+        Some(PartType::Html(html)) => super::html::html_to_text(html),
+        _ => String::new(),
+    };
     Notification {
         title: one_line(message.subject().unwrap_or_default()),
         text: text.trim_end().to_string(),
@@ -130,14 +138,9 @@ pub fn parse_notification(raw: &[u8]) -> Notification {
             raw_header("Importance"),
             raw_header("Priority"),
         ),
-        from: message
-            .from()
-            .and_then(|from| from.first())
-            .and_then(|addr| addr.address())
-            .unwrap_or_default()
-            .to_string(),
+        from: first_address(raw_header("From")),
         date: one_line(raw_header("Date")),
-        message_id: one_line(message.message_id().unwrap_or_default()),
+        message_id: one_line(raw_header("Message-ID").trim_matches(['<', '>'])),
     }
 }
 
@@ -254,6 +257,17 @@ fn prefix(text: &str, size: usize, limit: Limit) -> &str {
     &text[..end]
 }
 
+/// The address of a From: field (RFC 5322 3.4): the one in angle
+/// brackets, else the field as it is (`root@box (Cron Daemon)` keeps its
+/// comment out).
+fn first_address(field: &str) -> String {
+    let address = match (field.find('<'), field.find('>')) {
+        (Some(open), Some(close)) if open < close => &field[open + 1..close],
+        _ => field.split(['(', ',']).next().unwrap_or_default(),
+    };
+    one_line(address)
+}
+
 /// A header's text on one line: control characters (a decoded encoded
 /// word may hold a line end) become spaces.
 fn one_line(text: &str) -> String {
@@ -282,6 +296,8 @@ mod tests {
         assert_eq!(n.date, "Thu, 3 Dec 2026 12:00:00 +0000");
         assert_eq!(n.message_id, "1@box.lan");
         assert_eq!(n.attachments, 0);
+        assert_eq!(first_address("root@box (Cron Daemon)"), "root@box");
+        assert_eq!(first_address(" \"A, B\" <a@b.example>"), "a@b.example");
     }
 
     #[test]
