@@ -16,6 +16,7 @@ use std::sync::Arc;
 use crate::aliases::Aliases;
 use crate::line_error::LineError;
 use crate::net::Cidr;
+use crate::push::PushRoute;
 use crate::smtp::address::Mailbox;
 use crate::tls::Fingerprint;
 
@@ -285,6 +286,8 @@ config_keys! {
         alarm_after: Duration = Duration::from_secs(30 * 60) => value(parse_duration);
         /// At most one alarm per destination in this time.
         alarm_repeat: Duration = Duration::from_secs(86400) => value(parse_duration);
+        /// Push routes: `route = PATTERN TRANSPORT key=value ...` (see push).
+        route: Vec<PushRoute> = Vec::new() => list(add_route);
         /// The aliases file (aliases(5) format).
         aliases: Option<PathBuf> = None => optional(parse_path);
         /// The domain added to unqualified addresses (`root`) of local mail.
@@ -518,6 +521,15 @@ impl Config {
             .any(|local| local.eq_ignore_ascii_case(domain))
     }
 
+    /// Whether `domain` (any case) is that of a push route: it counts as
+    /// local for relay control, so that a LAN device may send to `nas@push`.
+    pub fn is_push_domain(&self, domain: &str) -> bool {
+        let domain = domain.trim_end_matches('.');
+        self.route
+            .iter()
+            .any(|route| route.pattern.domain().eq_ignore_ascii_case(domain))
+    }
+
     /// Sessions at once from clients outside relay_networks; it is also the
     /// number of running sessions from which the server is under stress:
     /// outsiders hold every place open to them, or the box is as busy
@@ -678,6 +690,12 @@ fn add_domains(domains: &mut Vec<String>, value: &str) -> Result<(), String> {
     if domains.is_empty() {
         return Err("no domain given".to_string());
     }
+    Ok(())
+}
+
+/// One `route` line: one push route.
+fn add_route(routes: &mut Vec<PushRoute>, value: &str) -> Result<(), String> {
+    routes.push(PushRoute::parse(value)?);
     Ok(())
 }
 
@@ -1060,6 +1078,23 @@ mod tests {
         assert_eq!(
             parse("\ntls_key = /k.pem\n").unwrap_err(),
             "t.conf:2: tls_key: tls_cert and tls_key go together"
+        );
+    }
+
+    #[test]
+    fn push_routes() {
+        let config = parse(
+            "route = nas@push ntfy url=https://ntfy.sh/box\n\
+             route = *@phone.lan telegram token_file=/t chat_id=1\n",
+        )
+        .unwrap();
+        assert_eq!(config.route.len(), 2);
+        assert!(config.is_push_domain("PUSH"));
+        assert!(config.is_push_domain("phone.lan."));
+        assert!(!config.is_push_domain("example.com"));
+        assert_eq!(
+            parse("\nroute = nas@push telegram token_file=/t\n").unwrap_err(),
+            "t.conf:2: route: telegram needs chat_id="
         );
     }
 

@@ -329,7 +329,15 @@ fn reload(
             crate::deliver::read_smarthost_password(&config),
             || current.smarthost_password.clone(),
         )?;
-        let settings = DeliverySettings::with_password(&config, password)?;
+        let secret_files = push_secret_files(&config);
+        let push_secrets = kept.reload_or_keep(
+            "push route secrets",
+            secret_files.iter(),
+            secret_files == push_secret_files(&old),
+            crate::push::PushSecrets::read(&config.route),
+            || current.push_secrets.clone(),
+        )?;
+        let settings = DeliverySettings::with_secrets(&config, password, push_secrets)?;
         let users = kept.reload_or_keep(
             "users file",
             config.auth_users.iter(),
@@ -406,6 +414,16 @@ impl KeptFiles {
         }
         Ok(current())
     }
+}
+
+/// The files the push routes read their secrets from.
+fn push_secret_files(config: &Config) -> Vec<PathBuf> {
+    config
+        .route
+        .iter()
+        .flat_map(crate::push::PushRoute::secret_files)
+        .map(Path::to_path_buf)
+        .collect()
 }
 
 fn load_users(config: &Config) -> Result<Option<Arc<crate::auth::Users>>, String> {
@@ -653,14 +671,22 @@ fn warn_about_risky_settings(config: &Config) {
     if !config.tls_verify {
         ::log::warn!("tls_verify = no: upstream certificates are not checked");
     }
-    if let Some(file) = &config.smarthost_password_file {
-        match std::fs::metadata(file) {
-            Ok(meta) if meta.permissions().mode() & 0o004 != 0 => ::log::warn!(
-                "smarthost_password_file {} is readable by every user",
-                file.display()
-            ),
+    let secrets = config
+        .smarthost_password_file
+        .iter()
+        .map(|file| ("smarthost_password_file", file.clone()))
+        .chain(
+            push_secret_files(config)
+                .into_iter()
+                .map(|file| ("route", file)),
+        );
+    for (key, file) in secrets {
+        match std::fs::metadata(&file) {
+            Ok(meta) if meta.permissions().mode() & 0o004 != 0 => {
+                ::log::warn!("{key} {} is readable by every user", file.display())
+            }
             Ok(_) => {}
-            Err(e) => ::log::warn!("smarthost_password_file {}: {e}", file.display()),
+            Err(e) => ::log::warn!("{key} {}: {e}", file.display()),
         }
     }
 }

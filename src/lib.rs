@@ -42,6 +42,11 @@
 //!                   through another, one notice when it works again
 //! dns/            DNS wire format and the stub resolver (MX, A, AAAA)
 //! http            a small HTTP/1.1 client over rustls, for push services
+//! push/           push services as destinations (`route` lines)
+//!   notification    a queued message -> title, text, priority
+//!   html            an HTML part as plain text
+//!   service         a notification -> each service's documented request
+//!   deliver         a push job: HTTP outcomes -> delivered, deferred, fallback
 //! tls             rustls server and client configs; certificate checks, pins
 //!                 (smarthost_fingerprint), refusals in words
 //! log             stderr, file or syslog; one line a record, untrusted text Escaped
@@ -64,6 +69,7 @@ pub mod line_error;
 pub mod live;
 pub mod log;
 pub mod net;
+pub mod push;
 pub mod random;
 pub mod sendmail;
 pub mod server;

@@ -846,8 +846,12 @@ pub fn list_queue(config: &Config) -> Result<String, SubmitError> {
                 crate::spool::queue::RecipientState::Delivered => "delivered",
                 crate::spool::queue::RecipientState::Failed => "failed",
             };
+            // A push recipient says which service it goes to.
+            let via = crate::push::find_route(&config.route, &r.address)
+                .map(|route| format!(" via {}", route.transport))
+                .unwrap_or_default();
             out.push_str(&format!(
-                "                                    <{}> {state}, {} attempt{}",
+                "                                    <{}>{via} {state}, {} attempt{}",
                 r.address,
                 r.attempts,
                 if r.attempts == 1 { "" } else { "s" }

@@ -115,7 +115,15 @@ fn show_outcome(rcpt: &Mailbox, outcome: Result<Vec<Outcome>, String>) -> u8 {
                 println!("{rcpt}: result: delivered ({})", Escaped(text));
                 exit::OK
             }
-            Some(Outcome::Deferred(failure)) => {
+            Some(Outcome::Forwarded(text)) => {
+                println!(
+                    "{rcpt}: result: refused; forwarded as mail (in test-send's scratch queue, \
+                     which is removed): {}",
+                    Escaped(text)
+                );
+                exit::NOUSER
+            }
+            Some(Outcome::Deferred(failure) | Outcome::Postponed(failure, _)) => {
                 println!(
                     "{rcpt}: result: temporary failure: {}",
                     Escaped(&failure.text)
@@ -156,6 +164,11 @@ fn show_route(settings: &DeliverySettings, route: &Route, recipient: &Mailbox) {
                 Ok(addresses) => println!("DNS: {} has {addresses:?}", smarthost.host),
                 Err(e) => println!("DNS: {}: {e}", smarthost.host),
             }
+        }
+        Route::Push(pattern) => {
+            let transport = crate::push::find_route(&config.route, recipient)
+                .map_or("?", |route| route.transport.name());
+            println!("{recipient}: route: push route {pattern} ({transport})");
         }
         Route::Mx(domain) => {
             println!("{recipient}: route: the MX hosts of {}", recipient.domain);

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::dns::resolver::Resolver;
 use crate::log::Escaped;
+use crate::push::PushSecrets;
 use crate::smtp::address::Mailbox;
 use crate::smtp::status::Status;
 use crate::spool::queue::Failure;
@@ -31,6 +32,8 @@ pub struct DeliverySettings {
     pub tls: Arc<ClientConfigs>,
     /// Read at start-up (while still root), so the file may stay root's.
     pub smarthost_password: Option<String>,
+    /// The push routes' tokens, keys and secret URLs, read as the password is.
+    pub push_secrets: PushSecrets,
 }
 
 impl DeliverySettings {
@@ -38,15 +41,17 @@ impl DeliverySettings {
     /// file (at start-up, while still root).
     pub fn load(config: &Config) -> Result<DeliverySettings, String> {
         let password = read_smarthost_password(config)?;
-        DeliverySettings::with_password(config, password)
+        let push_secrets = PushSecrets::read(&config.route)?;
+        DeliverySettings::with_secrets(config, password, push_secrets)
     }
 
-    /// What delivery works with, given the smarthost password: a reload
-    /// after the privilege drop passes the one read at start-up where the
-    /// file is root's alone.
-    pub fn with_password(
+    /// What delivery works with, given the smarthost password and the push
+    /// secrets: a reload after the privilege drop passes those read at
+    /// start-up where the files are root's alone.
+    pub fn with_secrets(
         config: &Config,
         smarthost_password: Option<String>,
+        push_secrets: PushSecrets,
     ) -> Result<DeliverySettings, String> {
         let tls = ClientConfigs::new(
             config.tls_ca_file.as_deref(),
@@ -59,6 +64,7 @@ impl DeliverySettings {
             resolver: Arc::new(Resolver::from_config(config)),
             tls: Arc::new(tls),
             smarthost_password,
+            push_secrets,
         })
     }
 }
@@ -113,6 +119,13 @@ pub enum Outcome {
     Delivered(String),
     /// Tried again later.
     Deferred(Failure),
+    /// Tried again later, not before this wait: the server said so (a
+    /// push service's `Retry-After`); the runner bounds it by `retry_max`.
+    Postponed(Failure, std::time::Duration),
+    /// Refused for good by a push service, and sent as mail to its
+    /// route's fallback address instead: done, without a bounce. The text
+    /// says why and where.
+    Forwarded(String),
     /// Failed for good: the sender gets a bounce.
     Failed(Failure),
 }
@@ -195,7 +208,8 @@ pub fn log_outcome(
     let delay = unix_now().saturating_sub(item.arrival);
     let (status, text) = match outcome {
         Outcome::Delivered(text) => ("sent", text),
-        Outcome::Deferred(failure) => ("deferred", &failure.text),
+        Outcome::Forwarded(text) => ("forwarded", text),
+        Outcome::Deferred(failure) | Outcome::Postponed(failure, _) => ("deferred", &failure.text),
         Outcome::Failed(failure) => ("bounced", &failure.text),
     };
     let tls = tls.map(|t| format!(" tls={t}")).unwrap_or_default();

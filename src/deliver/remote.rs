@@ -92,7 +92,7 @@ impl RemoteDelivery<'_> {
                     Status::new(5, 4, 6),
                     format_args!("mail for {domain} loops back to myself"),
                 )),
-                Route::Local => unreachable!("local mail is not sent over SMTP"),
+                Route::Local | Route::Push(_) => unreachable!("not sent over SMTP"),
             };
             return self.settle_all(pending, reporter, "-", &outcome);
         }
@@ -215,7 +215,7 @@ impl RemoteDelivery<'_> {
                     }
                 }
             }
-            Route::Local => unreachable!("local mail is not sent over SMTP"),
+            Route::Local | Route::Push(_) => unreachable!("not sent over SMTP"),
         }
         // A domain with 20 MX hosts that accept and never speak would
         // otherwise hold a worker for 20 helo timeouts per attempt; the
@@ -339,6 +339,8 @@ impl RemoteDelivery<'_> {
                 let outcome = match outcome {
                     Outcome::Delivered(text) => Outcome::Delivered(text),
                     Outcome::Deferred(failure) => Outcome::Deferred(said(failure)),
+                    Outcome::Postponed(failure, wait) => Outcome::Postponed(said(failure), wait),
+                    Outcome::Forwarded(text) => Outcome::Forwarded(text),
                     Outcome::Failed(failure) => Outcome::Failed(said(failure)),
                 };
                 log_outcome(item, rcpt, &client.relay, Some(tls), &outcome);

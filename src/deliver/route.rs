@@ -21,6 +21,9 @@ pub enum Route {
     Smarthost,
     /// The MX hosts of this domain (lower case).
     Mx(String),
+    /// The push route with this pattern (`nas@push`, `*@push`), as the
+    /// config names it: a reload that reorders the routes keeps the job's.
+    Push(String),
 }
 
 impl Route {
@@ -36,14 +39,20 @@ impl Route {
                 None => "smarthost".to_string(),
             },
             Route::Mx(domain) => format!("domain {domain}"),
+            Route::Push(pattern) => format!("push route {pattern}"),
         }
     }
 }
 
-/// The route of one recipient: local domains are delivered here; the rest
-/// goes to the smarthost when one is set, else to its domain's MX hosts.
+/// The route of one recipient: a push route's recipients go to its
+/// service (an exact address wins over `*@domain`: see push::find_route);
+/// local domains are delivered here; the rest goes to the smarthost when
+/// one is set, else to its domain's MX hosts. Aliases were expanded when
+/// the message was queued, so this applies to their targets.
 pub fn route(config: &Config, recipient: &Mailbox) -> Route {
-    if config.is_local_domain(&recipient.domain) {
+    if let Some(push) = crate::push::find_route(&config.route, recipient) {
+        Route::Push(push.pattern.to_string())
+    } else if config.is_local_domain(&recipient.domain) {
         Route::Local
     } else if config.smarthost.is_some() {
         Route::Smarthost
@@ -66,6 +75,10 @@ pub fn run_job(
         Route::Local => deliver_job(&settings.config, spool, job, reporter),
         Route::Smarthost | Route::Mx(_) => {
             RemoteDelivery { settings, spool }.deliver(job, reporter, more)
+        }
+        Route::Push(ref pattern) => {
+            let pattern = pattern.clone();
+            crate::push::deliver::deliver_job(settings, spool, &pattern, job, reporter)
         }
     }
 }
@@ -93,17 +106,34 @@ mod tests {
         assert_eq!(route_in(&relayed, "ops@example.org"), Route::Smarthost);
         assert_eq!(route_in(&relayed, "root@box.lan"), Route::Local);
         let config = Config::parse(&relayed, Path::new("t.conf")).unwrap();
-        let described: Vec<String> = [Route::Local, Route::Smarthost, Route::Mx("a.test".into())]
-            .iter()
-            .map(|r| r.describe(&config))
-            .collect();
+        let described: Vec<String> = [
+            Route::Local,
+            Route::Smarthost,
+            Route::Mx("a.test".into()),
+            Route::Push("*@push".into()),
+        ]
+        .iter()
+        .map(|r| r.describe(&config))
+        .collect();
         assert_eq!(
             described,
             [
                 "local mailboxes",
                 "smarthost relay.example.net:587",
-                "domain a.test"
+                "domain a.test",
+                "push route *@push"
             ]
         );
+        // A push route wins over the local domain it names an address of.
+        let pushed = format!(
+            "{relayed}route = root@box.lan ntfy url=https://ntfy.example/root\n\
+             route = *@push ntfy url=https://ntfy.example/all\n"
+        );
+        assert_eq!(
+            route_in(&pushed, "root@box.lan"),
+            Route::Push("root@box.lan".into())
+        );
+        assert_eq!(route_in(&pushed, "nas@push"), Route::Push("*@push".into()));
+        assert_eq!(route_in(&pushed, "admin@box.lan"), Route::Local);
     }
 }

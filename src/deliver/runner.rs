@@ -90,6 +90,8 @@ struct Jobs {
     busy: HashMap<Route, usize>,
     /// The number of remote workers (`delivery_workers`).
     remote_workers: usize,
+    /// The config has push routes: the smarthost leaves them a worker.
+    push_routes: bool,
 }
 
 impl Jobs {
@@ -98,6 +100,7 @@ impl Jobs {
             waiting: VecDeque::new(),
             busy: HashMap::new(),
             remote_workers,
+            push_routes: false,
         }
     }
 
@@ -108,7 +111,7 @@ impl Jobs {
             WorkerKind::Local => job.route == Route::Local,
             WorkerKind::Remote => {
                 let busy = self.busy.get(&job.route).copied().unwrap_or(0);
-                busy < route_limit(&job.route, self.remote_workers)
+                busy < route_limit(&job.route, self.remote_workers, self.push_routes)
             }
         })?;
         let job = self.waiting.remove(pos)?;
@@ -139,13 +142,17 @@ impl Jobs {
 /// are due and however slow its servers are, mail for elsewhere still has a
 /// worker (with one remote worker, there is no one to leave). The smarthost
 /// takes every non-local recipient when it is set, so no other remote
-/// route competes with it and it may use every worker. Local jobs have
-/// their own worker and are never held long.
-fn route_limit(route: &Route, remote_workers: usize) -> usize {
+/// route competes with it and it may use every worker, but where push
+/// routes are configured: a smarthost that hangs must not hold the phone's
+/// alert too. Local jobs have their own worker and are never held long.
+fn route_limit(route: &Route, remote_workers: usize, push_routes: bool) -> usize {
     match route {
         Route::Local => usize::MAX,
+        Route::Smarthost if push_routes => remote_workers.saturating_sub(1).max(1),
         Route::Smarthost => remote_workers,
-        Route::Mx(_) => remote_workers.saturating_sub(1).max(1),
+        // A push service is one more destination like a domain: a slow one
+        // leaves a worker for the others.
+        Route::Mx(_) | Route::Push(_) => remote_workers.saturating_sub(1).max(1),
     }
 }
 
@@ -201,6 +208,8 @@ struct InFlight {
     envelope: QueueEnvelope,
     /// Items handed out and not reported yet.
     outstanding: usize,
+    /// The longest wait a server asked for (Retry-After), bounded.
+    not_before: Duration,
 }
 
 pub struct QueueRunner {
@@ -427,6 +436,8 @@ impl Scheduler {
     /// their ids, not from a scan).
     fn dispatch(&mut self, ids: Vec<String>, announced: bool) {
         let now = Instant::now();
+        // A reload may add or remove push routes.
+        self.jobs.lock().push_routes = !self.config().route.is_empty();
         let mut buckets: HashMap<Route, Vec<JobItem>> = HashMap::new();
         for id in ids {
             if self.in_flight.contains_key(&id)
@@ -483,6 +494,7 @@ impl Scheduler {
                 InFlight {
                     envelope,
                     outstanding: items.len(),
+                    not_before: Duration::ZERO,
                 },
             );
         }
@@ -549,7 +561,7 @@ impl Scheduler {
             };
             r.attempts += 1;
             match outcome {
-                Outcome::Delivered(_) => {
+                Outcome::Delivered(_) | Outcome::Forwarded(_) => {
                     r.state = RecipientState::Delivered;
                     r.next_attempt = 0;
                     r.last_error = None;
@@ -562,6 +574,14 @@ impl Scheduler {
                 Outcome::Deferred(failure) => {
                     r.next_attempt = now + backoff(&config, r.attempts).as_secs();
                     r.last_error = Some(failure);
+                }
+                Outcome::Postponed(failure, wait) => {
+                    // The server's wait, within retry_max; never sooner
+                    // than the backoff would try.
+                    let wait = wait.min(config.retry_max).max(backoff(&config, r.attempts));
+                    r.next_attempt = now + wait.as_secs();
+                    r.last_error = Some(failure);
+                    flight.not_before = flight.not_before.max(wait);
                 }
             }
         }
@@ -577,7 +597,9 @@ impl Scheduler {
             return;
         }
         self.save(&flight.envelope);
-        let delay = backoff(&config, max_attempts(&flight.envelope));
+        // The message's next attempt serves all its recipients: after the
+        // longest wait one of them was asked for.
+        let delay = backoff(&config, max_attempts(&flight.envelope)).max(flight.not_before);
         self.retry_at.insert(result.id, Instant::now() + delay);
     }
 
@@ -611,11 +633,13 @@ impl Scheduler {
             let destination = route(&config, &r.address).describe(&config);
             let notice = match outcome {
                 Outcome::Delivered(_) => self.alarms.delivered(&destination, &result.id, now),
-                Outcome::Failed(_) => {
+                // Refused for good, bounced or sent to a push route's
+                // fallback: no success, and nothing left to wait for.
+                Outcome::Failed(_) | Outcome::Forwarded(_) => {
                     self.alarms.failed(&destination, &result.id);
                     None
                 }
-                Outcome::Deferred(failure) => {
+                Outcome::Deferred(failure) | Outcome::Postponed(failure, _) => {
                     // One that had failed before has been failing since its
                     // message came, as far as a restarted runner can tell.
                     let since = if r.attempts > 0 {
@@ -903,12 +927,16 @@ mod tests {
     #[test]
     fn route_limits() {
         // With one remote worker there is no one to leave free.
-        assert_eq!(route_limit(&mx("a.test"), 1), 1);
-        assert_eq!(route_limit(&mx("a.test"), 2), 1);
-        assert_eq!(route_limit(&mx("a.test"), 4), 3);
+        assert_eq!(route_limit(&mx("a.test"), 1, false), 1);
+        assert_eq!(route_limit(&mx("a.test"), 2, false), 1);
+        assert_eq!(route_limit(&mx("a.test"), 4, false), 3);
         // The smarthost is the one remote route when it is set.
-        assert_eq!(route_limit(&Route::Smarthost, 2), 2);
-        assert_eq!(route_limit(&Route::Local, 2), usize::MAX);
+        assert_eq!(route_limit(&Route::Smarthost, 2, false), 2);
+        // ...but for push routes, which then have a worker of their own.
+        assert_eq!(route_limit(&Route::Smarthost, 2, true), 1);
+        assert_eq!(route_limit(&Route::Smarthost, 1, true), 1);
+        assert_eq!(route_limit(&Route::Push("*@push".into()), 3, true), 2);
+        assert_eq!(route_limit(&Route::Local, 2, false), usize::MAX);
         let mut jobs = Jobs::new(2);
         for id in ["r1", "r2", "r3"] {
             jobs.waiting.push_back(job(Route::Smarthost, id));

@@ -157,6 +157,10 @@ pub fn too_many_recipients() -> Reply {
 pub fn relay_denied() -> Reply {
     Reply::new(550, "5.7.1", "Error: relaying denied")
 }
+/// RFC 3463 5.1.1: an address at a push route's domain that no route takes.
+pub fn unknown_push_address() -> Reply {
+    Reply::new(550, "5.1.1", "Error: no push route for this address")
+}
 pub fn bare_line_end() -> Reply {
     // CVE-2023-51764 (SMTP smuggling): RFC 5321 2.3.8 allows only CRLF.
     Reply::new(

@@ -378,6 +378,13 @@ impl Session {
             if recipient.mailbox_name().is_none() {
                 return reply::bad_mailbox_name();
             }
+        } else if self.config.is_push_domain(&recipient.domain) {
+            // A push route's domain counts as local for relay control (a
+            // LAN device may send to nas@push); its addresses are those of
+            // the routes.
+            if crate::push::find_route(&self.config.route, &recipient).is_none() {
+                return reply::unknown_push_address();
+            }
         } else if !may_relay {
             return reply::relay_denied();
         }
@@ -661,6 +668,24 @@ mod tests {
                 ("EHLO c", "250"),
                 ("MAIL FROM:<a@b.org>", "250 2.1.0"),
                 ("RCPT TO:<user%other.example@example.org>", "250 2.1.5"),
+            ],
+        );
+    }
+
+    #[test]
+    fn a_push_routes_domain_counts_as_local_for_relay_control() {
+        let routes = "route = nas@push ntfy url=https://ntfy.example/nas\n\
+                      route = *@phone.example telegram token_file=/t chat_id=1";
+        let mut s = session_with("192.0.2.7", routes);
+        dialogue(
+            &mut s,
+            &[
+                ("EHLO c", "250"),
+                ("MAIL FROM:<a@b.org>", "250 2.1.0"),
+                ("RCPT TO:<nas@push>", "250 2.1.5"),
+                ("RCPT TO:<Anyone@Phone.example>", "250 2.1.5"),
+                ("RCPT TO:<other@push>", "550 5.1.1"),
+                ("RCPT TO:<user@other.example>", "550 5.7.1"),
             ],
         );
     }

@@ -5,6 +5,7 @@ says.
 
   http_server.py --host 127.0.0.1 --port 8443 --out DIR
                  [--cert cert.pem --key key.pem] [--answers JSON]
+                 [--service NAME --secrets JSON]
 
 Each request is written to DIR as NNNN.req: the request line, the header
 fields as received (name and value, in order), an empty line, and the body
@@ -20,6 +21,11 @@ answers all later requests too):
             length: the body ends with the connection)
   interim   true: "100 Continue" first
   silent    true: read the request, then never answer (a hung service)
+  as_service  true: status, headers and body are those the push service
+            --service (ntfy, gotify, telegram, discord, slack, pushover,
+            webhook) gives this request: push_contracts.py checks it
+            against the service's documented contract, with --secrets
+            ({"token": ..., "user": ..., "chat_id": ...})
 
 It prints READY once it listens.
 """
@@ -35,6 +41,8 @@ import sys
 import threading
 import time
 
+import push_contracts
+
 
 def main():
     parser = argparse.ArgumentParser()
@@ -44,6 +52,8 @@ def main():
     parser.add_argument("--cert")
     parser.add_argument("--key")
     parser.add_argument("--answers", default='[{"status": 200}]')
+    parser.add_argument("--service")
+    parser.add_argument("--secrets", default="{}")
     args = parser.parse_args()
     answers = json.loads(args.answers)
     context = None
@@ -80,10 +90,17 @@ def main():
             if answer.get("interim"):
                 self.send_response_only(100)
                 self.end_headers()
-            self.send_response(answer.get("status", 200))
-            for name, value in answer.get("headers", []):
+            if answer.get("as_service"):
+                status, headers, text = push_contracts.answer(
+                    args.service, json.loads(args.secrets), self.command, self.path,
+                    self.headers, body)
+            else:
+                status = answer.get("status", 200)
+                headers, text = answer.get("headers", []), answer.get("body", "")
+            self.send_response(status)
+            for name, value in headers:
                 self.send_header(name, value)
-            payload = answer.get("body", "").encode()
+            payload = text.encode()
             framing = answer.get("framing", "length")
             if framing == "length":
                 self.send_header("Content-Length", str(len(payload)))

@@ -252,8 +252,37 @@ impl HttpServer {
     /// HTTPS with `ca`'s server certificate, or HTTP without; `answers` is
     /// http_server.py's JSON list, one answer per request in turn.
     pub fn start(addr: SocketAddr, ca: Option<&TestCa>, answers: &str) -> HttpServer {
+        HttpServer::start_with(addr, ca, answers, &[])
+    }
+
+    /// The push service `service` over HTTPS, as push_contracts.py has it:
+    /// an answer `{"as_service": true}` checks the request against the
+    /// service's documented contract (with `secrets`, JSON: token, user,
+    /// chat_id) and answers as the service does.
+    pub fn start_service(
+        addr: SocketAddr,
+        ca: &TestCa,
+        service: &str,
+        secrets: &str,
+        answers: &str,
+    ) -> HttpServer {
+        HttpServer::start_with(
+            addr,
+            Some(ca),
+            answers,
+            &["--service", service, "--secrets", secrets],
+        )
+    }
+
+    fn start_with(
+        addr: SocketAddr,
+        ca: Option<&TestCa>,
+        answers: &str,
+        more: &[&str],
+    ) -> HttpServer {
         let mut options = ca.map(TestCa::server_options).unwrap_or_default();
         options.extend(["--answers".to_string(), answers.to_string()]);
+        options.extend(more.iter().map(|option| option.to_string()));
         let peer = PythonPeer::start("http_server.py", addr, &options, "http.server");
         HttpServer { addr, peer }
     }
