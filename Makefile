@@ -122,6 +122,7 @@ stress:
 # disk's own fsync limit; relaying to smtp-sink; idle memory, start-up, size.
 # bench/run.py installs what it lacks (postfix, Debian's opensmtpd unpacked
 # under target/bench-peers), prints the table and writes bench/results.md.
-# Runs as root. BENCH_RUNS, BENCH_MESSAGES and BENCH_SERVERS adjust it.
+# Runs as root. BENCH_RUNS, BENCH_MESSAGES, BENCH_PUSH_MESSAGES and
+# BENCH_SERVERS adjust it.
 bench:
 	python3 bench/run.py

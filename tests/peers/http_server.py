@@ -65,6 +65,9 @@ def main():
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # TCP_NODELAY: an answer's head and body are two writes, and Nagle
+        # would hold the body until the client's delayed ACK (40 ms each).
+        disable_nagle_algorithm = True
 
         def setup(self):
             # The handshake in the connection's own thread, so that a
