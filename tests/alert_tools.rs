@@ -442,31 +442,12 @@ fn the_small_things_of_the_command_line() {
 
 #[test]
 fn a_smarthost_on_port_465_gets_implicit_tls_without_being_told() {
-    use support::peers::{TestCa, Upstream};
     if !support::running_as_root() {
         eprintln!("needs root to listen on port 465; skipped");
         return;
     }
-    let ca = TestCa::new(&["smarthost.test"]);
-    let mut options = ca.server_options();
-    options.push("--implicit-tls".to_string());
-    let upstream = Upstream::start("127.0.0.26:465".parse().unwrap(), &options);
-    let dir = support::test_dir();
-    let hosts = dir.path().join("hosts");
-    std::fs::write(&hosts, "127.0.0.26 smarthost.test\n").unwrap();
     // No smarthost_tls: `auto` says TLS from the first byte on 465.
-    let server = Server::start(&format!(
-        "smarthost = smarthost.test:465\nhosts_file = {}\ntls_ca_file = {}",
-        hosts.display(),
-        ca.ca().display()
-    ));
-    server.greeted().send_message(
-        "a@mx.test",
-        &["ops@far.test"],
-        b"Subject: 465\r\n\r\nx\r\n.\r\n",
-    );
-    assert_eq!(upstream.wait_for(1)[0].tls, "TLSv1.3");
-    server.wait_for_empty_queue();
+    support::peers::implicit_tls_smarthost_takes_a_message("127.0.0.26", 465, "");
 }
 
 /// The directories a test lays its own files over, in the tool's private

@@ -391,24 +391,11 @@ fn auth_plain_and_login_to_a_smarthost_that_requires_them() {
 #[test]
 fn implicit_tls_to_a_smarthost() {
     let port = free_port_on("127.0.0.9");
-    let ca = TestCa::new(&["smarthost.test"]);
-    let mut options = ca.server_options();
-    options.push("--implicit-tls".to_string());
-    let upstream = Upstream::start(addr("127.0.0.9", port), &options);
-    let hosts = tempfile::NamedTempFile::new().unwrap();
-    fs::write(hosts.path(), "127.0.0.9 smarthost.test\n").unwrap();
-    let server = Server::start(&format!(
-        "smarthost = smarthost.test:{port}\nsmarthost_tls = tls\nhosts_file = {}\ntls_ca_file = {}",
-        hosts.path().display(),
-        ca.ca().display()
-    ));
-    server.greeted().send_message(
-        "a@mx.test",
-        &["ops@far.test"],
-        b"Subject: 465\r\n\r\nx\r\n.\r\n",
+    support::peers::implicit_tls_smarthost_takes_a_message(
+        "127.0.0.9",
+        port,
+        "smarthost_tls = tls",
     );
-    assert_eq!(upstream.wait_for(1)[0].tls, "TLSv1.3");
-    server.wait_for_empty_queue();
 }
 
 #[test]

@@ -589,3 +589,29 @@ impl TestCa {
         )
     }
 }
+
+/// A smarthost speaking implicit TLS on `ip:port` (aiosmtpd with a test
+/// CA's certificate for `smarthost.test`), and a tinymta told of it with
+/// `config` besides `smarthost`, `hosts_file` and `tls_ca_file`: a message
+/// is relayed over TLSv1.3 and leaves the queue.
+pub fn implicit_tls_smarthost_takes_a_message(ip: &str, port: u16, config: &str) {
+    let ca = TestCa::new(&["smarthost.test"]);
+    let mut options = ca.server_options();
+    options.push("--implicit-tls".to_string());
+    let upstream = Upstream::start(format!("{ip}:{port}").parse().unwrap(), &options);
+    let dir = super::test_dir();
+    let hosts = dir.path().join("hosts");
+    fs::write(&hosts, format!("{ip} smarthost.test\n")).unwrap();
+    let server = super::Server::start(&format!(
+        "smarthost = smarthost.test:{port}\nhosts_file = {}\ntls_ca_file = {}\n{config}",
+        hosts.display(),
+        ca.ca().display()
+    ));
+    server.greeted().send_message(
+        "a@mx.test",
+        &["ops@far.test"],
+        b"Subject: 465\r\n\r\nx\r\n.\r\n",
+    );
+    assert_eq!(upstream.wait_for(1)[0].tls, "TLSv1.3");
+    server.wait_for_empty_queue();
+}
