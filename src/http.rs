@@ -356,10 +356,7 @@ pub fn parse_http_date(text: &str) -> Option<u64> {
         [_, month, day, time, year] => (*day, *month, year.parse::<i64>().ok()?, *time),
         _ => return None,
     };
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = MONTHS.iter().position(|m| *m == month)? as i64 + 1;
+    let month = crate::time::MONTHS.iter().position(|m| *m == month)? as i64 + 1;
     let day: i64 = day.parse().ok()?;
     let mut clock = time.split(':').map(|part| part.parse::<i64>().ok());
     let (hour, minute, second) = (clock.next()??, clock.next()??, clock.next()??);
@@ -372,21 +369,8 @@ pub fn parse_http_date(text: &str) -> Option<u64> {
     {
         return None;
     }
-    let days = days_from_civil(year, month, day);
+    let days = crate::time::days_from_civil(year, month, day);
     u64::try_from(days * 86400 + hour * 3600 + minute * 60 + second).ok()
-}
-
-/// (year, month 1-12, day 1-31) -> days since 1970-01-01, proleptic
-/// Gregorian (H. Hinnant's days_from_civil, the inverse of
-/// `time::civil_from_days`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let yoe = year.rem_euclid(400);
-    let mp = if month > 2 { month - 3 } else { month + 9 };
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// How the body of a response ends (RFC 9112 6.3).

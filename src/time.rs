@@ -2,6 +2,12 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// The months as mail (RFC 5322 3.3), syslog (RFC 3164) and HTTP
+/// (RFC 9110 5.6.7) dates name them.
+pub const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
 /// Seconds since the Unix epoch; 0 for a clock set before it.
 pub fn unix_now() -> u64 {
     SystemTime::now()
@@ -20,9 +26,6 @@ pub fn build_time() -> Option<u64> {
 /// `Sun, 22 Nov 2026 16:36:47 +0000` for a Unix time, in UTC.
 pub fn rfc5322_date(unix_secs: u64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
     let days = unix_secs / 86400;
     let secs = unix_secs % 86400;
     let (year, month, day) = civil_from_days(days as i64);
@@ -55,9 +58,6 @@ pub fn rfc3339_timestamp(now: SystemTime) -> String {
 
 /// `Nov 22 16:36:47`: the RFC 3164 timestamp, in UTC.
 pub fn syslog_timestamp(unix_secs: u64) -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
     let (_, month, day) = civil_from_days((unix_secs / 86400) as i64);
     let secs = unix_secs % 86400;
     format!(
@@ -85,9 +85,30 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// (year, month 1-12, day 1-31) -> days since 1970-01-01, proleptic
+/// Gregorian: the inverse of [`civil_from_days`] (H. Hinnant's
+/// days_from_civil).
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn days_from_civil_undoes_civil_from_days() {
+        for days in [-719_468, -1, 0, 59, 60, 10_956, 20_790, 2_932_896] {
+            let (year, month, day) = civil_from_days(days);
+            assert_eq!(days_from_civil(year, month.into(), day.into()), days);
+        }
+    }
 
     #[test]
     fn dates() {
