@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -48,8 +48,10 @@ pub struct ServerContext {
     /// Set on SIGTERM: a session that ends now says 421 4.3.2.
     pub stopping: AtomicBool,
     /// The sockets of running sessions, so that shutdown can end them.
-    sessions: Mutex<HashMap<u64, TcpStream>>,
-    next_session: AtomicU64,
+    sessions: Mutex<HashMap<usize, TcpStream>>,
+    /// usize, not u64: 32-bit MIPS has no 64-bit atomics. A number comes
+    /// back only after 2^32 sessions, long after its session ended.
+    next_session: AtomicUsize,
     /// How many sessions run, and when that is stress.
     pub load: Load,
     /// Failed AUTH attempts per client address, across sessions.
@@ -91,7 +93,7 @@ impl ServerContext {
             users: Live::new(users),
             stopping: AtomicBool::new(false),
             sessions: Mutex::new(HashMap::new()),
-            next_session: AtomicU64::new(0),
+            next_session: AtomicUsize::new(0),
         }
     }
 
@@ -126,7 +128,7 @@ impl ServerContext {
         }
     }
 
-    fn lock_sessions(&self) -> MutexGuard<'_, HashMap<u64, TcpStream>> {
+    fn lock_sessions(&self) -> MutexGuard<'_, HashMap<usize, TcpStream>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -134,7 +136,7 @@ impl ServerContext {
 /// A running session's entry in [`ServerContext`]; removed when dropped.
 pub struct Registration<'a> {
     ctx: &'a ServerContext,
-    id: u64,
+    id: usize,
 }
 
 impl Drop for Registration<'_> {
