@@ -4,7 +4,7 @@ CONFIG ?= etc/tinymta.conf
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: build run test lint release install clean static size dist test-qemu fuzz stress bench
+.PHONY: build run test lint release install clean static size dist test-qemu test-smoke fuzz stress bench
 
 build:
 	$(CARGO) build
@@ -102,6 +102,20 @@ test-qemu:
 	$(MAKE) static TARGET=aarch64-unknown-linux-musl
 	TINYMTA_BIN=$(CURDIR)/target/aarch64-unknown-linux-musl/release/tinymta \
 	TINYMTA_RUNNER=qemu-aarch64-static $(CARGO) test --test '*'
+
+# The smoke run (tests/smoke.rs: daemon, SMTP, sendmail, Maildir, smarthost
+# with STARTTLS and AUTH, mailq, SIGTERM) against TARGET's static binary,
+# run by that target's qemu-user (QEMU_<target>; empty: run natively).
+QEMU_aarch64-unknown-linux-musl = qemu-aarch64-static
+QEMU_armv7-unknown-linux-musleabihf = qemu-arm-static
+QEMU_mipsel-unknown-linux-musl = qemu-mipsel-static
+QEMU_mips-unknown-linux-musl = qemu-mips-static
+QEMU_x86_64-unknown-linux-musl =
+test-smoke:
+	@test "$(origin QEMU_$(TARGET))" != undefined || { echo "no qemu-user runner known for $(TARGET)"; exit 1; }
+	$(MAKE) static TARGET=$(TARGET)
+	TINYMTA_BIN=$(CURDIR)/target/$(TARGET)/release/tinymta \
+	$(if $(QEMU_$(TARGET)),TINYMTA_RUNNER=$(QEMU_$(TARGET))) $(CARGO) test --test smoke
 
 # Fuzzing with cargo-fuzz (nightly): each target for FUZZ_TIME seconds.
 # Seeds are in fuzz/corpus/T; what a run finds goes to fuzz/runs/T, and

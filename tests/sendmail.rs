@@ -216,12 +216,7 @@ fn mailq_shows_a_deferred_message_and_flush_sends_it() {
         b"Subject: later\n\nx\n",
     );
     assert_eq!(code, Some(0));
-    let files = server.queue_files();
-    let id = files
-        .iter()
-        .find_map(|f| f.strip_suffix(".msg"))
-        .unwrap_or_else(|| panic!("no queue entry: {files:?}"))
-        .to_string();
+    let id = server.first_queue_id();
     server.wait_for_envelope_containing(&id, "recipient: queued attempts=1");
     let config = server.config_path();
     let (code, out, _) = run(

@@ -287,6 +287,17 @@ impl Server {
         list_dir(&self.spool().join("new"))
     }
 
+    /// The id of the first entry in the queue (its `.msg` file), as one
+    /// queued without an SMTP reply to name it (sendmail) is found.
+    pub fn first_queue_id(&self) -> String {
+        let files = self.queue_files();
+        files
+            .iter()
+            .find_map(|f| f.strip_suffix(".msg"))
+            .unwrap_or_else(|| panic!("no queue entry: {files:?}"))
+            .to_string()
+    }
+
     pub fn tmp_files(&self) -> Vec<String> {
         list_dir(&self.spool().join("tmp"))
     }
