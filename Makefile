@@ -16,13 +16,16 @@ run: build
 
 # What CI runs: the test peers this machine lacks (tests/peers/install says
 # what it installs), formatting, lints, every unit and integration test, then
-# the integration tests again against the aarch64 musl binary under qemu.
+# the integration tests again against the aarch64 musl binary under qemu,
+# and the smoke run against each other static target's binary.
+SMOKE_TARGETS = $(filter-out aarch64-unknown-linux-musl,$(STATIC_TARGETS))
 test:
 	tests/peers/install
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
 	$(MAKE) test-qemu
+	for t in $(SMOKE_TARGETS); do $(MAKE) test-smoke TARGET=$$t || exit 1; done
 
 release:
 	$(CARGO) build --release
@@ -36,61 +39,70 @@ clean:
 	$(CARGO) clean
 	rm -rf var
 
-# Cross builds without a container engine: rustup's target and Debian's
-# cross gcc (gcc-aarch64-linux-gnu, gcc-arm-linux-gnueabihf, musl-tools).
-# The musl targets give one static binary. `cross` (cross/Cross.toml) builds
-# the same targets in containers where an engine runs.
+# Static musl binaries for the routers' platforms, without a container
+# engine (`cross` builds the same targets in containers: cross/Cross.toml).
+# cross/toolchain installs, once, what they are built with: a pinned
+# nightly with rust-src, zig and cargo-zigbuild. The standard library is
+# built from source (-Z build-std) for every target: rustup serves none for
+# armv7 musl here and none at all for the MIPS targets (tier 3), and it is
+# then built for size like the rest (opt-level z, LTO) and without its
+# "backtrace" feature (the symbolizer, 300 KB on MIPS; a panic still
+# unwinds, ends its session and is logged, without a backtrace).
+# zig is the C compiler and the linker: it brings musl's C runtime and
+# libunwind for each target, in place of the self-contained copies that
+# come with a rustup-served std (hence link-self-contained=no). The MIPS
+# musl targets link dynamically by default in Rust; crt-static makes every
+# target one static binary, and as that is not position-independent (no
+# static PIE), its code need not be either: relocation-model=static calls
+# and loads directly instead of through the GOT (on MIPS, 300 KB less).
+#   x86_64  OpenWrt x86/64, NAS boxes      aarch64  filogic, RPi
+#   armv7   ipq40xx, mvebu (hard float)    mipsel   ramips MT7621 (24Kc, soft float)
+#   mips    ath79 (24Kc, soft float, big-endian)
 TARGET ?= x86_64-unknown-linux-musl
-STATIC_TARGETS = x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf
-CC_x86_64-unknown-linux-musl = musl-gcc
-CC_aarch64-unknown-linux-musl = aarch64-linux-gnu-gcc
-CC_armv7-unknown-linux-gnueabihf = arm-linux-gnueabihf-gcc
-CC_armv7-unknown-linux-musleabihf = arm-linux-gnueabihf-gcc
-CC_arm-unknown-linux-musleabihf = arm-linux-gnueabihf-gcc
-# The linker for the cross targets; x86_64 musl links with rustc's own
-# self-contained musl (musl-gcc as the linker would make a dynamic PIE).
-LD_aarch64-unknown-linux-musl = aarch64-linux-gnu-gcc
-LD_armv7-unknown-linux-gnueabihf = arm-linux-gnueabihf-gcc
-LD_armv7-unknown-linux-musleabihf = arm-linux-gnueabihf-gcc
-LD_arm-unknown-linux-musleabihf = arm-linux-gnueabihf-gcc
-target_env = $(shell echo $(1) | tr 'a-z-' 'A-Z_')
-target_cc = $(CC_$(1))
-target_ld = $(if $(LD_$(1)),CARGO_TARGET_$(call target_env,$(1))_LINKER=$(LD_$(1)))
+STATIC_TARGETS = x86_64-unknown-linux-musl aarch64-unknown-linux-musl \
+  armv7-unknown-linux-musleabihf mipsel-unknown-linux-musl mips-unknown-linux-musl
+BUILD_STD = -Z build-std=std,panic_unwind -Z build-std-features=panic-unwind,optimize_for_size
+STATIC_RUSTFLAGS = -C link-self-contained=no -C target-feature=+crt-static -C relocation-model=static
 
 static:
-	@test -n "$(call target_cc,$(TARGET))" || { echo "no cross compiler known for $(TARGET)"; exit 1; }
-	rustup target add $(TARGET) >/dev/null
-	$(call target_ld,$(TARGET)) CC_$(subst -,_,$(TARGET))=$(call target_cc,$(TARGET)) \
-	$(CARGO) build --release --target $(TARGET)
+	@case " $(STATIC_TARGETS) " in *" $(TARGET) "*) ;; \
+	  *) echo "make static: $(TARGET) is none of: $(STATIC_TARGETS)"; exit 1;; esac
+	@cross/toolchain
+	set -- $$(cross/toolchain --print) && RUSTUP_TOOLCHAIN=$$1 RUSTFLAGS="$(STATIC_RUSTFLAGS)" \
+	  $$2 zigbuild --release --target $(TARGET) $(BUILD_STD)
 	@ls -l target/$(TARGET)/release/tinymta
 
-# Stripped size of the release binary for each target; then what the HTTP
-# client costs: the code that stayed src/http.rs's own after LTO inlined
-# the rest into its callers, from the symbols of an unstripped x86_64 musl
-# build (its TLS and DNS are delivery's, there anyway).
+# For each static target: the stripped binary's size, the same xz -9e
+# compressed (routers' squashfs compresses with xz), and whether it is
+# within the budget of 2.0 MB (2,000,000 bytes) stripped. Then what the
+# HTTP client costs: the code that stayed src/http.rs's own after LTO
+# inlined the rest into its callers, from the symbols of an unstripped
+# x86_64 build (its TLS and DNS are delivery's, there anyway).
+SIZE_BUDGET = 2000000
 SYMBOLS_DIR = target/symbols
 size:
 	@for t in $(STATIC_TARGETS); do $(MAKE) -s static TARGET=$$t >/dev/null 2>&1 || echo "$$t: build failed"; done
-	@printf '%-34s %10s  %s\n' target bytes linkage
+	@printf '%-32s %10s %10s  %-8s %s\n' target stripped xz budget linkage
 	@for t in $(STATIC_TARGETS); do f=target/$$t/release/tinymta; \
-	  if [ -f $$f ]; then printf '%-34s %10s  %s\n' $$t $$(stat -c %s $$f) \
+	  if [ -f $$f ]; then bytes=$$(stat -c %s $$f); \
+	  printf '%-32s %10s %10s  %-8s %s\n' $$t $$bytes $$(xz -9e -c $$f | wc -c) \
+	  $$([ $$bytes -le $(SIZE_BUDGET) ] && echo within || echo OVER) \
 	  "$$(file -b $$f | grep -o 'static-pie linked\|statically linked\|dynamically linked')"; fi; done
-	@CARGO_PROFILE_RELEASE_STRIP=false CARGO_TARGET_DIR=$(SYMBOLS_DIR) \
-	  CC_x86_64_unknown_linux_musl=musl-gcc $(CARGO) build -q --release \
-	  --target x86_64-unknown-linux-musl >/dev/null 2>&1 || echo "symbols build failed"
+	@set -- $$(cross/toolchain --print) && RUSTUP_TOOLCHAIN=$$1 RUSTFLAGS="$(STATIC_RUSTFLAGS)" \
+	  CARGO_PROFILE_RELEASE_STRIP=false CARGO_TARGET_DIR=$(SYMBOLS_DIR) $$2 zigbuild -q --release \
+	  --target x86_64-unknown-linux-musl $(BUILD_STD) >/dev/null 2>&1 || echo "symbols build failed"
 	@f=$(SYMBOLS_DIR)/x86_64-unknown-linux-musl/release/tinymta; if [ -f $$f ]; then \
-	  printf '%-34s %10s  %s\n' "  of which the HTTP client" $$(nm -C --size-sort --radix=d $$f \
+	  printf '%-32s %10s  %s\n' "  of which the HTTP client" $$(nm -C --size-sort --radix=d $$f \
 	  | awk '/[ <]tinymta::http::/ { sum += $$1 } END { print sum + 0 }') \
 	  "x86_64 musl: src/http.rs's own functions"; fi
 
-# Release archives in target/dist/: one per static (musl) target of
-# STATIC_TARGETS, a target added there is archived too (cross/dist/archive
-# says what an archive holds), and SHA256SUMS of the archives.
-DIST_TARGETS = $(filter %-musl %-musleabi %-musleabihf,$(STATIC_TARGETS))
+# Release archives in target/dist/: one per target of STATIC_TARGETS, a
+# target added there is archived too (cross/dist/archive says what an
+# archive holds), and SHA256SUMS of the archives.
 DIST_DIR = target/dist
 dist:
 	rm -rf $(DIST_DIR)
-	@for t in $(DIST_TARGETS); do \
+	@for t in $(STATIC_TARGETS); do \
 	  $(MAKE) static TARGET=$$t && cross/dist/archive $$t target/$$t/release/tinymta $(DIST_DIR) || exit 1; \
 	done
 	cd $(DIST_DIR) && sha256sum *.tar.gz > SHA256SUMS

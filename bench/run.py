@@ -718,8 +718,6 @@ def main():
         sys.exit("make bench runs as root: private mount namespaces, and servers that drop privileges")
     SMTP_SOURCE, SMTP_SINK = postfix_tools()
     if "TINYMTA_BENCH_BIN" not in os.environ:
-        if not shutil.which("musl-gcc"):
-            apt_install(["musl-tools"])
         subprocess.run(["make", "static", f"TARGET={STATIC_TARGET}"], cwd=ROOT, check=True)
     if not shutil.which("openssl"):
         apt_install(["openssl"])  # the push service's test CA
