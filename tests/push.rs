@@ -7,13 +7,17 @@
 mod support;
 
 use std::fs;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use support::peers::{free_port_on, HttpServer, TestCa};
-use support::{python, run_tinymta, run_with_input, tinymta_command, Server};
+use support::{python, run_tinymta, run_with_input, running_as_root, tinymta_command, Server};
+use tinymta::sys::Signal;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -67,6 +71,18 @@ impl Service {
         fs::write(&path, format!("{secret}\n")).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         path
+    }
+
+    /// ntfy answering as the service does to the Bearer `token`, and the
+    /// token file (mode 0600) that gives it.
+    fn ntfy(token: &str) -> (Service, PathBuf) {
+        let service = Service::start(
+            "ntfy",
+            &format!(r#"{{"token": "{token}"}}"#),
+            r#"[{"as_service": true}]"#,
+        );
+        let file = service.secret("ntfy-token", token);
+        (service, file)
     }
 
     /// The requests received, each as `(head, body)`.
@@ -174,12 +190,7 @@ const ALERT: &str = "From: NAS <nas@lan.example>\r\nTo: nas@push\r\n\
 
 #[test]
 fn ntfy_from_a_lan_device_by_smtp() {
-    let service = Service::start(
-        "ntfy",
-        r#"{"token": "tk_3cr3t"}"#,
-        r#"[{"as_service": true}]"#,
-    );
-    let token = service.secret("ntfy-token", "tk_3cr3t");
+    let (service, token) = Service::ntfy("tk_3cr3t");
     let server = Server::start(&service.config(&format!(
         "route = nas@push ntfy url={} token_file={}",
         service.url("/box-alerts"),
@@ -688,4 +699,182 @@ fn a_token_file_others_can_read_is_warned_about() {
         token.display()
     ));
     assert!(!server.log().contains("tk_open"));
+}
+
+/// A LAN device's alert to nas@push by SMTP: the ntfy route posts it to
+/// `topic` with `Authorization: Bearer {token}`, and it is sent.
+fn ups_alert_reaches_ntfy(server: &Server, service: &Service, topic: &str, token: &str) {
+    let reply = send_from_lan(
+        server,
+        "nas@push",
+        "From: nas@lan.example\r\nTo: nas@push\r\nSubject: UPS on battery\r\n\r\nmains lost\r\n",
+    );
+    assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply}");
+    let id = reply.rsplit(' ').next().unwrap().to_string();
+    let requests = service.wait_for(1);
+    let body = "mains lost";
+    let fields = format!(
+        "Title: UPS on battery\r\nPriority: 3\r\nTags: email\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n"
+    );
+    assert_eq!(
+        requests[0],
+        (head(service, topic, &fields, body.len()), body.to_string())
+    );
+    wait_for_outcome(server, &id, "nas@push", "ntfy", "status=sent (HTTP 200)");
+}
+
+#[test]
+fn a_reload_keeps_the_push_secrets_read_before_the_privilege_drop() {
+    if !running_as_root() {
+        eprintln!("not running as root: no privilege drop, every file stays readable; skipped");
+        return;
+    }
+    let (service, token) = Service::ntfy("tk_kept");
+    // Root's alone: once the daemon is nobody, it cannot read it again.
+    std::os::unix::fs::chown(&token, Some(0), Some(0)).unwrap();
+    let route = |topic: &str| {
+        format!(
+            "route = nas@push ntfy url={} token_file={}",
+            service.url(topic),
+            token.display()
+        )
+    };
+    let server = Server::start(&service.config(&route("/before")));
+    // The reloaded config moves the route to another topic (so the request
+    // shows that the new config is the one in use) with the same token file.
+    let config = fs::read_to_string(server.config_path()).unwrap();
+    fs::write(
+        server.config_path(),
+        config.replace(&route("/before"), &route("/after")),
+    )
+    .unwrap();
+    server.signal(Signal::Reload);
+    server.wait_for_log("reloaded ");
+    let log = server.log();
+    assert!(
+        log.contains(&format!(
+            "[INFO] reload: {} may be read only before the privilege drop: the push route \
+             secrets read at start-up is kept (said once)\n",
+            token.display()
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("[WARN] reload"), "{log}");
+    assert!(!log.contains("[ERROR]"), "{log}");
+    ups_alert_reaches_ntfy(&server, &service, "/after", "tk_kept");
+    server.wait_for_empty_queue();
+    assert!(!server.log().contains("tk_kept"), "{}", server.log());
+}
+
+/// A smarthost that accepts connections and never says a word: each
+/// connection is held open, so a worker on it waits for the greeting.
+struct SilentSmarthost {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SilentSmarthost {
+    fn start() -> SilentSmarthost {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (accepted, stop) = (Arc::clone(&accepted), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut held: Vec<TcpStream> = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    while let Ok((stream, _)) = listener.accept() {
+                        held.push(stream);
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            })
+        };
+        SilentSmarthost {
+            addr,
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for SilentSmarthost {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+fn a_hanging_smarthost_leaves_a_worker_for_the_phone() {
+    let (service, token) = Service::ntfy("tk_phone");
+    let smarthost = SilentSmarthost::start();
+    // A worker on the smarthost waits a minute for its greeting: far
+    // longer than this test, so none of its jobs ends while it runs.
+    let server = Server::start(&service.config(&format!(
+        "route = nas@push ntfy url={} token_file={}\nsmarthost = {}\ndelivery_workers = 2\n\
+         connect_timeout = 60s\nsmtp_helo_timeout = 60s",
+        service.url("/phone"),
+        token.display(),
+        smarthost.addr
+    )));
+    let mut client = server.greeted();
+    let mut relay = |n: usize| {
+        client.send_message(
+            "cron@mx.test",
+            &["owner@far.test"],
+            format!("Subject: backup {n}\r\n\r\nok\r\n.\r\n").as_bytes(),
+        )
+    };
+    let mut relayed = vec![relay(1)];
+    let deadline = Instant::now() + support::WAIT;
+    while smarthost.accepted() == 0 {
+        assert!(Instant::now() < deadline, "no connection to the smarthost");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // More messages for the smarthost than there are workers, each its
+    // own job.
+    for n in 2..=3 {
+        relayed.push(relay(n));
+        // Were the smarthost to take the second worker, it would have it
+        // before the alert is queued.
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    ups_alert_reaches_ntfy(&server, &service, "/phone", "tk_phone");
+    // The alert is done; the smarthost's messages are all still queued,
+    // untried, and it has had one worker, never two.
+    let mut files: Vec<String> = relayed.iter().map(|id| format!("{id}.msg")).collect();
+    files.sort();
+    let deadline = Instant::now() + support::WAIT;
+    while server.queue_files() != files {
+        assert!(
+            Instant::now() < deadline,
+            "{:?} != {files:?}",
+            server.queue_files()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(smarthost.accepted(), 1);
+    let (code, out, err) =
+        run_tinymta(&["mailq", "-C", &server.config_path().display().to_string()]);
+    assert_eq!((code, err.as_str()), (Some(0), ""));
+    assert_eq!(
+        out.matches("<owner@far.test> queued, 0 attempts\n").count(),
+        3,
+        "{out}"
+    );
+    assert!(out.ends_with("-- 3 messages in the queue\n"), "{out}");
 }
