@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{verify_server_name, WebPkiServerVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::crypto::{
+    verify_tls12_signature, verify_tls13_signature, CryptoProvider, WebPkiSupportedAlgorithms,
+};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
@@ -325,8 +327,113 @@ impl CertificateRefused {
     }
 }
 
+/// ring's provider without ChaCha20-Poly1305, for size: its assembly is
+/// 51 KB of the x86_64 binary (9 KB of C on MIPS). Every TLS 1.3 peer has
+/// TLS_AES_128_GCM_SHA256 (RFC 8446 section 9.1: MUST implement), and TLS
+/// 1.2 peers the ECDHE AES-GCM suites (RFC 5289). rustls' own
+/// `default_provider()` would link every suite however its list is cut
+/// afterwards, so the provider is put together here from ring's parts:
+/// the key exchange groups and the signature algorithms are all of them.
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::crypto::ring::{cipher_suite, ALL_KX_GROUPS};
+    Arc::new(CryptoProvider {
+        cipher_suites: vec![
+            cipher_suite::TLS13_AES_256_GCM_SHA384,
+            cipher_suite::TLS13_AES_128_GCM_SHA256,
+            cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            cipher_suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        ],
+        kx_groups: ALL_KX_GROUPS.to_vec(),
+        signature_verification_algorithms: SIGNATURE_ALGORITHMS,
+        secure_random: &RingParts,
+        key_provider: &RingParts,
+    })
+}
+
+/// The signature algorithms certificates and handshakes are checked with:
+/// webpki's ring implementations of every scheme rustls knows, as rustls'
+/// ring provider has them. For TLS 1.2 an ECDSA scheme does not fix the
+/// curve (RFC 5246 section 7.4.1.4.1), hence two for each.
+static SIGNATURE_ALGORITHMS: WebPkiSupportedAlgorithms = {
+    use webpki::ring as alg;
+    WebPkiSupportedAlgorithms {
+        all: &[
+            alg::ECDSA_P256_SHA256,
+            alg::ECDSA_P256_SHA384,
+            alg::ECDSA_P384_SHA256,
+            alg::ECDSA_P384_SHA384,
+            alg::ED25519,
+            alg::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
+            alg::RSA_PSS_2048_8192_SHA384_LEGACY_KEY,
+            alg::RSA_PSS_2048_8192_SHA512_LEGACY_KEY,
+            alg::RSA_PKCS1_2048_8192_SHA256,
+            alg::RSA_PKCS1_2048_8192_SHA384,
+            alg::RSA_PKCS1_2048_8192_SHA512,
+            alg::RSA_PKCS1_2048_8192_SHA256_ABSENT_PARAMS,
+            alg::RSA_PKCS1_2048_8192_SHA384_ABSENT_PARAMS,
+            alg::RSA_PKCS1_2048_8192_SHA512_ABSENT_PARAMS,
+        ],
+        mapping: &[
+            (
+                SignatureScheme::ECDSA_NISTP384_SHA384,
+                &[alg::ECDSA_P384_SHA384, alg::ECDSA_P256_SHA384],
+            ),
+            (
+                SignatureScheme::ECDSA_NISTP256_SHA256,
+                &[alg::ECDSA_P256_SHA256, alg::ECDSA_P384_SHA256],
+            ),
+            (SignatureScheme::ED25519, &[alg::ED25519]),
+            (
+                SignatureScheme::RSA_PSS_SHA512,
+                &[alg::RSA_PSS_2048_8192_SHA512_LEGACY_KEY],
+            ),
+            (
+                SignatureScheme::RSA_PSS_SHA384,
+                &[alg::RSA_PSS_2048_8192_SHA384_LEGACY_KEY],
+            ),
+            (
+                SignatureScheme::RSA_PSS_SHA256,
+                &[alg::RSA_PSS_2048_8192_SHA256_LEGACY_KEY],
+            ),
+            (
+                SignatureScheme::RSA_PKCS1_SHA512,
+                &[alg::RSA_PKCS1_2048_8192_SHA512],
+            ),
+            (
+                SignatureScheme::RSA_PKCS1_SHA384,
+                &[alg::RSA_PKCS1_2048_8192_SHA384],
+            ),
+            (
+                SignatureScheme::RSA_PKCS1_SHA256,
+                &[alg::RSA_PKCS1_2048_8192_SHA256],
+            ),
+        ],
+    }
+};
+
+/// Random numbers and private keys for rustls, from ring as rustls' ring
+/// provider takes them (that one's are private to it).
+#[derive(Debug)]
+struct RingParts;
+
+impl rustls::crypto::SecureRandom for RingParts {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), rustls::crypto::GetRandomFailed> {
+        use ring::rand::SecureRandom;
+        ring::rand::SystemRandom::new()
+            .fill(buf)
+            .map_err(|_| rustls::crypto::GetRandomFailed)
+    }
+}
+
+impl rustls::crypto::KeyProvider for RingParts {
+    fn load_private_key(
+        &self,
+        key_der: PrivateKeyDer<'static>,
+    ) -> Result<Arc<dyn rustls::sign::SigningKey>, rustls::Error> {
+        rustls::crypto::ring::sign::any_supported_type(&key_der)
+    }
 }
 
 /// The client configs delivery needs: one that checks certificates
@@ -718,6 +825,43 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The provider is rustls' ring provider less ChaCha20-Poly1305: the
+    /// same key exchange groups and signature algorithms, should a rustls
+    /// update change those.
+    #[test]
+    fn the_provider_is_rings_without_chacha20() {
+        let ours = provider();
+        let rings = rustls::crypto::ring::default_provider();
+        let suites = |p: &CryptoProvider| -> Vec<String> {
+            p.cipher_suites
+                .iter()
+                .map(|s| format!("{:?}", s.suite()))
+                .collect()
+        };
+        let without_chacha: Vec<String> = suites(&rings)
+            .into_iter()
+            .filter(|s| !s.contains("CHACHA20"))
+            .collect();
+        assert_eq!(suites(&ours), without_chacha);
+        assert_eq!(without_chacha.len(), 6);
+        let groups = |p: &CryptoProvider| -> Vec<String> {
+            p.kx_groups
+                .iter()
+                .map(|g| format!("{:?}", g.name()))
+                .collect()
+        };
+        assert_eq!(groups(&ours), groups(&rings));
+        let (ours, rings) = (
+            ours.signature_verification_algorithms,
+            rings.signature_verification_algorithms,
+        );
+        assert_eq!(format!("{:?}", ours.all), format!("{:?}", rings.all));
+        assert_eq!(
+            format!("{:?}", ours.mapping),
+            format!("{:?}", rings.mapping)
+        );
+    }
 
     /// Made with `openssl req -x509 -newkey ec -pkeyopt
     /// ec_paramgen_curve:prime256v1 -nodes -days 36500 -subj
