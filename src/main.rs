@@ -79,22 +79,16 @@ fn main() -> ExitCode {
         (_, Some("test-send")) => return ExitCode::from(tinymta::test_send::run(&args[2..])),
         _ => {}
     }
+    // The options are described in `usage` below, written out rather than
+    // by getopts' usage(), whose layout code (with unicode-width's tables)
+    // is 10 KB of every binary.
     let mut options = getopts::Options::new();
     options
-        .optopt(
-            "c",
-            "",
-            &format!("config file (default {DEFAULT_CONFIG_PATH})"),
-            "FILE",
-        )
-        .optflag(
-            "t",
-            "",
-            "check the config, print what is wrong or `config ok`",
-        )
-        .optflag("V", "", "print the version")
-        .optflag("h", "", "print this help");
-    let usage = options.usage(
+        .optopt("c", "", "", "FILE")
+        .optflag("t", "", "")
+        .optflag("V", "", "")
+        .optflag("h", "", "");
+    let usage = format!(
         "Usage: tinymta [-c FILE] [-t] [-V] [-h]        the daemon, in the foreground\n\
          \x20      tinymta sendmail [sendmail options] [recipients]   queue a message from standard input\n\
          \x20                                                         (also as a `sendmail` link)\n\
@@ -103,7 +97,12 @@ fn main() -> ExitCode {
          \x20      tinymta mailq [-c FILE]              list the queue (also as a `mailq` link)\n\
          \x20      tinymta flush [-c FILE]              ask the daemon to try the queue now\n\
          \x20      tinymta test-send [-c FILE] ADDRESS  send a test message, printing each step\n\
-         \x20      tinymta passwd NAME                  a users-file line (password on standard input)",
+         \x20      tinymta passwd NAME                  a users-file line (password on standard input)\n\n\
+         Options:\n\
+         \x20   -c FILE             config file (default {DEFAULT_CONFIG_PATH})\n\
+         \x20   -t                  check the config, print what is wrong or `config ok`\n\
+         \x20   -V                  print the version\n\
+         \x20   -h                  print this help\n"
     );
     let matches = match options.parse(&args[1..]) {
         Ok(matches) => matches,
