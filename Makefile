@@ -63,13 +63,18 @@ STATIC_TARGETS = x86_64-unknown-linux-musl aarch64-unknown-linux-musl \
   armv7-unknown-linux-musleabihf mipsel-unknown-linux-musl mips-unknown-linux-musl
 BUILD_STD = -Z build-std=std,panic_unwind -Z build-std-features=panic-unwind,optimize_for_size
 STATIC_RUSTFLAGS = -C link-self-contained=no -C target-feature=+crt-static -C relocation-model=static
+# What the linker's --strip-all leaves and nothing reads at run time (the
+# sections are not loaded): on MIPS, LLVM's .pdr (procedure descriptors for
+# old debuggers, 175 KB) and .mdebug.abi32; the compilers' .comment.
+STRIP_SECTIONS = --remove-section=.pdr --remove-section=.mdebug.abi32 --remove-section=.comment
 
 static:
 	@case " $(STATIC_TARGETS) " in *" $(TARGET) "*) ;; \
 	  *) echo "make static: $(TARGET) is none of: $(STATIC_TARGETS)"; exit 1;; esac
 	@cross/toolchain
 	set -- $$(cross/toolchain --print) && RUSTUP_TOOLCHAIN=$$1 RUSTFLAGS="$(STATIC_RUSTFLAGS)" \
-	  $$2 zigbuild --release --target $(TARGET) $(BUILD_STD)
+	  $$2 zigbuild --release --target $(TARGET) $(BUILD_STD) && \
+	  $$3 $(STRIP_SECTIONS) target/$(TARGET)/release/tinymta
 	@ls -l target/$(TARGET)/release/tinymta
 
 # For each static target: the stripped binary's size, the same xz -9e
