@@ -526,6 +526,12 @@ fn pushover_that_never_answers_is_deferred_shown_by_mailq_and_test_send() {
         "pushover",
         "status=deferred (4.4.2 pushover: timeout after 3s waiting for the response)",
     );
+    // The log line comes as the attempt ends, the envelope a moment later,
+    // when the worker reports the job: mailq reads the envelope.
+    server.wait_for_envelope_containing(
+        &id,
+        "error: 4.4.2 pushover: timeout after 3s waiting for the response",
+    );
     let (code, out, _) = run_tinymta(&["mailq", "-C", &server.config_path().display().to_string()]);
     assert_eq!(code, Some(0));
     assert!(
