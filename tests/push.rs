@@ -7,15 +7,12 @@
 mod support;
 
 use std::fs;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use support::peers::{free_port_on, HttpServer, TestCa};
+use support::peers::{free_port_on, HttpServer, SilentServers, TestCa};
 use support::{python, run_tinymta, run_with_input, running_as_root, tinymta_command, Server};
 use tinymta::sys::Signal;
 
@@ -773,61 +770,12 @@ fn a_reload_keeps_the_push_secrets_read_before_the_privilege_drop() {
     assert!(!server.log().contains("tk_kept"), "{}", server.log());
 }
 
-/// A smarthost that accepts connections and never says a word: each
-/// connection is held open, so a worker on it waits for the greeting.
-struct SilentSmarthost {
-    addr: SocketAddr,
-    accepted: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl SilentSmarthost {
-    fn start() -> SilentSmarthost {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (accepted, stop) = (Arc::clone(&accepted), Arc::clone(&stop));
-            std::thread::spawn(move || {
-                let mut held: Vec<TcpStream> = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    while let Ok((stream, _)) = listener.accept() {
-                        held.push(stream);
-                        accepted.fetch_add(1, Ordering::Relaxed);
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            })
-        };
-        SilentSmarthost {
-            addr,
-            accepted,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for SilentSmarthost {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 #[test]
 fn a_hanging_smarthost_leaves_a_worker_for_the_phone() {
     let (service, token) = Service::ntfy("tk_phone");
-    let smarthost = SilentSmarthost::start();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let smarthost_addr = listener.local_addr().unwrap();
+    let smarthost = SilentServers::start(vec![listener]);
     // A worker on the smarthost waits a minute for its greeting: far
     // longer than this test, so none of its jobs ends while it runs.
     let server = Server::start(&service.config(&format!(
@@ -835,7 +783,7 @@ fn a_hanging_smarthost_leaves_a_worker_for_the_phone() {
          connect_timeout = 60s\nsmtp_helo_timeout = 60s",
         service.url("/phone"),
         token.display(),
-        smarthost.addr
+        smarthost_addr
     )));
     let mut client = server.greeted();
     let mut relay = |n: usize| {
@@ -847,7 +795,7 @@ fn a_hanging_smarthost_leaves_a_worker_for_the_phone() {
     };
     let mut relayed = vec![relay(1)];
     let deadline = Instant::now() + support::WAIT;
-    while smarthost.accepted() == 0 {
+    while smarthost.accepted_on(smarthost_addr.ip()) == 0 {
         assert!(Instant::now() < deadline, "no connection to the smarthost");
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -873,7 +821,7 @@ fn a_hanging_smarthost_leaves_a_worker_for_the_phone() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(smarthost.accepted(), 1);
+    assert_eq!(smarthost.accepted_on(smarthost_addr.ip()), 1);
     let (code, out, err) =
         run_tinymta(&["mailq", "-C", &server.config_path().display().to_string()]);
     assert_eq!((code, err.as_str()), (Some(0), ""));

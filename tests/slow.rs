@@ -4,14 +4,10 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
-use support::peers::{free_port_on, SmtpSink};
+use support::peers::{free_port_on, SilentServers, SmtpSink};
 use support::{Dnsmasq, Server};
 
 /// MX hosts per slow domain, as in the report.
@@ -26,55 +22,19 @@ fn slow_ip(domain: u8, n: u8) -> IpAddr {
     IpAddr::from([127, 0, domain, n])
 }
 
-/// Servers that accept connections and then hold them without a word.
-struct SilentServers {
-    /// Connections accepted so far, by the address they came to.
-    accepted: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
+/// What the slow domains' silent MX hosts saw.
 impl SilentServers {
-    fn start(listeners: Vec<TcpListener>) -> SilentServers {
-        let accepted = Arc::new(Mutex::new(HashMap::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let accepted = Arc::clone(&accepted);
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                let mut held: Vec<TcpStream> = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    for listener in &listeners {
-                        while let Ok((stream, _)) = listener.accept() {
-                            let ip = listener.local_addr().unwrap().ip();
-                            *accepted.lock().unwrap().entry(ip).or_insert(0) += 1;
-                            held.push(stream);
-                        }
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            })
-        };
-        SilentServers {
-            accepted,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
     /// Connections accepted on the MX hosts of the `domain`-th slow domain.
     fn accepted(&self, domain: u8) -> usize {
-        let accepted = self.accepted.lock().unwrap();
         (1..=SLOW_HOSTS)
-            .filter_map(|n| accepted.get(&slow_ip(domain, n)))
+            .map(|n| self.accepted_on(slow_ip(domain, n)))
             .sum()
     }
 
     /// Addresses of the `domain`-th slow domain that had a connection.
     fn hosts_tried(&self, domain: u8) -> Vec<u8> {
-        let accepted = self.accepted.lock().unwrap();
         (1..=SLOW_HOSTS)
-            .filter(|&n| accepted.contains_key(&slow_ip(domain, n)))
+            .filter(|&n| self.accepted_on(slow_ip(domain, n)) > 0)
             .collect()
     }
 
@@ -87,15 +47,6 @@ impl SilentServers {
                 "no connection to slow domain {domain}"
             );
             std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for SilentServers {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }
@@ -119,9 +70,6 @@ fn start_peers(domains: u8) -> (SilentServers, SmtpSink, Dnsmasq, u16) {
             break (port, listeners);
         }
     };
-    for listener in &listeners {
-        listener.set_nonblocking(true).unwrap();
-    }
     let silent = SilentServers::start(listeners);
     let sink = SmtpSink::start(SocketAddr::new(HEALTHY_IP.parse().unwrap(), port), &[]);
     let mut records = vec![

@@ -3,14 +3,74 @@
 //! Python's http.server as a push service (tests/peers/http_server.py), and a
 //! test CA made with the openssl command.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{list_dir, Client, WAIT};
+
+/// Servers that accept connections and then hold them without a word (a
+/// hanging MX host or smarthost): a client waits there for the greeting
+/// until its own timeout, or until these are dropped.
+pub struct SilentServers {
+    /// Connections accepted so far, by the address they came to.
+    accepted: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SilentServers {
+    pub fn start(listeners: Vec<TcpListener>) -> SilentServers {
+        for listener in &listeners {
+            listener.set_nonblocking(true).unwrap();
+        }
+        let accepted = Arc::new(Mutex::new(HashMap::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let accepted = Arc::clone(&accepted);
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut held: Vec<TcpStream> = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    for listener in &listeners {
+                        while let Ok((stream, _)) = listener.accept() {
+                            let ip = listener.local_addr().unwrap().ip();
+                            *accepted.lock().unwrap().entry(ip).or_insert(0) += 1;
+                            held.push(stream);
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            })
+        };
+        SilentServers {
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Connections accepted so far on `ip`.
+    pub fn accepted_on(&self, ip: IpAddr) -> usize {
+        self.accepted.lock().unwrap().get(&ip).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for SilentServers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
 
 /// A free TCP port on a loopback address other than 127.0.0.1.
 pub fn free_port_on(ip: &str) -> u16 {
