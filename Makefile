@@ -67,14 +67,16 @@ STATIC_RUSTFLAGS = -C link-self-contained=no -C target-feature=+crt-static -C re
 # sections are not loaded): on MIPS, LLVM's .pdr (procedure descriptors for
 # old debuggers, 175 KB) and .mdebug.abi32; the compilers' .comment.
 STRIP_SECTIONS = --remove-section=.pdr --remove-section=.mdebug.abi32 --remove-section=.comment
+# cargo-zigbuild with the pinned nightly, the flags and std above; a rule
+# adds its own arguments. It leaves llvm-objcopy's path in $3 of the shell.
+ZIGBUILD = set -- $$(cross/toolchain --print) && \
+  RUSTUP_TOOLCHAIN=$$1 RUSTFLAGS="$(STATIC_RUSTFLAGS)" $$2 zigbuild $(BUILD_STD)
 
 static:
 	@case " $(STATIC_TARGETS) " in *" $(TARGET) "*) ;; \
 	  *) echo "make static: $(TARGET) is none of: $(STATIC_TARGETS)"; exit 1;; esac
 	@cross/toolchain
-	set -- $$(cross/toolchain --print) && RUSTUP_TOOLCHAIN=$$1 RUSTFLAGS="$(STATIC_RUSTFLAGS)" \
-	  $$2 zigbuild --release --target $(TARGET) $(BUILD_STD) && \
-	  $$3 $(STRIP_SECTIONS) target/$(TARGET)/release/tinymta
+	$(ZIGBUILD) --release --target $(TARGET) && $$3 $(STRIP_SECTIONS) target/$(TARGET)/release/tinymta
 	@ls -l target/$(TARGET)/release/tinymta
 
 # For each static target: the stripped binary's size, the same xz -9e
@@ -93,9 +95,9 @@ size:
 	  printf '%-32s %10s %10s  %-8s %s\n' $$t $$bytes $$(xz -9e -c $$f | wc -c) \
 	  $$([ $$bytes -le $(SIZE_BUDGET) ] && echo within || echo OVER) \
 	  "$$(file -b $$f | grep -o 'static-pie linked\|statically linked\|dynamically linked')"; fi; done
-	@set -- $$(cross/toolchain --print) && RUSTUP_TOOLCHAIN=$$1 RUSTFLAGS="$(STATIC_RUSTFLAGS)" \
-	  CARGO_PROFILE_RELEASE_STRIP=false CARGO_TARGET_DIR=$(SYMBOLS_DIR) $$2 zigbuild -q --release \
-	  --target x86_64-unknown-linux-musl $(BUILD_STD) >/dev/null 2>&1 || echo "symbols build failed"
+	@export CARGO_PROFILE_RELEASE_STRIP=false CARGO_TARGET_DIR=$(SYMBOLS_DIR); \
+	  { $(ZIGBUILD) -q --release --target x86_64-unknown-linux-musl; } >/dev/null 2>&1 \
+	  || echo "symbols build failed"
 	@f=$(SYMBOLS_DIR)/x86_64-unknown-linux-musl/release/tinymta; if [ -f $$f ]; then \
 	  printf '%-32s %10s  %s\n' "  of which the HTTP client" $$(nm -C --size-sort --radix=d $$f \
 	  | awk '/[ <]tinymta::http::/ { sum += $$1 } END { print sum + 0 }') \
