@@ -160,7 +160,7 @@ fn open_log(config: &Config, account: Option<&sys::Account>) -> Result<LogHandle
             set_mode(dir, 0o755)?;
         }
     }
-    let log = crate::log::init(config)?;
+    let log = crate::log::init(&log_target(config), config.log_level)?;
     if let (Some(account), Some(path)) = (account, log.file_path()) {
         log.give_to(account.uid, account.gid).map_err(|e| {
             format!(
@@ -184,6 +184,15 @@ fn open_log(config: &Config, account: Option<&sys::Account>) -> Result<LogHandle
         }
     }
     Ok(log)
+}
+
+/// Where the config says records go.
+fn log_target(config: &Config) -> crate::log::Target {
+    match &config.log {
+        LogTarget::Stderr => crate::log::Target::Stderr,
+        LogTarget::File(path) => crate::log::Target::File(path.clone()),
+        LogTarget::Syslog => crate::log::Target::Syslog(config.syslog_socket.clone()),
+    }
 }
 
 /// The directory a file is in (`.` for a bare name).

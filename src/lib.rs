@@ -79,3 +79,4 @@ pub mod sys;
 pub mod test_send;
 pub mod time;
 pub mod tls;
+pub mod url;

@@ -18,8 +18,6 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::config::{Config, LogTarget};
-
 /// The log file, if logging goes to one, for reopening.
 #[derive(Clone, Default)]
 pub struct LogHandle {
@@ -142,25 +140,35 @@ fn open_append(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-/// Sets up the global logger from the config; an error names the log file.
-pub fn init(config: &Config) -> Result<LogHandle, String> {
+/// Where records go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Stderr,
+    /// Appended to this file, which SIGHUP reopens.
+    File(PathBuf),
+    /// Datagrams to this syslog socket, facility mail.
+    Syslog(PathBuf),
+}
+
+/// Sets up the global logger, records up to `level` going to `target`; an
+/// error names the log file.
+pub fn init(target: &Target, level: log::LevelFilter) -> Result<LogHandle, String> {
     // The logger lets everything through; log::set_max_level filters, so
     // that SIGHUP can change the level.
-    if config.log == LogTarget::Syslog {
-        let logger = Syslog {
-            socket: UnixDatagram::unbound().map_err(|e| format!("syslog: {e}"))?,
-            path: config.syslog_socket.clone(),
-            pid: std::process::id(),
-        };
-        log::set_boxed_logger(Box::new(logger))
-            .map_err(|e| format!("cannot set up logging: {e}"))?;
-        log::set_max_level(config.log_level);
-        return Ok(LogHandle::default());
-    }
-    let (target, handle) = match &config.log {
-        LogTarget::Syslog => unreachable!("handled above"),
-        LogTarget::Stderr => (LineTarget::Stderr, LogHandle::default()),
-        LogTarget::File(path) => {
+    let (target, handle) = match target {
+        Target::Syslog(socket) => {
+            let logger = Syslog {
+                socket: UnixDatagram::unbound().map_err(|e| format!("syslog: {e}"))?,
+                path: socket.clone(),
+                pid: std::process::id(),
+            };
+            log::set_boxed_logger(Box::new(logger))
+                .map_err(|e| format!("cannot set up logging: {e}"))?;
+            log::set_max_level(level);
+            return Ok(LogHandle::default());
+        }
+        Target::Stderr => (LineTarget::Stderr, LogHandle::default()),
+        Target::File(path) => {
             let file = open_append(path)
                 .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
             let log = Arc::new(LogFile {
@@ -175,7 +183,7 @@ pub fn init(config: &Config) -> Result<LogHandle, String> {
     };
     log::set_boxed_logger(Box::new(Lines { target }))
         .map_err(|e| format!("cannot set up logging: {e}"))?;
-    log::set_max_level(config.log_level);
+    log::set_max_level(level);
     Ok(handle)
 }
 

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use support::peers::{free_port_on, HttpServer, TestCa};
 use tinymta::config::Config;
 use tinymta::deliver::DeliverySettings;
-use tinymta::http::{HttpClient, HttpError, Request, Response, Url};
+use tinymta::http::{HttpClient, HttpError, Request, Response};
 use tinymta::time::unix_now;
+use tinymta::url::Url;
 
 /// A client as delivery makes it, from a config in `dir` whose hosts file
 /// names push.test (127.0.0.1) and push6.test (::1); the nameserver it
@@ -27,7 +28,7 @@ fn client(dir: &Path, ca: &TestCa, http_timeout: &str) -> HttpClient {
         ca.ca().display()
     );
     let config = Config::parse(&text, &dir.join("tinymta.conf")).unwrap();
-    HttpClient::from_settings(&DeliverySettings::load(&config).unwrap())
+    DeliverySettings::load(&config).unwrap().http_client()
 }
 
 fn server_at(ip: &str, ca: &TestCa, answers: &str) -> HttpServer {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::dns::resolver::Resolver;
+use crate::http::HttpClient;
 use crate::log::Escaped;
 use crate::push::PushSecrets;
 use crate::smtp::address::Mailbox;
@@ -61,11 +62,32 @@ impl DeliverySettings {
         .map_err(|e| format!("tls_ca_file: {e}"))?;
         Ok(DeliverySettings {
             config: Arc::new(config.clone()),
-            resolver: Arc::new(Resolver::from_config(config)),
+            resolver: Arc::new(Resolver::load(
+                &config.dns_servers,
+                &config.resolv_conf,
+                &config.hosts_file,
+                config.dns_timeout,
+            )),
             tls: Arc::new(tls),
             smarthost_password,
             push_secrets,
         })
+    }
+}
+
+impl DeliverySettings {
+    /// The HTTP client of push routes: delivery's resolver, its certificate
+    /// check (`ClientConfigs::verified`: webpki-roots, `tls_ca_file`,
+    /// `tls_verify`), `connect_timeout`, `http_timeout` for the response
+    /// and `mx_address_limit` for a host's addresses.
+    pub fn http_client(&self) -> HttpClient {
+        HttpClient::new(
+            Arc::clone(&self.resolver),
+            Arc::clone(&self.tls.verified),
+            self.config.connect_timeout,
+            self.config.http_timeout,
+            self.config.mx_address_limit,
+        )
     }
 }
 

@@ -18,7 +18,6 @@ use super::wire::{
     build_query, parse_response, RData, Record, Response, RCODE_NOERROR, RCODE_NXDOMAIN, TYPE_A,
     TYPE_AAAA, TYPE_CNAME, TYPE_MX,
 };
-use crate::config::Config;
 use crate::random::random_u64;
 
 /// Rounds over the server list before giving up (resolv.conf's `attempts`).
@@ -83,14 +82,20 @@ pub struct Resolver {
 }
 
 impl Resolver {
-    /// Nameservers from `dns_servers`, else from `resolv_conf`; names from `hosts_file`.
-    pub fn from_config(config: &Config) -> Resolver {
-        let servers = if config.dns_servers.is_empty() {
-            read_resolv_conf(&config.resolv_conf)
+    /// Asks `servers`, else those of the `resolv_conf` file when there are
+    /// none; answers the names of the `hosts_file` first.
+    pub fn load(
+        servers: &[SocketAddr],
+        resolv_conf: &Path,
+        hosts_file: &Path,
+        timeout: Duration,
+    ) -> Resolver {
+        let servers = if servers.is_empty() {
+            read_resolv_conf(resolv_conf)
         } else {
-            config.dns_servers.clone()
+            servers.to_vec()
         };
-        Resolver::new(servers, config.dns_timeout, read_hosts(&config.hosts_file))
+        Resolver::new(servers, timeout, read_hosts(hosts_file))
     }
 
     pub fn new(

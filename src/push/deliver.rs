@@ -47,7 +47,7 @@ pub fn deliver_job(
         .route
         .iter()
         .find(|route| route.pattern.to_string() == pattern);
-    let client = HttpClient::from_settings(settings);
+    let client = settings.http_client();
     for item in job.items {
         let mut outcomes = Vec::new();
         let notification = spool

@@ -290,7 +290,7 @@ impl PushRoute {
 
 /// An endpoint from the config: an http or https URL.
 fn check_url(url: &str) -> Result<String, String> {
-    crate::http::Url::parse(url).map_err(|e| format!("url: {e}"))?;
+    crate::url::Url::parse(url).map_err(|e| format!("url: {e}"))?;
     Ok(url.to_string())
 }
 
@@ -339,7 +339,7 @@ impl PushSecrets {
                 }
                 if route.endpoint == Endpoint::File(file.to_path_buf()) {
                     // The URL itself is the secret: not in the error.
-                    crate::http::Url::parse(&secret).map_err(|_| {
+                    crate::url::Url::parse(&secret).map_err(|_| {
                         format!("route: {}: not an http or https URL", file.display())
                     })?;
                 }

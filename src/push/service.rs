@@ -25,8 +25,9 @@ use std::fmt::Write as _;
 
 use super::notification::{fit, Limit, Notification};
 use super::{Endpoint, Priority, PushRoute, PushSecrets, Transport};
-use crate::http::{Request, Url};
+use crate::http::Request;
 use crate::smtp::address::Mailbox;
+use crate::url::Url;
 
 /// A service without a documented limit still gets a bounded text.
 const UNDOCUMENTED_LIMIT: Limit = Limit::Bytes(64 * 1024);
