@@ -343,7 +343,7 @@ fn reload(
             "push route secrets",
             secret_files.iter(),
             secret_files == push_secret_files(&old),
-            crate::push::PushSecrets::read(&config.route),
+            crate::deliver::push::PushSecrets::read(&config.route),
             || current.push_secrets.clone(),
         )?;
         let settings = DeliverySettings::with_secrets(&config, password, push_secrets)?;
@@ -430,7 +430,7 @@ fn push_secret_files(config: &Config) -> Vec<PathBuf> {
     config
         .route
         .iter()
-        .flat_map(crate::push::PushRoute::secret_files)
+        .flat_map(crate::config::route::PushRoute::secret_files)
         .map(Path::to_path_buf)
         .collect()
 }

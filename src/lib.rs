@@ -69,7 +69,6 @@ pub mod line_error;
 pub mod live;
 pub mod log;
 pub mod net;
-pub mod push;
 pub mod random;
 pub mod sendmail;
 pub mod server;

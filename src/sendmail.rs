@@ -847,7 +847,7 @@ pub fn list_queue(config: &Config) -> Result<String, SubmitError> {
                 crate::spool::queue::RecipientState::Failed => "failed",
             };
             // A push recipient says which service it goes to.
-            let via = crate::push::find_route(&config.route, &r.address)
+            let via = crate::config::route::find_route(&config.route, &r.address)
                 .map(|route| format!(" via {}", route.transport))
                 .unwrap_or_default();
             out.push_str(&format!(

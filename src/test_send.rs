@@ -166,7 +166,7 @@ fn show_route(settings: &DeliverySettings, route: &Route, recipient: &Mailbox) {
             }
         }
         Route::Push(pattern) => {
-            let transport = crate::push::find_route(&config.route, recipient)
+            let transport = crate::config::route::find_route(&config.route, recipient)
                 .map_or("?", |route| route.transport.name());
             println!("{recipient}: route: push route {pattern} ({transport})");
         }

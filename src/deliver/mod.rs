@@ -6,6 +6,7 @@ pub mod bounce;
 pub mod client;
 pub mod local;
 pub mod outgoing;
+pub mod push;
 pub mod remote;
 pub mod route;
 pub mod runner;
@@ -17,12 +18,12 @@ use crate::config::Config;
 use crate::dns::resolver::Resolver;
 use crate::http::HttpClient;
 use crate::log::Escaped;
-use crate::push::PushSecrets;
 use crate::smtp::address::Mailbox;
 use crate::smtp::status::Status;
 use crate::spool::queue::Failure;
 use crate::time::unix_now;
 use crate::tls::ClientConfigs;
+use push::PushSecrets;
 use route::Route;
 
 /// What delivery works with, replaced as a whole when SIGHUP re-reads the

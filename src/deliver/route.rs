@@ -45,12 +45,12 @@ impl Route {
 }
 
 /// The route of one recipient: a push route's recipients go to its
-/// service (an exact address wins over `*@domain`: see push::find_route);
+/// service (an exact address wins over `*@domain`: see config::route::find_route);
 /// local domains are delivered here; the rest goes to the smarthost when
 /// one is set, else to its domain's MX hosts. Aliases were expanded when
 /// the message was queued, so this applies to their targets.
 pub fn route(config: &Config, recipient: &Mailbox) -> Route {
-    if let Some(push) = crate::push::find_route(&config.route, recipient) {
+    if let Some(push) = crate::config::route::find_route(&config.route, recipient) {
         Route::Push(push.pattern.to_string())
     } else if config.is_local_domain(&recipient.domain) {
         Route::Local
@@ -78,7 +78,7 @@ pub fn run_job(
         }
         Route::Push(ref pattern) => {
             let pattern = pattern.clone();
-            crate::push::deliver::deliver_job(settings, spool, &pattern, job, reporter)
+            super::push::job::deliver_job(settings, spool, &pattern, job, reporter)
         }
     }
 }

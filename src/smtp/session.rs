@@ -382,7 +382,7 @@ impl Session {
             // A push route's domain counts as local for relay control (a
             // LAN device may send to nas@push); its addresses are those of
             // the routes.
-            if crate::push::find_route(&self.config.route, &recipient).is_none() {
+            if crate::config::route::find_route(&self.config.route, &recipient).is_none() {
                 return reply::unknown_push_address();
             }
         } else if !may_relay {

@@ -13,12 +13,14 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+pub mod route;
+
 use crate::aliases::Aliases;
 use crate::line_error::LineError;
 use crate::net::Cidr;
-use crate::push::PushRoute;
 use crate::smtp::address::Mailbox;
 use crate::tls::Fingerprint;
+use route::PushRoute;
 
 /// Where tinymta looks for its config when `-c` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tinymta.conf";
@@ -1100,7 +1102,7 @@ mod tests {
 
     #[test]
     fn keys_are_those_readme_lists_in_its_order() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../../README.md");
         let section = readme
             .split("\n## Configuration\n")
             .nth(1)

@@ -8,7 +8,7 @@ use std::io::Read;
 
 use mail_parser::{HeaderName, MessageParser, PartType};
 
-use super::Priority;
+use crate::config::route::Priority;
 
 /// The most of a message read for a notification: the longest text any
 /// service takes is a few KiB, and an alert with a large attachment must

@@ -24,7 +24,8 @@
 use std::fmt::Write as _;
 
 use super::notification::{fit, Limit, Notification};
-use super::{Endpoint, Priority, PushRoute, PushSecrets, Transport};
+use super::PushSecrets;
+use crate::config::route::{Endpoint, Priority, PushRoute, Transport};
 use crate::http::Request;
 use crate::smtp::address::Mailbox;
 use crate::url::Url;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use super::notification::{read_notification, Notification};
 use super::service::{build_request, secrets_of};
-use super::PushRoute;
+use crate::config::route::PushRoute;
 use crate::deliver::{log_outcome, DeliverySettings, ItemResult, Job, JobItem, Outcome, Reporter};
 use crate::http::{HttpClient, HttpError, Request, Response};
 use crate::log::Escaped;
