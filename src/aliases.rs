@@ -6,8 +6,9 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::line_error::LineError;
 use crate::smtp::address::{parse_mailbox, Mailbox};
 
@@ -175,17 +176,33 @@ impl Aliases {
     }
 }
 
+/// The table of the `aliases` file the config names, if it names one; an
+/// error names the config's `aliases` line.
+pub fn load_configured(config: &Config) -> Result<Option<Arc<Aliases>>, ConfigError> {
+    match &config.aliases {
+        None => Ok(None),
+        Some(path) => Aliases::load(path)
+            .map(|table| Some(Arc::new(table)))
+            .map_err(|e| config.error_at("aliases", &e.to_string())),
+    }
+}
+
 /// Adds a recipient to an envelope's list as every producer of mail does:
 /// one at a local domain or at `qualify_domain` through the aliases, and
 /// each mailbox once. `root` of a box that only forwards is `root@box`,
 /// and its alias applies although `box` is no local domain (as Postfix's
 /// myorigin is in its mydestination by default).
-pub fn add_recipient(config: &Config, recipients: &mut Vec<Mailbox>, recipient: Mailbox) {
+pub fn add_recipient(
+    config: &Config,
+    aliases: Option<&Aliases>,
+    recipients: &mut Vec<Mailbox>,
+    recipient: Mailbox,
+) {
     let aliased = config.is_local_domain(&recipient.domain)
         || recipient
             .domain
             .eq_ignore_ascii_case(&config.qualify_domain);
-    let expanded = match &config.alias_table {
+    let expanded = match aliases {
         Some(aliases) if aliased => expand_alias(aliases, &recipient, config),
         _ => vec![recipient],
     };

@@ -8,7 +8,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, LogTarget};
+use crate::aliases::Aliases;
+use crate::auth::Users;
+use crate::config::{Config, ConfigError, LogTarget};
 use crate::deliver::runner::QueueRunner;
 use crate::deliver::DeliverySettings;
 use crate::live::Live;
@@ -37,20 +39,47 @@ impl StartError {
     }
 }
 
+/// The config and the files it names that the server reads at start-up,
+/// each read by its owner; an unusable one is a config error naming its
+/// key's line, found before anything starts rather than at the first
+/// STARTTLS or AUTH.
+pub struct Loaded {
+    pub config: Config,
+    pub aliases: Option<Arc<Aliases>>,
+    pub users: Option<Arc<Users>>,
+    pub server_tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// Reads the config at `path` and the aliases, the certificate and key and
+/// the users file it names.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let config = Config::load(path)?;
+    let aliases = crate::aliases::load_configured(&config)?;
+    let server_tls = load_server_tls(&config)?;
+    let users = load_users(&config).map_err(|e| config.error_at("auth_users", &e.to_string()))?;
+    Ok(Loaded {
+        config,
+        aliases,
+        users,
+        server_tls,
+    })
+}
+
 /// Runs the server in the foreground (busybox init or another supervisor
 /// keeps it running); returns only when it cannot start.
-pub fn run(config: Config, config_path: PathBuf) -> Result<Infallible, StartError> {
+pub fn run(loaded: Loaded, config_path: PathBuf) -> Result<Infallible, StartError> {
+    let config = &loaded.config;
     // What the daemon creates (queue files, Maildirs, mail) is its own.
     sys::set_umask(0o077);
     // As root: the user to become.
     let account = if sys::is_root() {
-        Some(find_account(&config).map_err(StartError::unlogged)?)
+        Some(find_account(config).map_err(StartError::unlogged)?)
     } else {
         None
     };
-    let log = open_log(&config, account.as_ref()).map_err(StartError::unlogged)?;
+    let log = open_log(config, account.as_ref()).map_err(StartError::unlogged)?;
     let logs_elsewhere = config.log != LogTarget::Stderr;
-    match serve(config, config_path, account, log) {
+    match serve(loaded, config_path, account, log) {
         Ok(never) => match never {},
         Err(message) => {
             // Standard error has it from the caller; the log target too.
@@ -67,11 +96,17 @@ pub fn run(config: Config, config_path: PathBuf) -> Result<Infallible, StartErro
 
 /// Start-up after the log, then the signals.
 fn serve(
-    config: Config,
+    loaded: Loaded,
     config_path: PathBuf,
     account: Option<sys::Account>,
     log: LogHandle,
 ) -> Result<Infallible, String> {
+    let Loaded {
+        config,
+        aliases,
+        users,
+        server_tls,
+    } = loaded;
     if let Some(account) = &account {
         prepare_directories(&config, account)?;
     }
@@ -79,9 +114,7 @@ fn serve(
     spool.recover().map_err(|e| format!("spool: {e}"))?;
     let spool = Arc::new(spool);
     // Everything that reads files is built now, while root may still read them.
-    let delivery = Arc::new(Live::new(DeliverySettings::load(&config)?));
-    let users = load_users(&config)?;
-    let server_tls = load_server_tls(&config)?;
+    let delivery = Arc::new(Live::new(DeliverySettings::load(&config, aliases.clone())?));
     warn_about_risky_settings(&config);
     warn_about_mail_at_risk(&config);
     note_missing_mailbox_dir(&config, account.as_ref());
@@ -118,6 +151,7 @@ fn serve(
         waker.clone(),
         server_tls,
         users,
+        aliases,
     ));
     let pool = listener::start(listeners, Arc::clone(&ctx))
         .map_err(|e| format!("cannot start the listeners: {e}"))?;
@@ -321,8 +355,10 @@ fn reload(
     // smarthost password) were read at start-up, before the privilege drop:
     // where the config still names the same file and it cannot be read
     // now, the copy read before is kept and the rest of the config applies.
-    let config = match Config::load_for_queueing(path) {
-        Ok(config) => config,
+    let (config, aliases) = match Config::load(path)
+        .and_then(|config| crate::aliases::load_configured(&config).map(|a| (config, a)))
+    {
+        Ok(loaded) => loaded,
         Err(e) => {
             ::log::error!("reload: {e}; keeping the running config");
             return;
@@ -346,19 +382,20 @@ fn reload(
             crate::deliver::push::PushSecrets::read(&config.route),
             || current.push_secrets.clone(),
         )?;
-        let settings = DeliverySettings::with_secrets(&config, password, push_secrets)?;
+        let settings =
+            DeliverySettings::with_secrets(&config, aliases.clone(), password, push_secrets)?;
         let users = kept.reload_or_keep(
             "users file",
             config.auth_users.iter(),
             config.auth_users == old.auth_users,
-            load_users(&config),
+            load_users(&config).map_err(|e| e.to_string()),
             || (*ctx.users.get()).clone(),
         )?;
         let server_tls = kept.reload_or_keep(
             "TLS certificate and key",
             config.tls_cert.iter().chain(&config.tls_key),
             (&config.tls_cert, &config.tls_key) == (&old.tls_cert, &old.tls_key),
-            load_server_tls(&config),
+            load_server_tls(&config).map_err(|e| e.to_string()),
             || (*ctx.tls.get()).clone(),
         )?;
         Ok::<_, String>((settings, users, server_tls))
@@ -377,6 +414,7 @@ fn reload(
     delivery.set(settings);
     ctx.users.set(users);
     ctx.tls.set(server_tls);
+    ctx.aliases.set(aliases);
     ctx.config.set(config);
     ::log::info!("reloaded {}", path.display());
 }
@@ -435,20 +473,21 @@ fn push_secret_files(config: &Config) -> Vec<PathBuf> {
         .collect()
 }
 
-fn load_users(config: &Config) -> Result<Option<Arc<crate::auth::Users>>, String> {
+/// The users file, if the config names one.
+fn load_users(config: &Config) -> Result<Option<Arc<Users>>, crate::line_error::LineError> {
     match &config.auth_users {
-        Some(path) => crate::auth::Users::load(path)
-            .map(|users| Some(Arc::new(users)))
-            .map_err(|e| e.to_string()),
+        Some(path) => Users::load(path).map(|users| Some(Arc::new(users))),
         None => Ok(None),
     }
 }
 
-fn load_server_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+/// The server's certificate and key, if the config names them: a
+/// certificate that cannot be used is found now, not at the first STARTTLS.
+fn load_server_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, ConfigError> {
     match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => crate::tls::server_config(cert, key)
             .map(Some)
-            .map_err(|e| config.error_at("tls_cert", &e.to_string()).to_string()),
+            .map_err(|e| config.error_at("tls_cert", &e.to_string())),
         _ => Ok(None),
     }
 }
@@ -606,7 +645,7 @@ pub fn startup_problems(config: &Config) -> Vec<String> {
         ownership_problems(config, sys::effective_uid())
     };
     // tls_ca_file and the smarthost password.
-    problems.extend(DeliverySettings::load(config).err());
+    problems.extend(DeliverySettings::load(config, None).err());
     if !config.spool_dir.exists() && !may_create(&config.spool_dir, None) {
         problems.push(format!(
             "spool_dir {} cannot be made: its parent directory is not writable",

@@ -2,6 +2,9 @@
 //! exit codes. The modes live in the library: the daemon in daemon.rs,
 //! sendmail and mailq in sendmail.rs, test-send in test_send.rs.
 
+// `unsafe` lives in the library's sys.rs alone.
+#![deny(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -131,15 +134,15 @@ fn main() -> ExitCode {
             .opt_str("c")
             .unwrap_or_else(|| DEFAULT_CONFIG_PATH.to_string()),
     );
-    let config = match Config::load(&config_path) {
-        Ok(config) => config,
+    let loaded = match tinymta::daemon::load(&config_path) {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("tinymta: {e}");
             return ExitCode::FAILURE;
         }
     };
     if matches.opt_present("t") {
-        let problems = tinymta::daemon::startup_problems(&config);
+        let problems = tinymta::daemon::startup_problems(&loaded.config);
         if problems.is_empty() {
             println!("config ok");
             return ExitCode::SUCCESS;
@@ -149,8 +152,8 @@ fn main() -> ExitCode {
         }
         return ExitCode::FAILURE;
     }
-    let syslog_socket = config.syslog_socket.clone();
-    match tinymta::daemon::run(config, config_path) {
+    let syslog_socket = loaded.config.syslog_socket.clone();
+    match tinymta::daemon::run(loaded, config_path) {
         Ok(never) => match never {},
         Err(e) => {
             eprintln!("tinymta: {}", e.message);
@@ -232,8 +235,12 @@ fn run_sendmail(name: &str, options: &tinymta::sendmail::Options, head: &str) ->
     if sys::privileged() && (options.config.is_some() || options.mode != Mode::Deliver) {
         return refuse_privileged();
     }
-    let config = match Config::load_for_queueing(&path) {
-        Ok(config) => config,
+    // All that queueing a message needs: never the TLS key or the users
+    // file, which may be root's alone while an ordinary user queues.
+    let loaded = Config::load(&path)
+        .and_then(|config| tinymta::aliases::load_configured(&config).map(|a| (config, a)));
+    let (config, aliases) = match loaded {
+        Ok(loaded) => loaded,
         // An error quotes the file: not one the real user could not read.
         Err(_) if sys::privileged() && !sys::real_user_can_read(&path) => {
             eprintln!(
@@ -253,7 +260,7 @@ fn run_sendmail(name: &str, options: &tinymta::sendmail::Options, head: &str) ->
             let submitter = Submitter { login, uid };
             let stdin = std::io::stdin();
             let mut input = std::io::BufReader::new(head.as_bytes().chain(stdin.lock()));
-            submit(&config, options, &submitter, &mut input).map(|_| ())
+            submit(&config, aliases.as_deref(), options, &submitter, &mut input).map(|_| ())
         }
         Mode::ListQueue => list_queue(&config).map(|text| print!("{text}")),
         Mode::RunQueue => return flush(&config),
@@ -273,9 +280,10 @@ fn run_sendmail(name: &str, options: &tinymta::sendmail::Options, head: &str) ->
             let ctx = ServerContext::new(
                 config,
                 spool,
-                tinymta::deliver::runner::QueueWaker::detached(),
+                tinymta::spool::waker::QueueWaker::detached(),
                 None,
                 users,
+                aliases,
             );
             tinymta::server::connection::serve_stdio(&ctx);
             return ExitCode::from(exit::OK);

@@ -6,7 +6,7 @@
 use std::io::BufRead;
 use std::path::PathBuf;
 
-use crate::aliases::add_recipient;
+use crate::aliases::{add_recipient, Aliases};
 use crate::config::Config;
 use crate::smtp::address::{parse_mailbox, Mailbox};
 use crate::spool::{NewEntry, Spool, SpoolError};
@@ -264,7 +264,7 @@ fn encode_header_text(text: &str) -> String {
         }
         words.push(format!(
             "=?UTF-8?B?{}?=",
-            crate::base64::encode(&text.as_bytes()[start..end])
+            crate::smtp::base64::encode(&text.as_bytes()[start..end])
         ));
         start = end;
     }
@@ -318,6 +318,7 @@ pub struct Submitter {
 /// Reads a message from `input` and queues it; returns its queue id.
 pub fn submit(
     config: &Config,
+    aliases: Option<&Aliases>,
     options: &Options,
     submitter: &Submitter,
     input: &mut dyn BufRead,
@@ -329,7 +330,7 @@ pub fn submit(
         let mailbox = qualify(address, config).map_err(|e| {
             SubmitError::new(exit::NOUSER, format!("bad recipient {address:?}: {e}"))
         })?;
-        add_recipient(config, &mut recipients, mailbox);
+        add_recipient(config, aliases, &mut recipients, mailbox);
         Ok(())
     };
     for arg in &options.recipients {
@@ -975,7 +976,7 @@ mod tests {
                 .unwrap()
                 .strip_suffix("?=")
                 .unwrap();
-            decoded.extend(crate::base64::decode(inner).unwrap());
+            decoded.extend(crate::smtp::base64::decode(inner).unwrap());
         }
         assert_eq!(String::from_utf8(decoded).unwrap(), subject);
         assert_eq!(encode_header_text("plain"), "plain");

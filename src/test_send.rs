@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::channel;
 
 use crate::aliases::add_recipient;
-use crate::config::{Config, DEFAULT_CONFIG_PATH};
-use crate::deliver::route::{route, run_job, Route};
+use crate::config::DEFAULT_CONFIG_PATH;
+use crate::deliver::route::{route, Route};
+use crate::deliver::run_job;
 use crate::deliver::{DeliverySettings, Job, JobItem, Outcome, Reporter, RunnerEvent};
 use crate::log::{clean_record, Escaped, MAX_LOG_RECORD};
 use crate::sendmail::exit;
@@ -31,8 +32,9 @@ pub fn run(args: &[String]) -> u8 {
             return exit::USAGE;
         }
     };
-    let config = match Config::load(&config_path) {
-        Ok(config) => config,
+    // As the daemon loads it: the files it names are checked too.
+    let (config, aliases) = match crate::daemon::load(&config_path) {
+        Ok(loaded) => (loaded.config, loaded.aliases),
         Err(e) => {
             eprintln!("test-send: {e}");
             return exit::CONFIG;
@@ -50,7 +52,7 @@ pub fn run(args: &[String]) -> u8 {
     let _ = log::set_boxed_logger(Box::new(StepPrinter));
     log::set_max_level(log::LevelFilter::Trace);
     // Read as the daemon reads it: at start-up, while still root.
-    let settings = match DeliverySettings::load(&config) {
+    let settings = match DeliverySettings::load(&config, aliases.clone()) {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("test-send: {e}");
@@ -74,7 +76,12 @@ pub fn run(args: &[String]) -> u8 {
     }
     // The recipients the queue would hold: through the aliases.
     let mut recipients = Vec::new();
-    add_recipient(&config, &mut recipients, recipient.clone());
+    add_recipient(
+        &config,
+        aliases.as_deref(),
+        &mut recipients,
+        recipient.clone(),
+    );
     if recipients != [recipient.clone()] {
         let targets: Vec<String> = recipients.iter().map(Mailbox::to_string).collect();
         println!("{recipient}: the aliases give {}", targets.join(", "));

@@ -28,7 +28,7 @@ fn client(dir: &Path, ca: &TestCa, http_timeout: &str) -> HttpClient {
         ca.ca().display()
     );
     let config = Config::parse(&text, &dir.join("tinymta.conf")).unwrap();
-    DeliverySettings::load(&config).unwrap().http_client()
+    DeliverySettings::load(&config, None).unwrap().http_client()
 }
 
 fn server_at(ip: &str, ca: &TestCa, answers: &str) -> HttpServer {

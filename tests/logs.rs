@@ -35,7 +35,7 @@ fn has_record_prefix(line: &str) -> bool {
 }
 
 fn base64(bytes: &[u8]) -> String {
-    tinymta::base64::encode(bytes)
+    tinymta::smtp::base64::encode(bytes)
 }
 
 #[test]

@@ -218,7 +218,7 @@ fn smtp_clients_on_the_lan_are_rewritten_and_local_mail_is_not() {
 fn long_lines_in_a_multipart_message_and_its_header_are_broken_not_bounced() {
     let relay = Box::start("127.0.0.33");
     let data: Vec<u8> = (0..1500u32).map(|i| (i * 7 % 256) as u8).collect();
-    let encoded = tinymta::base64::encode(&data);
+    let encoded = tinymta::smtp::base64::encode(&data);
     assert!(encoded.len() > 998);
     let subject = vec!["disk"; 300].join(" ");
     let text_line = "t".repeat(1200);

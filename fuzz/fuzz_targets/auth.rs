@@ -4,6 +4,6 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {
-    let _ = tinymta::base64::decode(text);
+    let _ = tinymta::smtp::base64::decode(text);
     let _ = tinymta::auth::Users::parse(text);
 });

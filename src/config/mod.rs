@@ -11,11 +11,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use std::sync::Arc;
-
 pub mod route;
 
-use crate::aliases::Aliases;
 use crate::line_error::LineError;
 use crate::net::Cidr;
 use crate::smtp::address::Mailbox;
@@ -316,8 +313,6 @@ config_keys! {
         log_level: log::LevelFilter = log::LevelFilter::Info => value(parse_log_level);
     }
     derived {
-        /// The table of the `aliases` file, once [`Config::load`] has read it.
-        alias_table: Option<Arc<Aliases>> = None;
         /// Where each key was set, for errors found after parsing (file:line).
         key_lines: Vec<(&'static str, usize)> = Vec::new();
         /// The file the config was read from.
@@ -351,39 +346,16 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// Reads and checks a config file, and the files it names, as the
-    /// daemon needs them.
+    /// Reads and parses a config file. The files it names are read by
+    /// their owners (tls, auth, aliases, the push transports), whose errors
+    /// name the key's line through [`Config::error_at`].
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let config = Config::load_for_queueing(path)?;
-        // A certificate that cannot be used is a config error, found now
-        // rather than at the first STARTTLS.
-        if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
-            crate::tls::server_config(cert, key)
-                .map_err(|e| config.error_at("tls_cert", &e.to_string()))?;
-        }
-        if let Some(users) = &config.auth_users {
-            crate::auth::Users::load(users)
-                .map_err(|e| config.error_at("auth_users", &e.to_string()))?;
-        }
-        Ok(config)
-    }
-
-    /// Reads a config file and the aliases, all that queueing a message
-    /// needs (the sendmail entry point): never the TLS key or the users
-    /// file, which may be root's alone while an ordinary user queues.
-    pub fn load_for_queueing(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read(path).map_err(|error| ConfigError::Read {
             file: path.to_path_buf(),
             error,
         })?;
         let text = String::from_utf8_lossy(&text);
-        let mut config = Config::parse(&text, path)?;
-        if let Some(path) = &config.aliases {
-            let table =
-                Aliases::load(path).map_err(|e| config.error_at("aliases", &e.to_string()))?;
-            config.alias_table = Some(Arc::new(table));
-        }
-        Ok(config)
+        Config::parse(&text, path)
     }
 
     /// Parses config text; `file` is only used in error messages.

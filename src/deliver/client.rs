@@ -14,8 +14,8 @@ use std::time::Duration;
 use rustls::ClientConfig;
 
 use super::Outcome;
-use crate::base64;
 use crate::log::Escaped;
+use crate::smtp::base64;
 use crate::smtp::status::Status;
 use crate::spool::queue::Failure;
 use crate::tls::{self, MaybeTls, TlsError, TlsSession};

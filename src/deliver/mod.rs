@@ -14,6 +14,7 @@ pub mod runner;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
+use crate::aliases::Aliases;
 use crate::config::Config;
 use crate::dns::resolver::Resolver;
 use crate::http::HttpClient;
@@ -21,6 +22,7 @@ use crate::log::Escaped;
 use crate::smtp::address::Mailbox;
 use crate::smtp::status::Status;
 use crate::spool::queue::Failure;
+use crate::spool::Spool;
 use crate::time::unix_now;
 use crate::tls::ClientConfigs;
 use push::PushSecrets;
@@ -30,6 +32,9 @@ use route::Route;
 /// config; a job keeps the settings it started with.
 pub struct DeliverySettings {
     pub config: Arc<Config>,
+    /// The table of the `aliases` file, for the mail delivery makes
+    /// (bounces, alarms, push fallbacks).
+    pub aliases: Option<Arc<Aliases>>,
     pub resolver: Arc<Resolver>,
     pub tls: Arc<ClientConfigs>,
     /// Read at start-up (while still root), so the file may stay root's.
@@ -41,10 +46,13 @@ pub struct DeliverySettings {
 impl DeliverySettings {
     /// What delivery works with; the smarthost password is read from its
     /// file (at start-up, while still root).
-    pub fn load(config: &Config) -> Result<DeliverySettings, String> {
+    pub fn load(
+        config: &Config,
+        aliases: Option<Arc<Aliases>>,
+    ) -> Result<DeliverySettings, String> {
         let password = read_smarthost_password(config)?;
         let push_secrets = PushSecrets::read(&config.route)?;
-        DeliverySettings::with_secrets(config, password, push_secrets)
+        DeliverySettings::with_secrets(config, aliases, password, push_secrets)
     }
 
     /// What delivery works with, given the smarthost password and the push
@@ -52,6 +60,7 @@ impl DeliverySettings {
     /// start-up where the files are root's alone.
     pub fn with_secrets(
         config: &Config,
+        aliases: Option<Arc<Aliases>>,
         smarthost_password: Option<String>,
         push_secrets: PushSecrets,
     ) -> Result<DeliverySettings, String> {
@@ -63,6 +72,7 @@ impl DeliverySettings {
         .map_err(|e| format!("tls_ca_file: {e}"))?;
         Ok(DeliverySettings {
             config: Arc::new(config.clone()),
+            aliases,
             resolver: Arc::new(Resolver::load(
                 &config.dns_servers,
                 &config.resolv_conf,
@@ -89,6 +99,28 @@ impl DeliverySettings {
             self.config.http_timeout,
             self.config.mx_address_limit,
         )
+    }
+}
+
+/// Delivers a job along its route, reporting every recipient's outcome;
+/// `more` hands over further jobs for the same route while a connection
+/// is open.
+pub fn run_job(
+    settings: &DeliverySettings,
+    spool: &Spool,
+    job: Job,
+    reporter: &mut Reporter,
+    more: &mut dyn FnMut() -> Option<Job>,
+) {
+    match job.route {
+        Route::Local => local::deliver_job(&settings.config, spool, job, reporter),
+        Route::Smarthost | Route::Mx(_) => {
+            remote::RemoteDelivery { settings, spool }.deliver(job, reporter, more)
+        }
+        Route::Push(ref pattern) => {
+            let pattern = pattern.clone();
+            push::job::deliver_job(settings, spool, &pattern, job, reporter)
+        }
     }
 }
 

@@ -1,14 +1,10 @@
 //! A recipient's route, decided once: [`route`] says where a recipient's
-//! mail goes and [`run_job`] sends a job along its route. The queue runner
+//! mail goes, and `deliver::run_job` sends a job along it. The queue runner
 //! and `tinymta test-send` call exactly these two, so that test-send shows
 //! what the daemon would do.
 
-use super::local::deliver_job;
-use super::remote::RemoteDelivery;
-use super::{DeliverySettings, Job, Reporter};
 use crate::config::Config;
 use crate::smtp::address::Mailbox;
-use crate::spool::Spool;
 
 /// Where a recipient's mail goes: one variant per kind of destination.
 /// Recipients with the same route share a job, and the messages of a job
@@ -58,28 +54,6 @@ pub fn route(config: &Config, recipient: &Mailbox) -> Route {
         Route::Smarthost
     } else {
         Route::Mx(recipient.domain.to_ascii_lowercase())
-    }
-}
-
-/// Delivers a job along its route, reporting every recipient's outcome;
-/// `more` hands over further jobs for the same route while a connection
-/// is open.
-pub fn run_job(
-    settings: &DeliverySettings,
-    spool: &Spool,
-    job: Job,
-    reporter: &mut Reporter,
-    more: &mut dyn FnMut() -> Option<Job>,
-) {
-    match job.route {
-        Route::Local => deliver_job(&settings.config, spool, job, reporter),
-        Route::Smarthost | Route::Mx(_) => {
-            RemoteDelivery { settings, spool }.deliver(job, reporter, more)
-        }
-        Route::Push(ref pattern) => {
-            let pattern = pattern.clone();
-            super::push::job::deliver_job(settings, spool, &pattern, job, reporter)
-        }
     }
 }
 

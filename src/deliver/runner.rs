@@ -21,14 +21,17 @@ use std::time::{Duration, Instant};
 
 use super::alarm::{build_notice, subject, AlarmPolicy, Alarms, Notice, STATE_FILE};
 use super::bounce::build_bounce;
-use super::route::{route, run_job, Route};
+use super::route::{route, Route};
+use super::run_job;
 use super::{DeliverySettings, ItemResult, Job, JobItem, Outcome, Reporter, RunnerEvent as Event};
+use crate::aliases::add_recipient;
 use crate::config::Config;
 use crate::live::Live;
 use crate::smtp::address::Mailbox;
 use crate::smtp::command::Body;
 use crate::smtp::status::Status;
 use crate::spool::queue::{Failure, QueueEnvelope, RecipientState};
+use crate::spool::waker::{QueueNews, QueueWaker};
 use crate::spool::{NewEntry, Spool, SpoolError};
 use crate::time::unix_now;
 
@@ -43,32 +46,6 @@ const MAX_MESSAGES_PER_JOB: usize = 100;
 /// a backlog is cut finer and every worker takes part; a job this size
 /// shares one fsync of each Maildir directory (see local.rs).
 const MAX_LOCAL_MESSAGES_PER_JOB: usize = super::local::SYNC_BATCH;
-
-/// Tells the queue runner about new mail; cheap, never blocks.
-#[derive(Clone)]
-pub struct QueueWaker {
-    events: Sender<Event>,
-}
-
-impl QueueWaker {
-    /// A message was queued: the runner takes it up by its id, without
-    /// reading the whole of new/.
-    pub fn queued(&self, id: &str) {
-        let _ = self.events.send(Event::Queued(id.to_string()));
-    }
-
-    /// A waker with no runner behind it (`sendmail -bs`): the daemon finds
-    /// new mail by watching the spool instead.
-    pub fn detached() -> QueueWaker {
-        let (events, _) = channel();
-        QueueWaker { events }
-    }
-
-    /// Runs the whole queue now, deferred messages too.
-    pub fn flush(&self) {
-        let _ = self.events.send(Event::Flush);
-    }
-}
 
 /// Which jobs a worker takes.
 ///
@@ -240,7 +217,13 @@ impl QueueRunner {
                 .name(name)
                 .spawn(move || worker(&jobs, kind, &settings, &spool, results))?;
         }
-        let waker = QueueWaker { events };
+        // The runner listens to the queue's news among its workers' results.
+        let waker = QueueWaker::new(move |news| {
+            let _ = events.send(match news {
+                QueueNews::Queued(id) => Event::Queued(id),
+                QueueNews::Flush => Event::Flush,
+            });
+        });
         let alarms = load_alarms(&self.spool);
         let scheduler = Scheduler {
             settings: self.settings,
@@ -607,7 +590,8 @@ impl Scheduler {
     /// (a recipient's attempts still say whether it had failed before), and
     /// queues the notices that are due.
     fn watch(&mut self, result: &ItemResult) {
-        let config = self.config();
+        let settings = self.settings.get();
+        let config = &settings.config;
         let Some(alarm_to) = config.alarm_to.clone() else {
             return;
         };
@@ -630,7 +614,7 @@ impl Scheduler {
             let Some(r) = envelope.recipients.get(*index) else {
                 continue;
             };
-            let destination = route(&config, &r.address).describe(&config);
+            let destination = route(config, &r.address).describe(config);
             let notice = match outcome {
                 Outcome::Delivered(_) => self.alarms.delivered(&destination, &result.id, now),
                 // Refused for good, bounced or sent to a push route's
@@ -663,7 +647,7 @@ impl Scheduler {
         }
         let mut changed = false;
         for notice in &notices {
-            changed |= self.queue_notice(&config, &alarm_to, notice, now, policy);
+            changed |= self.queue_notice(&settings, &alarm_to, notice, now, policy);
         }
         if changed {
             let state = self.alarms.to_text(now, policy.repeat);
@@ -678,14 +662,20 @@ impl Scheduler {
     /// the state file holds (queued, or a recovery notice dropped).
     fn queue_notice(
         &mut self,
-        config: &Config,
+        settings: &DeliverySettings,
         alarm_to: &Mailbox,
         notice: &Notice,
         now: u64,
         policy: AlarmPolicy,
     ) -> bool {
+        let config = &settings.config;
         let mut recipients = Vec::new();
-        crate::aliases::add_recipient(config, &mut recipients, alarm_to.clone());
+        add_recipient(
+            config,
+            settings.aliases.as_deref(),
+            &mut recipients,
+            alarm_to.clone(),
+        );
         recipients.retain(|r| route(config, r).describe(config) != notice.destination());
         if recipients.is_empty() {
             if self.alarms.refused(notice) {
@@ -759,13 +749,14 @@ impl Scheduler {
 
     fn queue_bounce(&mut self, envelope: &QueueEnvelope) -> Result<(), SpoolError> {
         let mut original = self.spool.open_message(&envelope.id, envelope.size)?;
-        let config = self.config();
+        let settings = self.settings.get();
+        let config = &settings.config;
         let text = build_bounce(&config.hostname, envelope, &mut original, unix_now());
         let sender = envelope.sender.clone().expect("not a null sender");
         // To the sender as any mail to it goes: a local sender (root@box)
         // through the aliases, to whoever reads root's mail.
         let mut recipients = Vec::new();
-        crate::aliases::add_recipient(&config, &mut recipients, sender);
+        add_recipient(config, settings.aliases.as_deref(), &mut recipients, sender);
         // RFC 5321 4.5.5: a bounce has the null reverse-path.
         let bounce = NewEntry::local(&config.hostname, None, recipients, &text);
         let bounce_id = self.spool.put(&bounce, &text)?;

@@ -12,15 +12,17 @@ use std::time::{Duration, Instant};
 
 use rustls::{ServerConfig, ServerConnection};
 
+use crate::aliases::Aliases;
 use crate::auth::Users;
 use crate::config::{Config, Listener};
-use crate::deliver::runner::QueueWaker;
 use crate::live::Live;
 use crate::log::Escaped;
 use crate::server::auth_failures::AuthFailures;
+use crate::server::policy::{session_settings, ServerPolicy};
 use crate::smtp::data::DataDecoder;
 use crate::smtp::reply::{self, Reply};
 use crate::smtp::session::{Action, Envelope, Session};
+use crate::spool::waker::QueueWaker;
 use crate::spool::{IncomingMessage, NewEntry, Spool, SpoolError};
 use crate::time::{rfc5322_date, unix_now};
 use crate::tls::{self, MaybeTls};
@@ -45,6 +47,8 @@ pub struct ServerContext {
     pub tls: Live<Option<Arc<ServerConfig>>>,
     /// Who may authenticate, when `auth_users` is set.
     pub users: Live<Option<Arc<Users>>>,
+    /// The table of the `aliases` file, when it is set.
+    pub aliases: Live<Option<Arc<Aliases>>>,
     /// Set on SIGTERM: a session that ends now says 421 4.3.2.
     pub stopping: AtomicBool,
     /// The sockets of running sessions, so that shutdown can end them.
@@ -79,6 +83,7 @@ impl ServerContext {
         waker: QueueWaker,
         tls: Option<Arc<ServerConfig>>,
         users: Option<Arc<Users>>,
+        aliases: Option<Arc<Aliases>>,
     ) -> ServerContext {
         ServerContext {
             load: Load {
@@ -91,6 +96,7 @@ impl ServerContext {
             waker,
             tls: Live::new(tls),
             users: Live::new(users),
+            aliases: Live::new(aliases),
             stopping: AtomicBool::new(false),
             sessions: Mutex::new(HashMap::new()),
             next_session: AtomicUsize::new(0),
@@ -385,13 +391,23 @@ impl ClientStream for Stdio {
     }
 }
 
+/// A session for a client at `ip`, with the policy of the settings in
+/// force now (`config` and the files read with it).
+fn new_session(ctx: &ServerContext, config: &Arc<Config>, ip: IpAddr) -> Session {
+    let policy = ServerPolicy::new(
+        Arc::clone(config),
+        ctx.aliases.get().as_ref().clone(),
+        ctx.users.get().as_ref().clone(),
+        ip,
+    );
+    Session::new(session_settings(config), Box::new(policy), ip)
+}
+
 /// `sendmail -bs`: one SMTP session on standard input and output, as a
 /// local submission (it may relay, like a loopback client).
 pub fn serve_stdio(ctx: &ServerContext) {
     let config = ctx.config.get();
-    let mut session = Session::new(Arc::clone(&config), IpAddr::from([127, 0, 0, 1]))
-        .with_users(ctx.users.get().as_ref().clone())
-        .local_submission();
+    let mut session = new_session(ctx, &config, IpAddr::from([127, 0, 0, 1])).local_submission();
     let mut conn = Conn::new(Stdio {
         stdin: io::stdin(),
         stdout: io::stdout(),
@@ -429,9 +445,11 @@ pub fn serve(tcp: TcpStream, listener: &Listener, ctx: &ServerContext) {
         },
         _ => MaybeTls::Plain(tcp),
     };
-    let mut session = Session::new(Arc::clone(&config), peer.ip())
-        .with_listener(tls.is_some(), stream.is_tls(), listener.submission)
-        .with_users(ctx.users.get().as_ref().clone());
+    let mut session = new_session(ctx, &config, peer.ip()).with_listener(
+        tls.is_some(),
+        stream.is_tls(),
+        listener.submission,
+    );
     let mut conn = Conn::new(stream);
     if !config.may_relay(session.client_ip()) {
         conn.stress = Some(StressRule {

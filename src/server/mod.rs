@@ -3,4 +3,5 @@
 pub mod auth_failures;
 pub mod connection;
 pub mod listener;
+pub mod policy;
 pub mod pool;

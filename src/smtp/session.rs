@@ -5,16 +5,12 @@
 //! [`Session::take_envelope`] when the final dot has arrived.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use super::address::{literal_ip, Mailbox, Path};
+use super::base64;
 use super::command::{parse_command, Body, Command};
+use super::policy::{AuthOutcome, Domain, Policy};
 use super::reply::{self, Reply};
-use crate::aliases::add_recipient;
-use crate::auth::Users;
-use crate::base64;
-use crate::config::Config;
-use crate::log::Escaped;
 
 /// Failed AUTH attempts before the session is closed. Across sessions,
 /// `auth_failure_limit` bounds them per address (the driver keeps that count
@@ -78,8 +74,23 @@ pub struct Greeting {
     pub extended: bool,
 }
 
+/// What the session says and enforces itself, from the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The name in the greeting, the EHLO reply and Received: headers.
+    pub hostname: String,
+    /// Error replies before the session is closed (`max_errors`).
+    pub max_errors: usize,
+    /// SIZE and the largest message (`max_message_size`).
+    pub max_message_size: u64,
+    /// Recipients of one transaction (`max_recipients`).
+    pub max_recipients: usize,
+}
+
 pub struct Session {
-    config: Arc<Config>,
+    settings: Settings,
+    /// What the server decides: relaying, domains, aliases, passwords.
+    policy: Box<dyn Policy>,
     client_ip: IpAddr,
     greeting: Option<Greeting>,
     envelope: Option<Envelope>,
@@ -91,8 +102,6 @@ pub struct Session {
     tls_active: bool,
     /// A submission listener (RFC 6409): AUTH before MAIL, TLS before AUTH.
     submission: bool,
-    /// Who may authenticate; `None` when AUTH is not configured.
-    users: Option<Arc<Users>>,
     /// `sendmail -bs`: mail submitted on the box itself, which may relay.
     local_submission: bool,
     auth_pending: Option<AuthPending>,
@@ -104,9 +113,10 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(config: Arc<Config>, client_ip: IpAddr) -> Session {
+    pub fn new(settings: Settings, policy: Box<dyn Policy>, client_ip: IpAddr) -> Session {
         Session {
-            config,
+            settings,
+            policy,
             // An IPv4 client of an IPv6 socket is shown as the IPv4 address.
             client_ip: client_ip.to_canonical(),
             greeting: None,
@@ -115,19 +125,12 @@ impl Session {
             tls_available: false,
             tls_active: false,
             submission: false,
-            users: None,
             local_submission: false,
             auth_pending: None,
             authenticated: None,
             auth_failures: 0,
             auth_refused: false,
         }
-    }
-
-    /// The users who may authenticate (SMTP AUTH).
-    pub fn with_users(mut self, users: Option<Arc<Users>>) -> Session {
-        self.users = users.filter(|u| !u.is_empty());
-        self
     }
 
     pub fn authenticated(&self) -> Option<&str> {
@@ -150,7 +153,7 @@ impl Session {
     /// AUTH is offered over TLS, or in clear text to a client on this very
     /// box (not on a submission listener, which wants TLS first).
     fn auth_offered(&self) -> bool {
-        self.users.is_some()
+        self.policy.auth_configured()
             && (self.tls_active || (!self.submission && self.client_ip.is_loopback()))
     }
 
@@ -163,9 +166,7 @@ impl Session {
     /// Clients in relay_networks, authenticated ones, and local submission
     /// may relay.
     fn may_relay(&self) -> bool {
-        self.local_submission
-            || self.authenticated.is_some()
-            || self.config.may_relay(self.client_ip)
+        self.local_submission || self.authenticated.is_some() || self.policy.client_may_relay()
     }
 
     /// What the listener offers: STARTTLS (a certificate is configured), TLS
@@ -196,7 +197,7 @@ impl Session {
 
     /// The 220 banner sent when the client connects.
     pub fn greeting(&self) -> Reply {
-        reply::greeting(&self.config.hostname)
+        reply::greeting(&self.settings.hostname)
     }
 
     pub fn client_greeting(&self) -> Option<&Greeting> {
@@ -243,9 +244,9 @@ impl Session {
             return step;
         }
         self.errors += 1;
-        if self.errors > self.config.max_errors {
+        if self.errors > self.settings.max_errors {
             return Step {
-                reply: reply::too_many_errors(&self.config.hostname),
+                reply: reply::too_many_errors(&self.settings.hostname),
                 action: Action::Close,
             };
         }
@@ -257,9 +258,9 @@ impl Session {
             Command::Ehlo(name) => {
                 self.greet(name, true);
                 let mut lines = vec![
-                    self.config.hostname.clone(),
+                    self.settings.hostname.clone(),
                     "PIPELINING".to_string(),
-                    format!("SIZE {}", self.config.max_message_size),
+                    format!("SIZE {}", self.settings.max_message_size),
                     "8BITMIME".to_string(),
                 ];
                 if self.tls_available && !self.tls_active {
@@ -286,7 +287,7 @@ impl Session {
             }
             Command::Helo(name) => {
                 self.greet(name, false);
-                Step::reply(reply::helo(&self.config.hostname))
+                Step::reply(reply::helo(&self.settings.hostname))
             }
             Command::Mail { from, size, body } => Step::reply(self.mail(from, size, body)),
             Command::Rcpt { to } => Step::reply(self.rcpt(to)),
@@ -331,7 +332,7 @@ impl Session {
             return reply::auth_required();
         }
         // RFC 1870 6.1: refuse at MAIL a message declared too big.
-        if size.is_some_and(|size| size > self.config.max_message_size) {
+        if size.is_some_and(|size| size > self.settings.max_message_size) {
             return reply::message_too_big();
         }
         let sender = match from {
@@ -351,7 +352,7 @@ impl Session {
         let Some(envelope) = &mut self.envelope else {
             return reply::out_of_sequence("Error: need MAIL command");
         };
-        if envelope.recipients.len() >= self.config.max_recipients {
+        if envelope.recipients.len() >= self.settings.max_recipients {
             return reply::too_many_recipients();
         }
         let recipient = match to {
@@ -360,7 +361,7 @@ impl Session {
             // too; it is delivered as postmaster of the first local domain.
             Path::Postmaster | Path::Null => Mailbox {
                 local: "postmaster".to_string(),
-                domain: self.config.local_domains[0].clone(),
+                domain: self.policy.postmaster_domain().to_string(),
             },
         };
         // RFC 5321 4.1.3: a General-address-literal names no address this
@@ -368,32 +369,37 @@ impl Session {
         if recipient.domain.starts_with('[') && literal_ip(&recipient.domain).is_none() {
             return reply::unusable_address_literal();
         }
-        if self.config.is_local_domain(&recipient.domain) {
-            // `user%other@local`, `other!user@local` and `"user@other"@local`
-            // ask a local domain to pass mail on: relaying by another name.
-            let local = recipient.local_unquoted();
-            if !may_relay && local.contains(['%', '!', '@']) {
-                return reply::relay_denied();
+        match self.policy.domain(&recipient.domain) {
+            Domain::Local => {
+                // `user%other@local`, `other!user@local` and
+                // `"user@other"@local` ask a local domain to pass mail on:
+                // relaying by another name.
+                let local = recipient.local_unquoted();
+                if !may_relay && local.contains(['%', '!', '@']) {
+                    return reply::relay_denied();
+                }
+                if recipient.mailbox_name().is_none() {
+                    return reply::bad_mailbox_name();
+                }
             }
-            if recipient.mailbox_name().is_none() {
-                return reply::bad_mailbox_name();
-            }
-        } else if self.config.is_push_domain(&recipient.domain) {
             // A push route's domain counts as local for relay control (a
             // LAN device may send to nas@push); its addresses are those of
             // the routes.
-            if crate::config::route::find_route(&self.config.route, &recipient).is_none() {
-                return reply::unknown_push_address();
+            Domain::Push => {
+                if !self.policy.push_route_takes(&recipient) {
+                    return reply::unknown_push_address();
+                }
             }
-        } else if !may_relay {
-            return reply::relay_denied();
+            Domain::Other if !may_relay => return reply::relay_denied(),
+            Domain::Other => {}
         }
-        add_recipient(&self.config, &mut envelope.recipients, recipient);
+        self.policy
+            .add_recipient(&mut envelope.recipients, recipient);
         reply::ok_recipient()
     }
 
     fn auth(&mut self, mechanism: &str, initial: Option<String>) -> Step {
-        if self.users.is_none() {
+        if !self.policy.auth_configured() {
             return Step::reply(reply::auth_not_enabled());
         }
         if !self.greeting.as_ref().is_some_and(|g| g.extended) {
@@ -411,10 +417,7 @@ impl Session {
             return Step::reply(reply::auth_needs_tls());
         }
         if self.auth_refused {
-            log::warn!(
-                "AUTH from {}: refused, too many failures from the address",
-                self.client_ip
-            );
+            self.policy.auth_ended(AuthOutcome::Refused { user: None });
             return Step::reply(reply::auth_failures_from_address());
         }
         match (mechanism, initial) {
@@ -474,31 +477,24 @@ impl Session {
         // The limit may have been reached in another session since this
         // exchange began: the password is not even looked at.
         if self.auth_refused {
-            log::warn!(
-                "AUTH as {user} from {}: refused, too many failures from the address",
-                self.client_ip
-            );
+            self.policy
+                .auth_ended(AuthOutcome::Refused { user: Some(user) });
             return self.count_errors(Step::reply(reply::auth_failures_from_address()));
         }
-        let ok = self
-            .users
-            .as_ref()
-            .is_some_and(|users| users.check(user, password));
-        if ok {
-            log::info!("AUTH as {} from {}: ok", Escaped(user), self.client_ip);
+        if self.policy.password_matches(user, password) {
+            self.policy.auth_ended(AuthOutcome::Accepted { user });
             self.authenticated = Some(user.to_string());
             return Step::reply(reply::auth_ok());
         }
         self.auth_failures += 1;
-        log::warn!(
-            "AUTH as {} from {}: failed ({} of {MAX_AUTH_FAILURES})",
-            Escaped(user),
-            self.client_ip,
-            self.auth_failures
-        );
+        self.policy.auth_ended(AuthOutcome::Failed {
+            user,
+            failures: self.auth_failures,
+            limit: MAX_AUTH_FAILURES,
+        });
         if self.auth_failures >= MAX_AUTH_FAILURES {
             return Step {
-                reply: reply::too_many_auth_failures(&self.config.hostname),
+                reply: reply::too_many_auth_failures(&self.settings.hostname),
                 action: Action::Close,
             };
         }
@@ -534,7 +530,7 @@ impl Session {
         };
         let mut header = format!(
             "Received: from {helo} ({literal})\r\n\tby {} (tinymta) with {protocol} id {queue_id}",
-            self.config.hostname
+            self.settings.hostname
         );
         // Name the recipient only when there is one, so that one recipient of
         // many does not learn of the others.
@@ -551,23 +547,104 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aliases::Aliases;
-    use std::path::Path as FsPath;
+    use crate::smtp::address::parse_mailbox;
+    use std::cell::RefCell;
+    use std::rc::Rc;
 
-    fn session_from(ip: &str) -> Session {
-        session_with(ip, "")
+    /// A policy made for the tests: example.org is local, clients on
+    /// loopback may relay (as relay_networks' default), a few push
+    /// addresses and aliases; what it was told about AUTH is kept.
+    #[derive(Default)]
+    struct TestPolicy {
+        local: Vec<&'static str>,
+        relay: bool,
+        /// Addresses, or `*@domain`.
+        push: Vec<&'static str>,
+        /// Name -> its targets, at a local domain.
+        aliases: Vec<(&'static str, Vec<&'static str>)>,
+        users: Vec<(&'static str, &'static [u8])>,
+        said: Rc<RefCell<Vec<String>>>,
     }
 
-    fn session_with(ip: &str, extra: &str) -> Session {
-        let config = Config::parse(
-            &format!(
-                "hostname = mx.example.org\nlocal_domains = example.org\nmax_recipients = 3\n\
-                 max_message_size = 1000\n{extra}\n"
-            ),
-            FsPath::new("t.conf"),
-        )
-        .unwrap();
-        Session::new(Arc::new(config), ip.parse().unwrap())
+    impl Policy for TestPolicy {
+        fn client_may_relay(&self) -> bool {
+            self.relay
+        }
+        fn domain(&self, domain: &str) -> Domain {
+            let domain = domain.trim_end_matches('.');
+            let push_domain = |p: &&str| p.rsplit('@').next().unwrap().eq_ignore_ascii_case(domain);
+            if self.local.iter().any(|l| l.eq_ignore_ascii_case(domain)) {
+                Domain::Local
+            } else if self.push.iter().any(push_domain) {
+                Domain::Push
+            } else {
+                Domain::Other
+            }
+        }
+        fn push_route_takes(&self, recipient: &Mailbox) -> bool {
+            let address = recipient.to_string().to_ascii_lowercase();
+            let domain = format!("*@{}", recipient.domain.to_ascii_lowercase());
+            self.push
+                .iter()
+                .any(|p| p.to_ascii_lowercase() == address || p.to_ascii_lowercase() == domain)
+        }
+        fn postmaster_domain(&self) -> &str {
+            self.local[0]
+        }
+        fn add_recipient(&self, recipients: &mut Vec<Mailbox>, recipient: Mailbox) {
+            let name = recipient.local.to_ascii_lowercase();
+            let expanded = match self.aliases.iter().find(|(n, _)| *n == name) {
+                Some((_, targets)) => targets
+                    .iter()
+                    .map(|t| match t.contains('@') {
+                        true => parse_mailbox(t).unwrap(),
+                        false => Mailbox {
+                            local: t.to_string(),
+                            domain: recipient.domain.clone(),
+                        },
+                    })
+                    .collect(),
+                None => vec![recipient],
+            };
+            for mailbox in expanded {
+                if !recipients.contains(&mailbox) {
+                    recipients.push(mailbox);
+                }
+            }
+        }
+        fn auth_configured(&self) -> bool {
+            !self.users.is_empty()
+        }
+        fn password_matches(&self, user: &str, password: &[u8]) -> bool {
+            self.users.iter().any(|(u, p)| *u == user && *p == password)
+        }
+        fn auth_ended(&self, outcome: AuthOutcome<'_>) {
+            self.said.borrow_mut().push(format!("{outcome:?}"));
+        }
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            hostname: "mx.example.org".to_string(),
+            max_errors: 10,
+            max_message_size: 1000,
+            max_recipients: 3,
+        }
+    }
+
+    /// The policy of a client at `ip`: example.org is local, loopback
+    /// clients may relay.
+    fn policy_for(ip: &str) -> TestPolicy {
+        let ip: IpAddr = ip.parse().unwrap();
+        TestPolicy {
+            local: vec!["example.org"],
+            relay: ip.to_canonical().is_loopback(),
+            ..TestPolicy::default()
+        }
+    }
+
+    fn session_from(ip: &str) -> Session {
+        Session::new(settings(), Box::new(policy_for(ip)), ip.parse().unwrap())
     }
 
     /// Runs a dialogue of `command => "code enhanced"` pairs.
@@ -674,9 +751,11 @@ mod tests {
 
     #[test]
     fn a_push_routes_domain_counts_as_local_for_relay_control() {
-        let routes = "route = nas@push ntfy url=https://ntfy.example/nas\n\
-                      route = *@phone.example telegram token_file=/t chat_id=1";
-        let mut s = session_with("192.0.2.7", routes);
+        let policy = TestPolicy {
+            push: vec!["nas@push", "*@phone.example"],
+            ..policy_for("192.0.2.7")
+        };
+        let mut s = Session::new(settings(), Box::new(policy), "192.0.2.7".parse().unwrap());
         dialogue(
             &mut s,
             &[
@@ -692,13 +771,18 @@ mod tests {
 
     #[test]
     fn too_many_errors_close_the_session() {
-        let mut s = session_with("127.0.0.1", "max_errors = 3");
+        let three = || Settings {
+            max_errors: 3,
+            ..settings()
+        };
+        let loopback = || Box::new(policy_for("127.0.0.1"));
+        let mut s = Session::new(three(), loopback(), "127.0.0.1".parse().unwrap());
         for _ in 0..3 {
             dialogue(&mut s, &[("BOGUS", "500 5.5.1")]);
         }
         // Successes do not count; the fourth error closes.
         dialogue(&mut s, &[("NOOP", "250 2.0.0"), ("BOGUS", "421 4.7.0")]);
-        let mut s = session_with("127.0.0.1", "max_errors = 3");
+        let mut s = Session::new(three(), loopback(), "127.0.0.1".parse().unwrap());
         dialogue(&mut s, &[("NOOP", "250 2.0.0")]);
         for _ in 0..3 {
             assert_eq!(s.line_too_long().reply.code, 500);
@@ -745,9 +829,14 @@ mod tests {
             .contains(&"STARTTLS".to_string()));
     }
 
-    fn with_user(session: Session) -> Session {
-        let users = Users::parse(&crate::auth::hash_line("box", b"s3cret", 1)).unwrap();
-        session.with_users(Some(Arc::new(users)))
+    /// The session with AUTH configured, for user box with password s3cret.
+    fn with_user(mut session: Session) -> Session {
+        let ip = session.client_ip.to_string();
+        session.policy = Box::new(TestPolicy {
+            users: vec![("box", b"s3cret")],
+            ..policy_for(&ip)
+        });
+        session
     }
 
     #[test]
@@ -911,15 +1000,13 @@ mod tests {
 
     #[test]
     fn local_recipients_go_through_the_aliases() {
-        let mut config = Config::parse(
-            "hostname = box.lan\nlocal_domains = box.lan\n",
-            FsPath::new("t.conf"),
-        )
-        .unwrap();
-        config.alias_table = Some(Arc::new(
-            Aliases::parse("root: ops@example.org, admin\nadmin: admin\n").unwrap(),
-        ));
-        let mut s = Session::new(Arc::new(config), "127.0.0.1".parse().unwrap());
+        let policy = TestPolicy {
+            local: vec!["box.lan"],
+            relay: true,
+            aliases: vec![("root", vec!["ops@example.org", "admin"])],
+            ..TestPolicy::default()
+        };
+        let mut s = Session::new(settings(), Box::new(policy), "127.0.0.1".parse().unwrap());
         dialogue(
             &mut s,
             &[

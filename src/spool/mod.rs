@@ -32,6 +32,7 @@
 
 pub mod durable;
 pub mod queue;
+pub mod waker;
 
 use std::cell::Cell;
 use std::fmt;

@@ -225,7 +225,12 @@ fn forward(
     // The fallback address is any mail's recipient: `root` through the
     // aliases too. Its bounces go to the original sender.
     let mut recipients = Vec::new();
-    crate::aliases::add_recipient(config, &mut recipients, fallback.clone());
+    crate::aliases::add_recipient(
+        config,
+        settings.aliases.as_deref(),
+        &mut recipients,
+        fallback.clone(),
+    );
     let entry = NewEntry {
         // RFC 6152: the body is what it was declared as.
         body: Some(if item.eight_bit {

@@ -310,7 +310,7 @@ fn encoded_words(text: &str) -> String {
         }
         words.push(format!(
             "=?UTF-8?B?{}?=",
-            crate::base64::encode(&rest.as_bytes()[..end])
+            crate::smtp::base64::encode(&rest.as_bytes()[..end])
         ));
         rest = &rest[end..];
     }
