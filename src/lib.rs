@@ -55,6 +55,7 @@
 //! random          random numbers from the system
 //! time            dates as mail writes them; when this binary was built (build.rs)
 //! sys             the only `unsafe`: signals, setuid/setgid, accounts, statfs
+//! sysexits        the exit codes of sysexits.h, once
 //! ```
 
 pub mod aliases;
@@ -76,6 +77,7 @@ pub mod server;
 pub mod smtp;
 pub mod spool;
 pub mod sys;
+pub mod sysexits;
 pub mod test_send;
 pub mod time;
 pub mod tls;

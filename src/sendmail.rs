@@ -10,18 +10,8 @@ use crate::aliases::add_recipient;
 use crate::config::Config;
 use crate::smtp::address::{parse_mailbox, Mailbox};
 use crate::spool::{NewEntry, Spool, SpoolError};
+use crate::sysexits as exit;
 use crate::time::{rfc5322_date, unix_now};
-
-/// sysexits(3) codes, as sendmail uses them.
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const USAGE: u8 = 64;
-    pub const DATAERR: u8 = 65;
-    pub const NOUSER: u8 = 67;
-    pub const SOFTWARE: u8 = 70;
-    pub const TEMPFAIL: u8 = 75;
-    pub const CONFIG: u8 = 78;
-}
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]

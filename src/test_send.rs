@@ -15,10 +15,10 @@ use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::deliver::route::{route, run_job, Route};
 use crate::deliver::{DeliverySettings, Job, JobItem, Outcome, Reporter, RunnerEvent};
 use crate::log::{clean_record, Escaped, MAX_LOG_RECORD};
-use crate::sendmail::exit;
 use crate::smtp::address::{parse_mailbox, Mailbox};
 use crate::spool::{NewEntry, Spool};
 use crate::sys;
+use crate::sysexits as exit;
 use crate::time::{rfc5322_date, unix_now};
 
 /// Runs test-send with its arguments; returns the exit code (sysexits.h).
