@@ -41,6 +41,8 @@
 //!   alarm           a destination stuck for alarm_after: one alarm to alarm_to
 //!                   through another, one notice when it works again
 //! dns/            DNS wire format and the stub resolver (MX, A, AAAA)
+//! message/        message text, once for everyone (a leaf: imports only base64)
+//!   encoded_word    RFC 2047 encoded words for header text that is not ASCII
 //! http            a small HTTP/1.1 client over rustls, for push services
 //! push/           push services as destinations (`route` lines)
 //!   notification    a queued message -> title, text, priority
@@ -69,6 +71,7 @@ pub mod http;
 pub mod line_error;
 pub mod live;
 pub mod log;
+pub mod message;
 pub mod net;
 pub mod push;
 pub mod random;

@@ -236,29 +236,11 @@ fn one_line(text: &str) -> String {
         .collect()
 }
 
-/// Header text as RFC 2047 encoded words where it is not ASCII: UTF-8 in
-/// base64, each word at most 75 characters (RFC 2047 2), cut between
-/// characters, folded onto lines of their own.
+/// Header text as RFC 2047 encoded words where it is not ASCII, each
+/// folded onto a line of its own (RFC 5322 2.2.3): the `mail` header block
+/// has `\n` line ends, made CRLF as it is queued.
 fn encode_header_text(text: &str) -> String {
-    if text.is_ascii() {
-        return text.to_string();
-    }
-    // 45 octets make 60 base64 characters, 72 with `=?UTF-8?B?` and `?=`.
-    const CHUNK: usize = 45;
-    let mut words = Vec::new();
-    let mut start = 0;
-    while start < text.len() {
-        let mut end = (start + CHUNK).min(text.len());
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        words.push(format!(
-            "=?UTF-8?B?{}?=",
-            crate::base64::encode(&text.as_bytes()[start..end])
-        ));
-        start = end;
-    }
-    words.join("\n ")
+    crate::message::encoded_word::encode(text, "\n ")
 }
 
 /// A failure to queue, with the sysexits code to leave with.
