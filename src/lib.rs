@@ -42,6 +42,7 @@
 //!                   through another, one notice when it works again
 //! dns/            DNS wire format and the stub resolver (MX, A, AAAA)
 //! message/        message text, once for everyone (a leaf: imports only base64)
+//!   header          RFC 5322 header fields and address-list tokens, as written
 //!   encoded_word    RFC 2047 encoded words for header text that is not ASCII
 //! http            a small HTTP/1.1 client over rustls, for push services
 //! push/           push services as destinations (`route` lines)

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use crate::aliases::add_recipient;
 use crate::config::Config;
+use crate::message::header::{self, Kind};
 use crate::smtp::address::{parse_mailbox, Mailbox};
 use crate::spool::{NewEntry, Spool, SpoolError};
 use crate::sysexits as exit;
@@ -295,7 +296,8 @@ pub fn submit(
     input: &mut dyn BufRead,
 ) -> Result<String, SubmitError> {
     let sender = envelope_sender(config, options, submitter)?;
-    let (headers, header_bytes) = read_header_section(input, options.ignore_dots, config)?;
+    let header_bytes = read_header_section(input, options.ignore_dots, config)?;
+    let headers = header::fields(&header_bytes);
     let mut recipients: Vec<Mailbox> = Vec::new();
     let mut add = |address: &str| -> Result<(), SubmitError> {
         let mailbox = qualify(address, config).map_err(|e| {
@@ -329,14 +331,16 @@ pub fn submit(
         )
         .as_bytes(),
     )?;
-    let has = |name: &str| headers.iter().any(|h| h.name.eq_ignore_ascii_case(name));
+    let has = |name: &str| headers.iter().any(|field| header::is_named(field, name));
     let (has_from, has_date, has_id) = (has("From"), has("Date"), has("Message-ID"));
-    for header in &headers {
+    for &field in &headers {
         // -t: Bcc: recipients get the message, but nobody sees the line.
-        if options.from_headers && header.name.eq_ignore_ascii_case("Bcc") {
+        if options.from_headers && header::is_named(field, "Bcc") {
             continue;
         }
-        let is = |name: &str| header.name.eq_ignore_ascii_case(name);
+        let is = |name: &str| header::is_named(field, name);
+        // Text already: the section was read as UTF-8 (lossily) and cut at line ends.
+        let written = String::from_utf8_lossy(field);
         // RFC 5322 3.4 wants addr-spec with a domain; cron and mdadm write
         // `root`: qualified as the envelope's recipients are (RFC 6409 8
         // lets a submission agent mend such messages).
@@ -344,9 +348,9 @@ pub fn submit(
             .iter()
             .any(|n| is(n))
         {
-            qualify_header(&header.text, &config.qualify_domain)
+            qualify_header(&written, &config.qualify_domain)
         } else {
-            header.text.clone()
+            written.into_owned()
         };
         let text = if is("From") {
             masquerade_text(&text, config)
@@ -430,17 +434,13 @@ pub fn qualify(address: &str, config: &Config) -> Result<Mailbox, String> {
 /// A whole header field (`To: root, "Cron" <admin>\r\n`) with every
 /// address in it that has no domain given `@domain`: bare names, names in
 /// angle brackets, names before a comment (`root (Cron Daemon)`). Quoted
-/// strings, comments and group names are left as they are.
+/// strings, comments and group names are left as they are, and so is all
+/// the rest of the text, white space and line folds included.
 fn qualify_header(field: &str, domain: &str) -> String {
     let Some((name, value)) = field.split_once(':') else {
         return field.to_string();
     };
     let mut out = format!("{name}:");
-    let mut word = String::new();
-    let (mut quoted, mut escaped, mut comment_depth) = (false, false, 0usize);
-    // Whether the word being read is an address: what stands in angle
-    // brackets, or a lone word (not part of a phrase before `<`).
-    let mut in_angle = false;
     let flush_word = |word: &mut String, out: &mut String, is_address: bool| {
         if is_address && is_local_name(word) {
             word.push('@');
@@ -449,124 +449,63 @@ fn qualify_header(field: &str, domain: &str) -> String {
         out.push_str(word);
         word.clear();
     };
-    // An element's words outside brackets, to know whether a lone word
-    // is a whole address: it is when the element has one word and no `<`.
-    let elements = split_elements(value);
-    for element in elements {
-        let has_angle = element.contains('<');
-        let words_outside = element_words(&element);
-        for c in element.chars() {
-            if escaped {
-                escaped = false;
-                word.push(c);
-                continue;
-            }
-            match c {
-                '\\' if quoted || comment_depth > 0 => {
-                    escaped = true;
-                    word.push(c);
-                }
-                '"' if comment_depth == 0 => {
-                    quoted = !quoted;
-                    word.push(c);
-                }
-                '(' if !quoted => {
-                    flush_word(
-                        &mut word,
-                        &mut out,
-                        !has_angle && words_outside == 1 && comment_depth == 0,
-                    );
-                    comment_depth += 1;
-                    out.push(c);
-                }
-                ')' if !quoted && comment_depth > 0 => {
-                    comment_depth -= 1;
-                    out.push_str(&word);
-                    word.clear();
-                    out.push(c);
-                }
-                '<' if !quoted && comment_depth == 0 => {
+    let tokens = header::tokens(value);
+    for (i, element) in header::elements(&tokens).into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        // A lone word is a whole address (RFC 5322 3.4 `addr-spec`, given
+        // without its domain): the element has one word and no `<`
+        // anywhere (a `<` even in a quoted name or comment makes it a
+        // name-addr, whose address is what stands in the brackets).
+        let lone = !element.iter().any(|t| t.written.contains('<')) && words(element) == 1;
+        // The word being read: what stands in angle brackets, or what
+        // stands between white space, commas and comments outside them (a
+        // quoted local part and its `@domain` are one word).
+        let mut word = String::new();
+        let mut in_angle = false;
+        for token in element {
+            match token.kind {
+                Kind::Special('<') => {
                     out.push_str(&word);
                     word.clear();
                     in_angle = true;
-                    out.push(c);
+                    out.push('<');
                 }
-                '>' if !quoted && comment_depth == 0 && in_angle => {
+                Kind::Special('>') if in_angle => {
                     flush_word(&mut word, &mut out, true);
                     in_angle = false;
-                    out.push(c);
+                    out.push('>');
                 }
-                ' ' | '\t' | '\r' | '\n' | ',' if !quoted && comment_depth == 0 && !in_angle => {
-                    flush_word(&mut word, &mut out, !has_angle && words_outside == 1);
-                    out.push(c);
+                Kind::Comment { .. } => {
+                    flush_word(&mut word, &mut out, lone);
+                    out.push_str(token.written);
                 }
-                _ if comment_depth > 0 => out.push(c),
-                _ => word.push(c),
+                Kind::Space if !in_angle => {
+                    flush_word(&mut word, &mut out, lone);
+                    out.push_str(token.written);
+                }
+                _ => word.push_str(token.written),
             }
         }
-        flush_word(
-            &mut word,
-            &mut out,
-            !has_angle && words_outside == 1 && !in_angle,
-        );
+        flush_word(&mut word, &mut out, lone && !in_angle);
     }
     out
 }
 
-/// An address list cut at its top-level commas, each piece with its comma.
-fn split_elements(value: &str) -> Vec<String> {
-    let mut elements = Vec::new();
-    let mut current = String::new();
-    let (mut quoted, mut escaped, mut depth, mut angle) = (false, false, 0usize, false);
-    for c in value.chars() {
-        current.push(c);
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match c {
-            '\\' => escaped = quoted || depth > 0,
-            '"' if depth == 0 => quoted = !quoted,
-            '(' if !quoted => depth += 1,
-            ')' if !quoted && depth > 0 => depth -= 1,
-            '<' if !quoted && depth == 0 => angle = true,
-            '>' if !quoted && depth == 0 => angle = false,
-            ',' if !quoted && depth == 0 && !angle => elements.push(std::mem::take(&mut current)),
-            _ => {}
-        }
-    }
-    elements.push(current);
-    elements
-}
-
-/// How many words an address-list element has outside quotes, comments
-/// and angle brackets (a group's `name:` counts as more than one).
-fn element_words(element: &str) -> usize {
-    let mut words = 0;
-    let mut in_word = false;
-    let (mut quoted, mut depth, mut angle) = (false, 0usize, false);
-    for c in element.chars() {
-        match c {
-            '"' if depth == 0 => {
-                quoted = !quoted;
-                if !in_word {
-                    words += 1;
-                    in_word = true;
-                }
-            }
-            '(' if !quoted => {
-                depth += 1;
-                in_word = false;
-            }
-            ')' if !quoted && depth > 0 => depth -= 1,
-            '<' if !quoted && depth == 0 => angle = true,
-            '>' if !quoted && depth == 0 => angle = false,
-            ':' | ';' if !quoted && depth == 0 && !angle => words += 2,
-            c if quoted || depth > 0 || angle => {
-                let _ = c;
-            }
-            ' ' | '\t' | '\r' | '\n' | ',' => in_word = false,
-            _ => {
+/// How many words an address-list element without angle brackets has
+/// outside quotes and comments; a group's `name:` (RFC 5322 3.4 `group`)
+/// counts as more than one, so that its name is never taken for an
+/// address.
+fn words(element: &[header::Token]) -> usize {
+    let (mut words, mut in_word) = (0, false);
+    for token in element {
+        match token.kind {
+            Kind::Space | Kind::Comment { .. } | Kind::Special(',') => in_word = false,
+            Kind::Special(':' | ';') => words += 2,
+            // A stray `>` neither starts a word nor ends one.
+            Kind::Special('>' | '<') => {}
+            Kind::Atom | Kind::Quoted | Kind::Special(_) => {
                 if !in_word {
                     words += 1;
                     in_word = true;
@@ -621,7 +560,7 @@ fn quote_phrase(name: &str) -> String {
     {
         name.to_string()
     } else {
-        format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+        header::quoted_string(name)
     }
 }
 
@@ -640,29 +579,21 @@ fn clean_text_line(line: &str) -> String {
     out
 }
 
-/// One header field with its continuation lines, CRLF line ends.
-#[derive(Debug, Clone)]
-struct Header {
-    name: String,
-    text: String,
-}
-
 /// Reads the header section (up to the empty line, or the first line that
-/// is no header field, which then starts the body). Returns the fields and
-/// their raw text for parsing.
+/// is no header field, which then starts the body). Returns its text, CRLF
+/// line ends.
 fn read_header_section(
     input: &mut dyn BufRead,
     ignore_dots: bool,
     config: &Config,
-) -> Result<(Vec<Header>, Vec<u8>), SubmitError> {
-    let mut headers: Vec<Header> = Vec::new();
+) -> Result<Vec<u8>, SubmitError> {
     let mut raw = Vec::new();
     loop {
         let buf = input
             .fill_buf()
             .map_err(|e| SubmitError::new(exit::SOFTWARE, e.to_string()))?;
         if buf.is_empty() {
-            return Ok((headers, raw));
+            return Ok(raw);
         }
         // Peek at the next line without taking it, in case it is body.
         let end = buf
@@ -672,40 +603,24 @@ fn read_header_section(
         let line = String::from_utf8_lossy(&buf[..end]).into_owned();
         let line = clean_text_line(&line);
         let content = line.trim_end_matches(['\r', '\n']);
-        let is_continuation = content.starts_with([' ', '\t']) && !headers.is_empty();
-        let is_field = content.split_once(':').is_some_and(|(name, _)| {
-            !name.is_empty() && name.bytes().all(|b| (33..=126).contains(&b))
-        });
+        let is_continuation = content.starts_with([' ', '\t']) && !raw.is_empty();
+        let is_field = header::is_field_start(content.as_bytes());
         if content.is_empty() {
             input.consume(end);
-            return Ok((headers, raw));
+            return Ok(raw);
         }
         if !ignore_dots && content == "." {
             // The end of the whole message, before any body.
-            return Ok((headers, raw));
+            return Ok(raw);
         }
         if !is_continuation && !is_field {
-            return Ok((headers, raw));
+            return Ok(raw);
         }
         input.consume(end);
         raw.extend_from_slice(content.as_bytes());
         raw.extend_from_slice(b"\r\n");
         if raw.len() as u64 > config.max_header_size {
             return Err(SubmitError::new(exit::DATAERR, "header section too large"));
-        }
-        if is_continuation {
-            let last = headers.last_mut().expect("a field to continue");
-            last.text.push_str(content);
-            last.text.push_str("\r\n");
-        } else {
-            let name = content
-                .split_once(':')
-                .map(|(n, _)| n.to_string())
-                .unwrap_or_default();
-            headers.push(Header {
-                name,
-                text: format!("{content}\r\n"),
-            });
         }
     }
 }

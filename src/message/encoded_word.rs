@@ -33,6 +33,13 @@ pub fn encode(text: &str, separator: &str) -> String {
     words.join(separator)
 }
 
+/// Whether `word` is an encoded word (RFC 2047 2: `=?charset?encoding?
+/// text?=`), which may stand as an atom in a phrase but never inside a
+/// quoted-string (RFC 2047 5 (3)).
+pub fn is_encoded_word(word: &str) -> bool {
+    word.starts_with("=?") && word.ends_with("?=") && word.len() > 4
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

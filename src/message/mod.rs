@@ -5,3 +5,4 @@
 //! them can use it and it can be tested alone.
 
 pub mod encoded_word;
+pub mod header;
