@@ -7,7 +7,11 @@
 //! main.rs (bin)   the command: parse options, pick the mode, exit codes
 //! daemon          start-up, privilege drop, signals, reload
 //! test_send       `tinymta test-send`: one message along its real route
-//! sendmail        the sendmail/mailq entry point: one message from stdin
+//! sendmail/       the sendmail/mailq entry point: one message from stdin
+//!   args            the command lines of `sendmail` and `mail`
+//!   headers         header fields mended as a submission agent may (RFC 6409 8)
+//!   submit          reading the message and queueing it
+//!   mailq           the queue listing
 //! config          the flat config file -> Config, each key declared once
 //! line_error      file:line errors of the config, users, aliases and envelope files
 //! aliases         the aliases file; a recipient expanded through it

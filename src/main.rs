@@ -1,6 +1,6 @@
 //! The `tinymta` command: parse the options, pick the mode, map errors to
 //! exit codes. The modes live in the library: the daemon in daemon.rs,
-//! sendmail and mailq in sendmail.rs, test-send in test_send.rs.
+//! sendmail and mailq in sendmail/, test-send in test_send.rs.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
