@@ -6,6 +6,7 @@
 //! ```text
 //! main.rs (bin)   the command: parse options, pick the mode, exit codes
 //! daemon          start-up, privilege drop, signals, reload
+//! startup         the checks before start (`-t`), the start-up warnings, unit-tested
 //! test_send       `tinymta test-send`: one message along its real route
 //! sendmail/       the sendmail/mailq entry point: one message from stdin
 //!   args            the command lines of `sendmail` and `mail`
@@ -84,6 +85,7 @@ pub mod sendmail;
 pub mod server;
 pub mod smtp;
 pub mod spool;
+pub mod startup;
 pub mod sys;
 pub mod sysexits;
 pub mod test_send;

@@ -136,7 +136,7 @@ fn main() -> ExitCode {
         }
     };
     if matches.opt_present("t") {
-        let problems = tinymta::daemon::startup_problems(&config);
+        let problems = tinymta::startup::startup_problems(&config);
         if problems.is_empty() {
             println!("config ok");
             return ExitCode::SUCCESS;

@@ -62,7 +62,7 @@ pub fn run(args: &[String]) -> u8 {
     // never a file of root's that the daemon could not write to later.
     sys::set_umask(0o077);
     if sys::is_root() {
-        let dropped = crate::daemon::find_account(&config)
+        let dropped = crate::startup::find_account(&config)
             .and_then(|account| sys::drop_privileges(&account).map(|()| account));
         match dropped {
             Ok(account) => println!("running as {}, as the daemon does", account.name),
