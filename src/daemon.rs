@@ -18,6 +18,9 @@ use crate::log::LogHandle;
 use crate::server::connection::ServerContext;
 use crate::server::listener;
 use crate::spool::Spool;
+use crate::startup::{
+    self, find_account, may_create, ownership_problems, submit_group, writable_by,
+};
 use crate::sys::{self, Signal};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -115,8 +118,16 @@ fn serve(
     let spool = Arc::new(spool);
     // Everything that reads files is built now, while root may still read them.
     let delivery = Arc::new(Live::new(DeliverySettings::load(&config, aliases.clone())?));
-    warn_about_risky_settings(&config);
-    warn_about_mail_at_risk(&config);
+    let risky = startup::risky_settings(&config, &push_secret_files(&config));
+    let at_risk = startup::mail_at_risk(
+        &config.spool_dir,
+        sys::memory_file_system(&config.spool_dir),
+        crate::time::unix_now(),
+        crate::time::build_time(),
+    );
+    for warning in risky.into_iter().chain(at_risk) {
+        ::log::warn!("{warning}");
+    }
     note_missing_mailbox_dir(&config, account.as_ref());
     // Bound last, so that a daemon that listens has passed every check
     // (the init script takes listening for started).
@@ -241,43 +252,6 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))
-}
-
-/// Whether `who` may make files in `dir`; `None` is this process. For
-/// another user, its owner, group and other bits are read as they apply
-/// to it after the privilege drop (its own group, no others).
-fn writable_by(dir: &Path, who: Option<&sys::Account>) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let Some(account) = who else {
-        return dir.is_dir() && sys::may_write_dir(dir);
-    };
-    let Ok(meta) = std::fs::metadata(dir) else {
-        return false;
-    };
-    let bits = if account.uid == meta.uid() {
-        meta.mode() >> 6
-    } else if account.gid == meta.gid() {
-        meta.mode() >> 3
-    } else {
-        meta.mode()
-    };
-    meta.is_dir() && (account.uid == 0 || bits & 0o3 == 0o3)
-}
-
-/// Whether `who` may make `path` and any missing directories above it:
-/// the nearest one that exists must be writable by it.
-fn may_create(path: &Path, who: Option<&sys::Account>) -> bool {
-    path.ancestors()
-        .skip(1)
-        .map(|dir| {
-            if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            }
-        })
-        .find(|dir| dir.exists())
-        .is_some_and(|dir| writable_by(dir, who))
 }
 
 /// `mailbox_dir` is made at the first local delivery that needs it (a box
@@ -492,18 +466,6 @@ fn load_server_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>,
     }
 }
 
-/// The account named by `user`, which must exist when started as root.
-pub fn find_account(config: &Config) -> Result<sys::Account, String> {
-    match sys::find_user(&config.user) {
-        Ok(Some(account)) => Ok(account),
-        Ok(None) => Err(format!(
-            "user {:?} does not exist: create it, or name another in `user` (tinymta will not run as root)",
-            config.user
-        )),
-        Err(e) => Err(format!("cannot look up user {:?}: {e}", config.user)),
-    }
-}
-
 /// The spool's directories, created for `account` where missing; existing
 /// ones (and an existing `mailbox_dir`) must already belong to it.
 /// `mailbox_dir` is made here only where the user could not make it at
@@ -576,165 +538,4 @@ fn make_missing_parents(dir: &Path) -> Result<(), String> {
         set_mode(parent, 0o755)?;
     }
     Ok(())
-}
-
-/// The gid of `submit_group`; `None` where no such group exists (then only
-/// root and the daemon's user can queue). It must not be the daemon's own
-/// group: the daemon reads the maildrop's files as "other" (mode 0604), so
-/// that the group that submits can read none of them.
-fn submit_group(config: &Config, account: &sys::Account) -> Result<Option<u32>, String> {
-    match sys::find_group(&config.submit_group) {
-        Ok(Some(gid)) if gid == account.gid => Err(config
-            .error_at(
-                "submit_group",
-                &format!(
-                    "{} is the group of user {}: choose a group of its own for the set-group-id binary",
-                    config.submit_group, account.name
-                ),
-            )
-            .to_string()),
-        Ok(Some(gid)) => Ok(Some(gid)),
-        Ok(None) => {
-            ::log::info!(
-                "no group {:?}: only root and {} can queue mail",
-                config.submit_group,
-                account.name
-            );
-            Ok(None)
-        }
-        Err(e) => Err(format!("cannot look up group {:?}: {e}", config.submit_group)),
-    }
-}
-
-/// Directories that exist and do not belong to `uid`.
-fn ownership_problems(config: &Config, uid: u32) -> Vec<String> {
-    use std::os::unix::fs::MetadataExt;
-    let mut problems = Vec::new();
-    for (key, dir) in [
-        ("spool_dir", &config.spool_dir),
-        ("mailbox_dir", &config.mailbox_dir),
-    ] {
-        if let Ok(meta) = std::fs::metadata(dir) {
-            if meta.uid() != uid {
-                problems.push(format!(
-                    "{key} {} belongs to uid {}, not to uid {uid}",
-                    dir.display(),
-                    meta.uid()
-                ));
-            }
-        }
-    }
-    problems
-}
-
-/// What `-t` says beyond the config itself (which loaded the certificate,
-/// the users file and the aliases): everything else the daemon reads or
-/// makes at start-up. As root, the user must exist and own the
-/// directories; otherwise they must belong to whoever runs it.
-pub fn startup_problems(config: &Config) -> Vec<String> {
-    let mut problems = if sys::is_root() {
-        match find_account(config) {
-            Ok(account) => {
-                let mut problems = ownership_problems(config, account.uid);
-                problems.extend(submit_group(config, &account).err());
-                problems
-            }
-            Err(e) => vec![e],
-        }
-    } else {
-        ownership_problems(config, sys::effective_uid())
-    };
-    // tls_ca_file and the smarthost password.
-    problems.extend(DeliverySettings::load(config, None).err());
-    if !config.spool_dir.exists() && !may_create(&config.spool_dir, None) {
-        problems.push(format!(
-            "spool_dir {} cannot be made: its parent directory is not writable",
-            config.spool_dir.display()
-        ));
-    }
-    if let LogTarget::File(path) = &config.log {
-        problems.extend(file_problem("log", path, true).err());
-    }
-    if let Some(path) = &config.pid_file {
-        problems.extend(file_problem("pid_file", path, false).err());
-    }
-    problems
-}
-
-/// Whether the file the daemon writes at start-up (the log, appended to,
-/// or the pid file) can be opened, or made where it is missing; nothing
-/// is made or changed.
-fn file_problem(key: &str, path: &Path, append: bool) -> Result<(), String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if std::fs::symlink_metadata(path).is_ok() {
-        let mut options = std::fs::OpenOptions::new();
-        if append {
-            options.append(true).custom_flags(sys::O_NOFOLLOW);
-        } else {
-            options.write(true);
-        }
-        return options
-            .open(path)
-            .map(drop)
-            .map_err(|e| format!("{key} {}: {e}", path.display()));
-    }
-    if may_create(path, None) {
-        Ok(())
-    } else {
-        Err(format!(
-            "{key} {} cannot be made: its directory is not writable",
-            path.display()
-        ))
-    }
-}
-
-/// What a router or appliance may get wrong without noticing, said once at
-/// start-up: a spool in memory (OpenWrt's /var is tmpfs), and a clock
-/// before this build (no battery-backed clock, NTP not yet there).
-fn warn_about_mail_at_risk(config: &Config) {
-    match sys::memory_file_system(&config.spool_dir) {
-        Ok(Some(kind)) => ::log::warn!(
-            "spool_dir {} is on {kind}: queued mail will be lost at reboot; put spool_dir on \
-             persistent storage",
-            config.spool_dir.display()
-        ),
-        Ok(None) => {}
-        Err(e) => ::log::warn!("spool_dir {}: {e}", config.spool_dir.display()),
-    }
-    let now = crate::time::unix_now();
-    if let Some(built) = crate::time::build_time().filter(|&built| now < built) {
-        ::log::warn!(
-            "the clock says {}, before this tinymta was built ({}): TLS certificates will look \
-             not yet valid, and delivery that checks them defers (it never bounces) until the \
-             clock is set (NTP)",
-            crate::time::rfc5322_date(now),
-            crate::time::rfc5322_date(built)
-        );
-    }
-}
-
-/// Settings that work but weaken security are said once, at start-up.
-fn warn_about_risky_settings(config: &Config) {
-    use std::os::unix::fs::PermissionsExt;
-    if !config.tls_verify {
-        ::log::warn!("tls_verify = no: upstream certificates are not checked");
-    }
-    let secrets = config
-        .smarthost_password_file
-        .iter()
-        .map(|file| ("smarthost_password_file", file.clone()))
-        .chain(
-            push_secret_files(config)
-                .into_iter()
-                .map(|file| ("route", file)),
-        );
-    for (key, file) in secrets {
-        match std::fs::metadata(&file) {
-            Ok(meta) if meta.permissions().mode() & 0o004 != 0 => {
-                ::log::warn!("{key} {} is readable by every user", file.display())
-            }
-            Ok(_) => {}
-            Err(e) => ::log::warn!("{key} {}: {e}", file.display()),
-        }
-    }
 }

@@ -10,7 +10,12 @@
 //! test_send       `tinymta test-send`: one message along its real route
 //! daemon          start-up (the config and the files it names, each read
 //!                 by its owner), privilege drop, signals, reload
-//! sendmail        the sendmail/mailq entry point: one message from stdin
+//! startup         the checks before start (`-t`), the start-up warnings, unit-tested
+//! sendmail/       the sendmail/mailq entry point: one message from stdin
+//!   args            the command lines of `sendmail` and `mail`
+//!   headers         header fields mended as a submission agent may (RFC 6409 8)
+//!   submit          reading the message and queueing it
+//!   mailq           the queue listing
 //! server/         the I/O around the state machine
 //!   listener        accept loop, per-address limits, reserved places, 421 when full
 //!   pool            the bounded pool of session threads
@@ -43,9 +48,12 @@
 //!                 TLS config and timeouts: a leaf
 //! dns/            DNS wire format and the stub resolver (MX, A, AAAA), given
 //!                 its servers
-//! config          the flat config file -> Config, plain data, each key
+//! config/         the flat config file -> Config, plain data, each key
 //!                 declared once
 //!   route           `route` lines: which recipients go to which push service
+//! message/        message text, once for everyone
+//!   header          RFC 5322 header fields and address-list tokens, as written
+//!   encoded_word    RFC 2047 encoded words for header text that is not ASCII
 //! smtp/           the protocol without I/O or policy: it uses nothing outside smtp/
 //!   session         the server state machine: line in, reply and action out
 //!   policy          what the session asks of the server (a trait)
@@ -65,6 +73,7 @@
 //! net             CIDR blocks
 //! random          random numbers from the system
 //! time            dates as mail writes them; when this binary was built (build.rs)
+//! sysexits        the exit codes of sysexits.h
 //! sys             the only `unsafe`: signals, setuid/setgid, accounts, statfs
 //! ```
 
@@ -81,13 +90,16 @@ pub mod http;
 pub mod line_error;
 pub mod live;
 pub mod log;
+pub mod message;
 pub mod net;
 pub mod random;
 pub mod sendmail;
 pub mod server;
 pub mod smtp;
 pub mod spool;
+pub mod startup;
 pub mod sys;
+pub mod sysexits;
 pub mod test_send;
 pub mod time;
 pub mod tls;

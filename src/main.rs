@@ -1,6 +1,6 @@
 //! The `tinymta` command: parse the options, pick the mode, map errors to
 //! exit codes. The modes live in the library: the daemon in daemon.rs,
-//! sendmail and mailq in sendmail.rs, test-send in test_send.rs.
+//! sendmail and mailq in sendmail/, test-send in test_send.rs.
 
 // `unsafe` lives in the library's sys.rs alone.
 #![deny(unsafe_code)]
@@ -13,12 +13,9 @@ use tinymta::config::{Config, DEFAULT_CONFIG_PATH};
 use tinymta::server::connection::ServerContext;
 use tinymta::spool::Spool;
 use tinymta::sys::{self, Signal};
+use tinymta::sysexits;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// sysexits.h EX_USAGE.
-const EXIT_USAGE: u8 = 64;
-/// sysexits.h EX_NOPERM.
-const EXIT_NOPERM: u8 = 77;
 
 /// What a set-group-id caller gets for anything but queueing a message,
 /// before any file is read.
@@ -27,7 +24,7 @@ fn refuse_privileged() -> ExitCode {
         "tinymta: run set-group-id, tinymta only queues a message (sendmail without -C, -bp, -bs or -q); \
          run this as root or as the mail user"
     );
-    ExitCode::from(EXIT_NOPERM)
+    ExitCode::from(sysexits::NOPERM)
 }
 
 fn main() -> ExitCode {
@@ -40,7 +37,7 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(arg) => {
             eprintln!("tinymta: argument {arg:?} is not UTF-8");
-            return ExitCode::from(EXIT_USAGE);
+            return ExitCode::from(sysexits::USAGE);
         }
     };
     // Run set-group-id (or set-user-id), tinymta only queues a message: the
@@ -50,7 +47,7 @@ fn main() -> ExitCode {
     if sys::privileged() && sys::real_uid() == 0 {
         if let Err(e) = sys::drop_set_ids() {
             eprintln!("tinymta: cannot give up the set-id privileges: {e}");
-            return ExitCode::from(EXIT_NOPERM);
+            return ExitCode::from(sysexits::NOPERM);
         }
     }
     // Called as sendmail or mailq (a symlink), or with a subcommand.
@@ -111,7 +108,7 @@ fn main() -> ExitCode {
         Ok(matches) => matches,
         Err(e) => {
             eprintln!("tinymta: {e}\n{usage}");
-            return ExitCode::from(EXIT_USAGE);
+            return ExitCode::from(sysexits::USAGE);
         }
     };
     if matches.opt_present("h") {
@@ -127,7 +124,7 @@ fn main() -> ExitCode {
             "tinymta: unexpected argument {:?}\n{usage}",
             matches.free[0]
         );
-        return ExitCode::from(EXIT_USAGE);
+        return ExitCode::from(sysexits::USAGE);
     }
     let config_path = PathBuf::from(
         matches
@@ -142,7 +139,7 @@ fn main() -> ExitCode {
         }
     };
     if matches.opt_present("t") {
-        let problems = tinymta::daemon::startup_problems(&loaded.config);
+        let problems = tinymta::startup::startup_problems(&loaded.config);
         if problems.is_empty() {
             println!("config ok");
             return ExitCode::SUCCESS;
@@ -203,7 +200,7 @@ fn sendmail(args: &[String]) -> ExitCode {
         Ok(options) => run_sendmail("sendmail", &options, ""),
         Err(e) => {
             eprintln!("sendmail: {e}");
-            ExitCode::from(tinymta::sendmail::exit::USAGE)
+            ExitCode::from(sysexits::USAGE)
         }
     }
 }
@@ -215,7 +212,7 @@ fn mail(args: &[String]) -> ExitCode {
         Ok((options, header)) => run_sendmail("mail", &options, &header),
         Err(e) => {
             eprintln!("mail: {e}");
-            ExitCode::from(tinymta::sendmail::exit::USAGE)
+            ExitCode::from(sysexits::USAGE)
         }
     }
 }
@@ -224,7 +221,8 @@ fn mail(args: &[String]) -> ExitCode {
 /// followed by standard input.
 fn run_sendmail(name: &str, options: &tinymta::sendmail::Options, head: &str) -> ExitCode {
     use std::io::Read;
-    use tinymta::sendmail::{exit, list_queue, submit, Mode, Submitter};
+    use tinymta::sendmail::{list_queue, submit, Mode, Submitter};
+    use tinymta::sysexits as exit;
     let path = options
         .config
         .clone()
@@ -303,14 +301,14 @@ fn run_sendmail(name: &str, options: &tinymta::sendmail::Options, head: &str) ->
 fn flush(config: &Config) -> ExitCode {
     let Some(pid_file) = &config.pid_file else {
         eprintln!("tinymta flush: no pid_file in the config, so the daemon cannot be found");
-        return ExitCode::from(tinymta::sendmail::exit::CONFIG);
+        return ExitCode::from(sysexits::CONFIG);
     };
     let pid = std::fs::read_to_string(pid_file)
         .ok()
         .and_then(|text| text.trim().parse::<u32>().ok());
     let Some(pid) = pid else {
         eprintln!("tinymta flush: no daemon pid in {}", pid_file.display());
-        return ExitCode::from(tinymta::sendmail::exit::TEMPFAIL);
+        return ExitCode::from(sysexits::TEMPFAIL);
     };
     match sys::send_signal(pid, Signal::RunQueue) {
         Ok(()) => {
@@ -319,7 +317,7 @@ fn flush(config: &Config) -> ExitCode {
         }
         Err(e) => {
             eprintln!("tinymta flush: cannot signal the daemon (pid {pid}): {e}");
-            ExitCode::from(tinymta::sendmail::exit::TEMPFAIL)
+            ExitCode::from(sysexits::TEMPFAIL)
         }
     }
 }
@@ -329,11 +327,11 @@ fn flush(config: &Config) -> ExitCode {
 fn passwd(args: &[String]) -> ExitCode {
     let [name] = args else {
         eprintln!("Usage: tinymta passwd NAME   (the password is read from standard input)");
-        return ExitCode::from(EXIT_USAGE);
+        return ExitCode::from(sysexits::USAGE);
     };
     if name.is_empty() || name.contains(':') || name.contains(char::is_whitespace) {
         eprintln!("tinymta passwd: a user name has no ':' and no spaces");
-        return ExitCode::from(EXIT_USAGE);
+        return ExitCode::from(sysexits::USAGE);
     }
     let mut password = String::new();
     if let Err(e) = std::io::stdin().read_line(&mut password) {

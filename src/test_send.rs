@@ -16,10 +16,10 @@ use crate::deliver::route::{route, Route};
 use crate::deliver::run_job;
 use crate::deliver::{DeliverySettings, Job, JobItem, Outcome, Reporter, RunnerEvent};
 use crate::log::{clean_record, Escaped, MAX_LOG_RECORD};
-use crate::sendmail::exit;
 use crate::smtp::address::{parse_mailbox, Mailbox};
 use crate::spool::{NewEntry, Spool};
 use crate::sys;
+use crate::sysexits as exit;
 use crate::time::{rfc5322_date, unix_now};
 
 /// Runs test-send with its arguments; returns the exit code (sysexits.h).
@@ -64,7 +64,7 @@ pub fn run(args: &[String]) -> u8 {
     // never a file of root's that the daemon could not write to later.
     sys::set_umask(0o077);
     if sys::is_root() {
-        let dropped = crate::daemon::find_account(&config)
+        let dropped = crate::startup::find_account(&config)
             .and_then(|account| sys::drop_privileges(&account).map(|()| account));
         match dropped {
             Ok(account) => println!("running as {}, as the daemon does", account.name),

@@ -210,17 +210,120 @@ impl CertificateProblem {
                     presented: presented.iter().map(|name| plain_name(name)).collect(),
                 }
             }
-            // rustls passes webpki's own name for this one through as text.
-            CertificateError::Other(other) if other.to_string() == "CaUsedAsEndEntity" => {
+            // rustls has no variant of its own for this one: it hands on
+            // webpki's error value inside `Other`.
+            CertificateError::Other(other)
+                if matches!(
+                    other.0.downcast_ref::<webpki::Error>(),
+                    Some(webpki::Error::CaUsedAsEndEntity)
+                ) =>
+            {
                 CertificateProblem::CaUsedAsEndEntity
             }
             other => CertificateProblem::Other(other.to_string()),
         }
     }
+
+    /// A name mismatch with the names read from `certificate` itself (its
+    /// subjectAltName), not from webpki's text of them, which is its
+    /// `Debug` output and may change with any release; that text is kept
+    /// only where the extension cannot be read.
+    fn with_names_of(self, certificate: &[u8]) -> CertificateProblem {
+        match self {
+            CertificateProblem::NameMismatch { presented } => CertificateProblem::NameMismatch {
+                presented: subject_alt_names(certificate).unwrap_or(presented),
+            },
+            other => other,
+        }
+    }
+}
+
+/// The DNS names and IP addresses of a certificate's subjectAltName (RFC
+/// 5280 4.2.1.6), in their order; none without one. `None` where the DER
+/// (X.690) cannot be read so far.
+fn subject_alt_names(certificate: &[u8]) -> Option<Vec<String>> {
+    // RFC 5280 4.1: Certificate ::= SEQUENCE { tbsCertificate, ... }; the
+    // extensions are the [3] at the end of tbsCertificate.
+    let (_, certificate, _) = der_item(certificate)?;
+    let (_, mut fields, _) = der_item(certificate)?;
+    let mut extensions = None;
+    while !fields.is_empty() {
+        let (tag, content, rest) = der_item(fields)?;
+        if tag == 0xa3 {
+            extensions = Some(der_item(content)?.1);
+        }
+        fields = rest;
+    }
+    let mut names = Vec::new();
+    let Some(mut extensions) = extensions else {
+        return Some(names);
+    };
+    // id-ce-subjectAltName, 2.5.29.17.
+    const SAN: &[u8] = &[0x55, 0x1d, 0x11];
+    while !extensions.is_empty() {
+        let (_, extension, rest) = der_item(extensions)?;
+        extensions = rest;
+        let (_, id, mut rest) = der_item(extension)?;
+        if id != SAN {
+            continue;
+        }
+        let mut value = None;
+        while !rest.is_empty() {
+            // `critical BOOLEAN DEFAULT FALSE`, then the OCTET STRING.
+            let (tag, content, more) = der_item(rest)?;
+            if tag == 0x04 {
+                value = Some(content);
+            }
+            rest = more;
+        }
+        let (_, mut general_names, _) = der_item(value?)?;
+        while !general_names.is_empty() {
+            let (tag, content, more) = der_item(general_names)?;
+            general_names = more;
+            match (tag, content.len()) {
+                // [2] dNSName (IA5String), as webpki shows it.
+                (0x82, _) => names.push(String::from_utf8_lossy(content).into_owned()),
+                // [7] iPAddress: 4 or 16 octets (RFC 5280 4.2.1.6).
+                (0x87, 4) => {
+                    let octets: [u8; 4] = content.try_into().ok()?;
+                    names.push(std::net::Ipv4Addr::from(octets).to_string());
+                }
+                (0x87, 16) => {
+                    let octets: [u8; 16] = content.try_into().ok()?;
+                    names.push(std::net::Ipv6Addr::from(octets).to_string());
+                }
+                // Other kinds of names name no host to connect to.
+                _ => {}
+            }
+        }
+    }
+    Some(names)
+}
+
+/// One DER item (X.690 8.1.1): its tag, its contents and what follows it.
+/// Tags of one octet and definite lengths, as DER has them for X.509.
+fn der_item(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        // X.690 8.1.3.5: the long form, its octet count first.
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 || rest.len() < count {
+            return None;
+        }
+        let len = rest[..count]
+            .iter()
+            .fold(0usize, |len, &b| len << 8 | usize::from(b));
+        (len, &rest[count..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
 }
 
 /// A name as webpki presents it (`DnsName("a.example")`,
-/// `IpAddress(192.0.2.1)`), as the owner would write it.
+/// `IpAddress(192.0.2.1)`), as the owner would write it: the names of a
+/// refusal that has no certificate to read them from.
 fn plain_name(presented: &str) -> String {
     let inner = presented
         .strip_prefix("DnsName(\"")
@@ -614,7 +717,7 @@ impl ServerCertVerifier for SmtpVerifier {
             webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now);
         let problem = match verdict {
             Ok(verified) => return Ok(verified),
-            Err(error) => CertificateProblem::of(&error),
+            Err(error) => CertificateProblem::of(&error).with_names_of(end_entity),
         };
         if problem == CertificateProblem::CaUsedAsEndEntity
             && ca_file.iter().any(|listed| listed == end_entity)
@@ -626,7 +729,12 @@ impl ServerCertVerifier for SmtpVerifier {
             let parsed = ParsedCertificate::try_from(end_entity)?;
             return verify_server_name(&parsed, server_name)
                 .map(|()| ServerCertVerified::assertion())
-                .map_err(|error| refused(CertificateProblem::of(&error), pinnable));
+                .map_err(|error| {
+                    refused(
+                        CertificateProblem::of(&error).with_names_of(end_entity),
+                        pinnable,
+                    )
+                });
         }
         Err(refused(problem, pinnable))
     }
@@ -1140,6 +1248,191 @@ Tf99L+MCIHt17KzB5Z8x1MlxhybZaUCIsxlaXUR73wnWYum+IkAk
             refused(CertificateProblem::Other("BadSignature".into()), false),
             format!("the certificate of smarthost.test ({fp}) was refused: BadSignature")
         );
+    }
+
+    /// The text a user is told for a rustls verdict on the self-signed
+    /// test certificate: from the error values, never their `Debug` text.
+    fn told(error: CertificateError, pinnable: bool) -> String {
+        let problem = CertificateProblem::of(&rustls::Error::InvalidCertificate(error))
+            .with_names_of(&self_signed());
+        refused(problem, pinnable)
+    }
+
+    #[test]
+    fn an_unknown_issuer_is_told_from_the_error_value() {
+        let fp = SELF_SIGNED_SHA256;
+        assert_eq!(
+            told(CertificateError::UnknownIssuer, false),
+            format!(
+                "the certificate of smarthost.test ({fp}) is not signed by a CA tinymta \
+                 trusts: add that CA, or the certificate itself, to tls_ca_file"
+            )
+        );
+    }
+
+    #[test]
+    fn a_ca_certificate_is_told_from_webpkis_error_value() {
+        // As rustls hands it on: webpki's own value inside `Other`.
+        let ca = CertificateError::Other(rustls::OtherError(Arc::new(
+            webpki::Error::CaUsedAsEndEntity,
+        )));
+        assert_eq!(
+            told(ca, true),
+            format!(
+                "the certificate of smarthost.test is a CA certificate (CA:TRUE, as `openssl \
+                 req -x509` makes them) that is not in tls_ca_file: add this very certificate \
+                 to tls_ca_file, or pin it with smarthost_fingerprint = {SELF_SIGNED_SHA256}"
+            )
+        );
+        // Another webpki error in `Other` is no CA refusal, whatever its text.
+        let other = CertificateError::Other(rustls::OtherError(Arc::new(
+            webpki::Error::EndEntityUsedAsCa,
+        )));
+        assert!(matches!(
+            CertificateProblem::of(&rustls::Error::InvalidCertificate(other)),
+            CertificateProblem::Other(_)
+        ));
+    }
+
+    #[test]
+    fn dates_are_told_from_the_error_values() {
+        let fp = SELF_SIGNED_SHA256;
+        let expired = CertificateError::ExpiredContext {
+            time: at(1_000_000_000),
+            not_after: at(NOT_AFTER),
+        };
+        assert_eq!(
+            told(expired, false),
+            format!(
+                "the certificate of smarthost.test ({fp}) expired on Sat, 9 Nov 2126 \
+                 11:29:36 +0000, and this box's clock says Sun, 9 Sep 2001 01:46:40 +0000: if \
+                 the clock is right, the server needs a new certificate; a box without a \
+                 battery-backed clock or NTP may be far off, so check the clock first"
+            )
+        );
+        let early = CertificateError::NotValidYetContext {
+            time: at(1_000_000_000),
+            not_before: at(NOT_BEFORE),
+        };
+        assert_eq!(
+            told(early, true),
+            format!(
+                "the certificate of smarthost.test ({fp}) is valid only from Thu, 3 Dec 2026 \
+                 11:29:36 +0000, and this box's clock says Sun, 9 Sep 2001 01:46:40 +0000: \
+                 the clock is probably wrong (a box without a battery-backed clock or NTP \
+                 starts in the past); set it, with NTP"
+            )
+        );
+    }
+
+    #[test]
+    fn the_names_are_told_from_the_certificate_not_webpkis_text() {
+        // Whatever webpki's text of the names, they are read from the
+        // certificate's subjectAltName.
+        let mismatch = CertificateError::NotValidForNameContext {
+            expected: ServerName::try_from("smarthost.test").unwrap(),
+            presented: vec!["Dns(smarthost.test) in a new form".into()],
+        };
+        assert_eq!(
+            told(mismatch, true),
+            format!(
+                "the certificate of smarthost.test ({SELF_SIGNED_SHA256}) is for \
+                 smarthost.test, not smarthost.test: set smarthost to one of them"
+            )
+        );
+        // Without a certificate to read, webpki's text stands.
+        assert_eq!(
+            CertificateProblem::NameMismatch {
+                presented: vec!["kept".into()]
+            }
+            .with_names_of(b"not DER"),
+            CertificateProblem::NameMismatch {
+                presented: vec!["kept".into()]
+            }
+        );
+    }
+
+    /// A DER item with a short length (X.690 8.1.3.4).
+    fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+        assert!(content.len() < 128);
+        [&[tag, content.len() as u8][..], content].concat()
+    }
+
+    #[test]
+    fn subject_alt_names_of_a_certificate() {
+        let v6 = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let names = der(
+            0x30,
+            &[
+                der(0x82, b"mail.example.net"),
+                der(0x87, &[192, 0, 2, 1]),
+                der(0x87, &v6),
+                der(0x86, b"https://example.net/"),
+                der(0x82, b"*.example.net"),
+            ]
+            .concat(),
+        );
+        let san = der(
+            0x30,
+            &[
+                der(0x06, &[0x55, 0x1d, 0x11]),
+                der(0x01, &[0xff]),
+                der(0x04, &names),
+            ]
+            .concat(),
+        );
+        let key_usage = der(
+            0x30,
+            &[
+                der(0x06, &[0x55, 0x1d, 0x0f]),
+                der(0x04, &der(0x03, &[5, 0xa0])),
+            ]
+            .concat(),
+        );
+        let extensions = der(0xa3, &der(0x30, &[key_usage, san].concat()));
+        let tbs = der(
+            0x30,
+            &[
+                der(0xa0, &der(0x02, &[2])),
+                der(0x02, &[1]),
+                der(0x30, &[]),
+                extensions,
+            ]
+            .concat(),
+        );
+        let certificate = der(
+            0x30,
+            &[tbs.clone(), der(0x30, &[]), der(0x03, &[0])].concat(),
+        );
+        assert_eq!(
+            subject_alt_names(&certificate).unwrap(),
+            [
+                "mail.example.net",
+                "192.0.2.1",
+                "2001:db8::1",
+                "*.example.net"
+            ]
+        );
+        // No extensions: no names; cut short: not read.
+        let bare = der(
+            0x30,
+            &der(0x30, &[der(0x02, &[1]), der(0x30, &[])].concat()),
+        );
+        assert_eq!(subject_alt_names(&bare), Some(Vec::new()));
+        assert_eq!(
+            subject_alt_names(&certificate[..certificate.len() - 1]),
+            None
+        );
+        assert_eq!(
+            subject_alt_names(&self_signed()).unwrap(),
+            ["smarthost.test"]
+        );
+        // The long form of a length (X.690 8.1.3.5).
+        assert_eq!(
+            der_item(&[0x04, 0x81, 2, 7, 8, 9]),
+            Some((0x04, &[7u8, 8][..], &[9u8][..]))
+        );
+        assert_eq!(der_item(&[0x04, 0x80]), None);
     }
 
     #[test]

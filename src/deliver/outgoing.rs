@@ -27,6 +27,11 @@
 use std::io::{self, BufRead, BufReader, Read};
 
 use crate::config::Config;
+use crate::message::encoded_word::is_encoded_word;
+use crate::message::header::{
+    elements, fields, is_field_start, is_named, quoted_string, tokens, unescaped, unfolded_value,
+    Kind, Token,
+};
 use crate::smtp::address::{parse_mailbox, Mailbox};
 
 /// RFC 5322 2.1.1 (and RFC 5321 4.5.3.1.6): a line has at most 998 octets
@@ -216,56 +221,6 @@ fn survey_body(first: &[u8], mut reader: impl BufRead) -> io::Result<BodySurvey>
         look(buf, &mut survey);
         reader.consume(n);
     }
-}
-
-/// `Name:` at the start of a line: a field (RFC 5322 2.2: printable ASCII
-/// but the colon, then the colon).
-fn is_field_start(line: &[u8]) -> bool {
-    match line.iter().position(|&b| b == b':') {
-        Some(colon) => colon > 0 && line[..colon].iter().all(|&b| (33..=126).contains(&b)),
-        None => false,
-    }
-}
-
-/// The fields of a header section, each with its continuation lines.
-fn fields(section: &[u8]) -> Vec<&[u8]> {
-    let mut fields = Vec::new();
-    let mut start = 0;
-    let mut at = 0;
-    while at < section.len() {
-        let end = section[at..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(section.len(), |p| at + p + 1);
-        if at > start && !matches!(section[at], b' ' | b'\t') {
-            fields.push(&section[start..at]);
-            start = at;
-        }
-        at = end;
-    }
-    if start < section.len() {
-        fields.push(&section[start..]);
-    }
-    fields
-}
-
-/// A field's name, if `field` is `name:`, any case.
-fn is_named(field: &[u8], name: &str) -> bool {
-    field.len() > name.len()
-        && field[name.len()] == b':'
-        && field[..name.len()].eq_ignore_ascii_case(name.as_bytes())
-}
-
-/// A field's value, unfolded (RFC 5322 2.2.3: a line end before white
-/// space is removed).
-fn unfolded_value(field: &[u8]) -> String {
-    let colon = field.iter().position(|&b| b == b':').unwrap_or(0);
-    let value = String::from_utf8_lossy(&field[colon + 1..]);
-    value
-        .replace("\r\n", "")
-        .replace('\n', "")
-        .trim()
-        .to_string()
 }
 
 /// The body decision and the new header section.
@@ -596,100 +551,30 @@ fn fold_long_lines(field: &[u8]) -> Vec<u8> {
     out
 }
 
-/// RFC 5322 3.2.4: `text` as a quoted-string.
-fn quoted_string(text: &str) -> String {
-    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-/// A piece of a From: value (RFC 5322 3.2).
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Token {
-    /// An atom, a dot-atom or an encoded word (RFC 2047), as written.
-    Atom(String),
-    /// A quoted-string as written, with its quotes.
-    Quoted(String),
-    /// A comment's text, without its parentheses.
-    Comment(String),
-    /// `<`, `>`, `@`, `,`, `:`, `;`.
-    Special(char),
-}
-
-fn tokens(value: &str) -> Vec<Token> {
-    let mut tokens = Vec::new();
-    let mut chars = value.chars().peekable();
-    let mut atom = String::new();
-    let flush = |atom: &mut String, tokens: &mut Vec<Token>| {
-        if !atom.is_empty() {
-            tokens.push(Token::Atom(std::mem::take(atom)));
-        }
-    };
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => {
-                flush(&mut atom, &mut tokens);
-                let mut quoted = String::from('"');
-                while let Some(c) = chars.next() {
-                    quoted.push(c);
-                    match c {
-                        '\\' => quoted.extend(chars.next()),
-                        '"' => break,
-                        _ => {}
-                    }
-                }
-                tokens.push(Token::Quoted(quoted));
-            }
-            '(' => {
-                flush(&mut atom, &mut tokens);
-                let (mut text, mut depth) = (String::new(), 1);
-                while let Some(c) = chars.next() {
-                    match c {
-                        '\\' => {
-                            text.push(c);
-                            text.extend(chars.next());
-                            continue;
-                        }
-                        '(' => depth += 1,
-                        ')' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                break;
-                            }
-                        }
-                        _ => {}
-                    }
-                    text.push(c);
-                }
-                tokens.push(Token::Comment(text));
-            }
-            '<' | '>' | '@' | ',' | ':' | ';' => {
-                flush(&mut atom, &mut tokens);
-                tokens.push(Token::Special(c));
-            }
-            c if c.is_whitespace() => flush(&mut atom, &mut tokens),
-            _ => atom.push(c),
+/// The words of a From: value: its tokens without the white space, an
+/// atom cut at any white space (a no-break space too, as this code always
+/// has: the name is written again with plain spaces).
+fn words(value: &str) -> Vec<Token<'_>> {
+    let mut words = Vec::new();
+    for token in tokens(value) {
+        match token.kind {
+            Kind::Space => {}
+            Kind::Atom => words.extend(
+                token
+                    .written
+                    .split(char::is_whitespace)
+                    .filter(|w| !w.is_empty())
+                    .map(|written| Token { written, ..token }),
+            ),
+            _ => words.push(token),
         }
     }
-    flush(&mut atom, &mut tokens);
-    tokens
+    words
 }
 
-/// The text of a quoted-string or comment: quoted-pairs undone.
-fn unescaped(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => out.extend(chars.next()),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
-/// An encoded word (RFC 2047 2), which may stand as an atom in a phrase
-/// but never inside a quoted-string (RFC 2047 5 (3)).
-fn is_encoded_word(word: &str) -> bool {
-    word.starts_with("=?") && word.ends_with("?=") && word.len() > 4
+/// An atom or quoted-string of a phrase, as written.
+fn phrase_word(token: &Token) -> Option<String> {
+    matches!(token.kind, Kind::Atom | Kind::Quoted).then(|| token.written.to_string())
 }
 
 /// The new value of a From: field for `send_as`, and the original address:
@@ -700,28 +585,19 @@ fn is_encoded_word(word: &str) -> bool {
 /// `=?UTF-8?B?...?= "(root@box.lan)" <box@example.com>`. `None` when the
 /// From: is `send_as` already. Of a list of authors, the first is taken.
 fn rewrite_from(value: &str, send_as: &Mailbox) -> (Option<String>, Option<Mailbox>) {
-    let tokens = tokens(value);
-    // The first mailbox: up to a comma outside angle brackets.
-    let mut first = Vec::new();
-    let mut in_angle = false;
-    for token in tokens {
-        match token {
-            Token::Special('<') => in_angle = true,
-            Token::Special('>') => in_angle = false,
-            Token::Special(',') if !in_angle => break,
-            _ => {}
-        }
-        first.push(token);
-    }
-    let angle = first.iter().position(|t| *t == Token::Special('<'));
+    let words = words(value);
+    // The first mailbox: the first element of the list.
+    let first = elements(&words)[0];
+    let angle = first.iter().position(|t| t.kind == Kind::Special('<'));
     // A group (`undisclosed: a@b;`) names no one author.
-    let group = first.iter().any(|t| matches!(t, Token::Special(':' | ';')));
+    let group = first
+        .iter()
+        .any(|t| matches!(t.kind, Kind::Special(':' | ';')));
     let spelled = |tokens: &[Token]| {
         tokens
             .iter()
-            .filter_map(|t| match t {
-                Token::Atom(text) | Token::Quoted(text) => Some(text.clone()),
-                Token::Special('@') => Some("@".to_string()),
+            .filter_map(|t| match t.kind {
+                Kind::Atom | Kind::Quoted | Kind::Special('@') => Some(t.written),
                 _ => None,
             })
             .collect::<String>()
@@ -730,21 +606,15 @@ fn rewrite_from(value: &str, send_as: &Mailbox) -> (Option<String>, Option<Mailb
         Some(at) => {
             let close = first[at..]
                 .iter()
-                .position(|t| *t == Token::Special('>'))
+                .position(|t| t.kind == Kind::Special('>'))
                 .map_or(first.len(), |p| at + p);
-            let phrase = first[..at]
-                .iter()
-                .filter_map(|t| match t {
-                    Token::Atom(text) | Token::Quoted(text) => Some(text.clone()),
-                    _ => None,
-                })
-                .collect();
+            let phrase = first[..at].iter().filter_map(phrase_word).collect();
             (phrase, spelled(&first[at + 1..close]))
         }
         None => {
             // `root@box (Cron Daemon)`: the last comment is the name.
-            let comment = first.iter().rev().find_map(|t| match t {
-                Token::Comment(text) => Some(text.clone()),
+            let comment = first.iter().rev().find_map(|t| match t.kind {
+                Kind::Comment { .. } => Some(t.comment_text()),
                 _ => None,
             });
             let phrase = comment.map_or(Vec::new(), |text| {
@@ -752,10 +622,10 @@ fn rewrite_from(value: &str, send_as: &Mailbox) -> (Option<String>, Option<Mailb
                 if words.iter().any(|w| is_encoded_word(w)) {
                     words.into_iter().map(String::from).collect()
                 } else {
-                    vec![quoted_string(&unescaped(&text))]
+                    vec![quoted_string(&unescaped(text))]
                 }
             });
-            (phrase, spelled(&first))
+            (phrase, spelled(first))
         }
     };
     let original = (!group).then(|| parse_mailbox(&address).ok()).flatten();
@@ -763,11 +633,8 @@ fn rewrite_from(value: &str, send_as: &Mailbox) -> (Option<String>, Option<Mailb
     let phrase = if original.is_none() && phrase.is_empty() {
         first
             .iter()
-            .take_while(|t| **t != Token::Special(':'))
-            .filter_map(|t| match t {
-                Token::Atom(text) | Token::Quoted(text) => Some(text.clone()),
-                _ => None,
-            })
+            .take_while(|t| t.kind != Kind::Special(':'))
+            .filter_map(phrase_word)
             .collect()
     } else {
         phrase

@@ -294,27 +294,9 @@ fn slack_escape(text: &str) -> String {
 }
 
 /// A header value: ASCII as it is, anything else as RFC 2047 `B` encoded
-/// words of UTF-8 (each at most 75 characters, RFC 2047 2), which ntfy
-/// decodes; the value is one line already.
+/// words of UTF-8, which ntfy decodes; on one line, as an HTTP header is.
 fn encoded_words(text: &str) -> String {
-    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        return text.to_string();
-    }
-    let mut words = Vec::new();
-    let mut rest = text;
-    while !rest.is_empty() {
-        // 45 octets are 60 base64 characters, 72 with `=?UTF-8?B?` and `?=`.
-        let mut end = rest.len().min(45);
-        while !rest.is_char_boundary(end) {
-            end -= 1;
-        }
-        words.push(format!(
-            "=?UTF-8?B?{}?=",
-            crate::smtp::base64::encode(&rest.as_bytes()[..end])
-        ));
-        rest = &rest[end..];
-    }
-    words.join(" ")
+    crate::message::encoded_word::encode(text, " ")
 }
 
 #[cfg(test)]
