@@ -117,7 +117,9 @@ fn serve(
     spool.recover().map_err(|e| format!("spool: {e}"))?;
     let spool = Arc::new(spool);
     // Everything that reads files is built now, while root may still read them.
-    let delivery = Arc::new(Live::new(DeliverySettings::load(&config, aliases.clone())?));
+    let delivery = Arc::new(Live::new(
+        DeliverySettings::load(&config, aliases.clone()).map_err(|e| e.to_string())?,
+    ));
     let risky = startup::risky_settings(&config, &push_secret_files(&config));
     let at_risk = startup::mail_at_risk(
         &config.spool_dir,
@@ -345,7 +347,7 @@ fn reload(
             "smarthost password",
             config.smarthost_password_file.iter(),
             config.smarthost_password_file == old.smarthost_password_file,
-            crate::deliver::read_smarthost_password(&config),
+            crate::deliver::read_smarthost_password(&config).map_err(|e| e.to_string()),
             || current.smarthost_password.clone(),
         )?;
         let secret_files = push_secret_files(&config);
@@ -353,11 +355,12 @@ fn reload(
             "push route secrets",
             secret_files.iter(),
             secret_files == push_secret_files(&old),
-            crate::deliver::push::PushSecrets::read(&config.route),
+            crate::deliver::push::PushSecrets::read(&config.route).map_err(|e| e.to_string()),
             || current.push_secrets.clone(),
         )?;
         let settings =
-            DeliverySettings::with_secrets(&config, aliases.clone(), password, push_secrets)?;
+            DeliverySettings::with_secrets(&config, aliases.clone(), password, push_secrets)
+                .map_err(|e| e.to_string())?;
         let users = kept.reload_or_keep(
             "users file",
             config.auth_users.iter(),

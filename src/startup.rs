@@ -31,7 +31,11 @@ pub fn startup_problems(config: &Config) -> Vec<String> {
         ownership_problems(config, sys::effective_uid())
     };
     // tls_ca_file and the smarthost password.
-    problems.extend(DeliverySettings::load(config, None).err());
+    problems.extend(
+        DeliverySettings::load(config, None)
+            .err()
+            .map(|e| e.to_string()),
+    );
     if !config.spool_dir.exists() && !may_create(&config.spool_dir, None) {
         problems.push(format!(
             "spool_dir {} cannot be made: its parent directory is not writable",
