@@ -144,7 +144,7 @@ fn serve(
             .map_err(|e| format!("pid_file {}: {e}", pid_file.display()))?;
     }
     if let Some(account) = &account {
-        sys::drop_privileges(account)?;
+        sys::drop_privileges(account).map_err(|e| e.to_string())?;
     }
     let waker = QueueRunner::new(Arc::clone(&delivery), Arc::clone(&spool))
         .start()
@@ -207,7 +207,7 @@ fn open_log(config: &Config, account: Option<&sys::Account>) -> Result<LogHandle
             set_mode(dir, 0o755)?;
         }
     }
-    let log = crate::log::init(&log_target(config), config.log_level)?;
+    let log = crate::log::init(&log_target(config), config.log_level).map_err(|e| e.to_string())?;
     if let (Some(account), Some(path)) = (account, log.file_path()) {
         log.give_to(account.uid, account.gid).map_err(|e| {
             format!(

@@ -64,8 +64,11 @@ pub fn run(args: &[String]) -> u8 {
     // never a file of root's that the daemon could not write to later.
     sys::set_umask(0o077);
     if sys::is_root() {
-        let dropped = crate::startup::find_account(&config)
-            .and_then(|account| sys::drop_privileges(&account).map(|()| account));
+        let dropped = crate::startup::find_account(&config).and_then(|account| {
+            sys::drop_privileges(&account)
+                .map(|()| account)
+                .map_err(|e| e.to_string())
+        });
         match dropped {
             Ok(account) => println!("running as {}, as the daemon does", account.name),
             Err(e) => {
