@@ -443,7 +443,7 @@ fn the_small_things_of_the_command_line() {
 #[test]
 fn a_smarthost_on_port_465_gets_implicit_tls_without_being_told() {
     if !support::running_as_root() {
-        eprintln!("needs root to listen on port 465; skipped");
+        support::skip("needs root to listen on port 465");
         return;
     }
     // No smarthost_tls: `auto` says TLS from the first byte on 465.
@@ -470,12 +470,13 @@ struct InstalledBox {
 }
 
 impl InstalledBox {
-    /// None, saying why, where the tests cannot build one: mounts need
-    /// root, and the tools exec the binary itself (no qemu runner).
+    /// None, saying why (support::skip), where the tests cannot build one:
+    /// mounts need root, and the tools exec the binary itself (no qemu
+    /// runner).
     fn start(ip: &str) -> Option<InstalledBox> {
         if !support::running_as_root() || std::env::var_os("TINYMTA_RUNNER").is_some() {
-            eprintln!(
-                "needs root for a mount namespace, and a native binary the tools can run; skipped"
+            support::skip(
+                "needs root for a mount namespace, and a native binary the tools can run",
             );
             return None;
         }

@@ -82,7 +82,7 @@ fn alive(pid: u32) -> bool {
 /// script starts it itself).
 fn harness_script() -> Option<(Server, Script)> {
     if std::env::var_os("TINYMTA_RUNNER").is_some() {
-        eprintln!("the init script starts the binary itself, not through a runner; skipped");
+        support::skip("the init script starts the binary itself, not through a runner");
         return None;
     }
     let mut server = Server::start("");
@@ -198,7 +198,7 @@ fn with_log_to_standard_error_the_reason_comes_from_syslog() {
     // syslogd listens on /dev/log only: it runs in a mount namespace of its
     // own whose /dev is a tmpfs (and an IPC namespace, for logread's buffer).
     if !support::running_as_root() {
-        eprintln!("needs root for a private /dev; skipped");
+        support::skip("needs root for a private /dev");
         return;
     }
     let Some((server, script)) = harness_script() else {

@@ -13,7 +13,7 @@ use support::{setgid_binary, Server, MAIL_GID};
 
 fn skip_unless_root() -> bool {
     if !support::running_as_root() || std::env::var_os("TINYMTA_RUNNER").is_some() {
-        eprintln!("needs root to set up users and a setgid binary, and a native binary; skipped");
+        support::skip("needs root to set up users and a setgid binary, and a native binary");
         return true;
     }
     false
