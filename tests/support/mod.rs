@@ -539,6 +539,29 @@ pub fn skip(why: &str) {
         });
 }
 
+/// Writes at `path` a script that runs the binary under test through
+/// `TINYMTA_RUNNER`, for a program that execs tinymta itself (an init
+/// script's DAEMON, an alert tool's /usr/sbin/sendmail): the kernel cannot
+/// exec a foreign binary without binfmt_misc, and this machine has none.
+/// The runner gets the name the script was called by as argv[0] (`-0`), as
+/// tinymta picks its mode by that name (`sendmail`). False, and nothing
+/// written, without a runner: the binary is exec'd as it is.
+pub fn runner_script(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(runner) = std::env::var_os("TINYMTA_RUNNER") else {
+        return false;
+    };
+    let quoted = |p: &std::ffi::OsStr| format!("'{}'", p.to_string_lossy().replace('\'', "'\\''"));
+    let script = format!(
+        "#!/bin/sh\nexec {} -0 \"$0\" {} \"$@\"\n",
+        quoted(&runner),
+        quoted(binary().as_os_str())
+    );
+    fs::write(path, script).expect("write the runner script");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+    true
+}
+
 /// Whether the tests run as root (then tinymta drops its privileges).
 pub fn running_as_root() -> bool {
     use std::os::unix::fs::MetadataExt;
