@@ -2,6 +2,7 @@
 //! config and spool, and stops it when the test ends (also when it fails).
 #![allow(dead_code)]
 
+pub mod load;
 pub mod peers;
 
 use std::fs;
