@@ -3,6 +3,9 @@ CARGO ?= cargo
 CONFIG ?= etc/tinymta.conf
 PREFIX ?= /usr/local
 DESTDIR ?=
+# Where cargo builds: CARGO_TARGET_DIR where it is set (cargo reads it
+# too), else target/.
+TARGET_DIR := $(abspath $(or $(CARGO_TARGET_DIR),target))
 
 .PHONY: build run test lint release install clean static size dist test-qemu test-smoke fuzz stress bench
 
@@ -12,7 +15,7 @@ build:
 # tinymta in the foreground with the example config: 127.0.0.1:2525, ./var/.
 run: build
 	mkdir -p var
-	./target/debug/tinymta -c $(CONFIG)
+	$(TARGET_DIR)/debug/tinymta -c $(CONFIG)
 
 # What CI runs: the test peers this machine lacks (tests/peers/install says
 # what it installs), formatting, lints, every unit and integration test, then
@@ -29,10 +32,10 @@ test:
 
 release:
 	$(CARGO) build --release
-	@ls -l target/release/tinymta
+	@ls -l $(TARGET_DIR)/release/tinymta
 
 install: release
-	install -D -m 0755 target/release/tinymta $(DESTDIR)$(PREFIX)/sbin/tinymta
+	install -D -m 0755 $(TARGET_DIR)/release/tinymta $(DESTDIR)$(PREFIX)/sbin/tinymta
 	install -D -m 0644 etc/tinymta.conf $(DESTDIR)/etc/tinymta.conf.example
 
 clean:
@@ -76,8 +79,8 @@ static:
 	@case " $(STATIC_TARGETS) " in *" $(TARGET) "*) ;; \
 	  *) echo "make static: $(TARGET) is none of: $(STATIC_TARGETS)"; exit 1;; esac
 	@cross/toolchain
-	$(ZIGBUILD) --release --target $(TARGET) && $$3 $(STRIP_SECTIONS) target/$(TARGET)/release/tinymta
-	@ls -l target/$(TARGET)/release/tinymta
+	$(ZIGBUILD) --release --target $(TARGET) && $$3 $(STRIP_SECTIONS) $(TARGET_DIR)/$(TARGET)/release/tinymta
+	@ls -l $(TARGET_DIR)/$(TARGET)/release/tinymta
 
 # For each static target: the stripped binary's size, the same xz -9e
 # compressed (routers' squashfs compresses with xz), and whether it is
@@ -90,7 +93,7 @@ SYMBOLS_DIR = target/symbols
 size:
 	@for t in $(STATIC_TARGETS); do $(MAKE) -s static TARGET=$$t >/dev/null 2>&1 || echo "$$t: build failed"; done
 	@printf '%-32s %10s %10s  %-8s %s\n' target stripped xz budget linkage
-	@for t in $(STATIC_TARGETS); do f=target/$$t/release/tinymta; \
+	@for t in $(STATIC_TARGETS); do f=$(TARGET_DIR)/$$t/release/tinymta; \
 	  if [ -f $$f ]; then bytes=$$(stat -c %s $$f); \
 	  printf '%-32s %10s %10s  %-8s %s\n' $$t $$bytes $$(xz -9e -c $$f | wc -c) \
 	  $$([ $$bytes -le $(SIZE_BUDGET) ] && echo within || echo OVER) \
@@ -110,7 +113,7 @@ DIST_DIR = target/dist
 dist:
 	rm -rf $(DIST_DIR)
 	@for t in $(STATIC_TARGETS); do \
-	  $(MAKE) static TARGET=$$t && cross/dist/archive $$t target/$$t/release/tinymta $(DIST_DIR) || exit 1; \
+	  $(MAKE) static TARGET=$$t && cross/dist/archive $$t $(TARGET_DIR)/$$t/release/tinymta $(DIST_DIR) || exit 1; \
 	done
 	cd $(DIST_DIR) && sha256sum *.tar.gz > SHA256SUMS
 	@cat $(DIST_DIR)/SHA256SUMS
@@ -119,7 +122,7 @@ dist:
 # qemu-aarch64-static (no binfmt needed: the tests start it through the runner).
 test-qemu:
 	$(MAKE) static TARGET=aarch64-unknown-linux-musl
-	TINYMTA_BIN=$(CURDIR)/target/aarch64-unknown-linux-musl/release/tinymta \
+	TINYMTA_BIN=$(TARGET_DIR)/aarch64-unknown-linux-musl/release/tinymta \
 	TINYMTA_RUNNER=qemu-aarch64-static $(CARGO) test --test '*'
 
 # The smoke run (tests/smoke.rs: daemon, SMTP, sendmail, Maildir, smarthost
@@ -133,7 +136,7 @@ QEMU_x86_64-unknown-linux-musl =
 test-smoke:
 	@test "$(origin QEMU_$(TARGET))" != undefined || { echo "no qemu-user runner known for $(TARGET)"; exit 1; }
 	$(MAKE) static TARGET=$(TARGET)
-	TINYMTA_BIN=$(CURDIR)/target/$(TARGET)/release/tinymta \
+	TINYMTA_BIN=$(TARGET_DIR)/$(TARGET)/release/tinymta \
 	$(if $(QEMU_$(TARGET)),TINYMTA_RUNNER=$(QEMU_$(TARGET))) $(CARGO) test --test smoke
 
 # Fuzzing with cargo-fuzz (nightly): each target for FUZZ_TIME seconds.
