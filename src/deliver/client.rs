@@ -207,8 +207,9 @@ impl Extensions {
     }
 }
 
-/// A message to send: its envelope and a reader of its text (CRLF lines).
-pub struct Outgoing<'a> {
+/// The envelope of a message to send, and its size for SIZE= (RFC 1870);
+/// its text comes apart, as a reader (`outgoing::OutgoingText`).
+pub struct OutgoingEnvelope<'a> {
     /// Empty for the null reverse-path.
     pub sender: &'a str,
     pub recipients: &'a [String],
@@ -442,27 +443,27 @@ impl<S: RelayStream> SmtpClient<S> {
     /// no outcome is known for this message: the caller tries another server.
     pub fn send(
         &mut self,
-        message: &Outgoing<'_>,
+        envelope: &OutgoingEnvelope<'_>,
         text: &mut impl Read,
     ) -> Result<Vec<Outcome>, HostError> {
-        let every = |outcome: Outcome| vec![outcome; message.recipients.len()];
+        let every = |outcome: Outcome| vec![outcome; envelope.recipients.len()];
         if let Some(limit) = self.ext.size.filter(|&limit| limit > 0) {
-            if message.size > limit {
+            if envelope.size > limit {
                 // RFC 1870 6.2, RFC 3463 5.3.4: too big for this server.
                 return Ok(every(Outcome::Failed(Failure {
                     status: Status::new(5, 3, 4),
                     text: format!(
                         "552 5.3.4 message of {} octets exceeds the server's limit of {limit}",
-                        message.size
+                        envelope.size
                     ),
                 })));
             }
         }
-        let mut mail = format!("MAIL FROM:<{}>", message.sender);
+        let mut mail = format!("MAIL FROM:<{}>", envelope.sender);
         if self.ext.size.is_some() {
-            mail.push_str(&format!(" SIZE={}", message.size));
+            mail.push_str(&format!(" SIZE={}", envelope.size));
         }
-        if message.eight_bit && self.ext.eight_bit_mime {
+        if envelope.eight_bit && self.ext.eight_bit_mime {
             mail.push_str(" BODY=8BITMIME");
         }
         let reply = self.command(&mail, COMMAND_TIMEOUT)?;
@@ -474,8 +475,8 @@ impl<S: RelayStream> SmtpClient<S> {
             self.reset()?;
             return Ok(every(outcome));
         }
-        let mut outcomes = Vec::with_capacity(message.recipients.len());
-        for recipient in message.recipients {
+        let mut outcomes = Vec::with_capacity(envelope.recipients.len());
+        for recipient in envelope.recipients {
             let reply = self.command(&format!("RCPT TO:<{recipient}>"), COMMAND_TIMEOUT)?;
             if reply.code == 421 {
                 return Err(HostError::refused("RCPT", reply));
@@ -966,13 +967,13 @@ mod tests {
         text: &[u8],
     ) -> Result<Vec<Outcome>, HostError> {
         let recipients: Vec<String> = recipients.iter().map(|r| r.to_string()).collect();
-        let message = Outgoing {
+        let envelope = OutgoingEnvelope {
             sender: "me@here.example",
             recipients: &recipients,
             eight_bit: false,
             size,
         };
-        client.send(&message, &mut &text[..])
+        client.send(&envelope, &mut &text[..])
     }
 
     fn reply(code: u16, lines: &[&str]) -> ServerReply {
