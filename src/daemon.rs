@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::aliases::Aliases;
 use crate::auth::Users;
 use crate::config::{Config, ConfigError, LogTarget};
-use crate::deliver::runner::QueueRunner;
+use crate::deliver::runner;
 use crate::deliver::DeliverySettings;
 use crate::live::Live;
 use crate::log::LogHandle;
@@ -144,8 +144,7 @@ fn serve(
     if let Some(account) = &account {
         sys::drop_privileges(account)?;
     }
-    let waker = QueueRunner::new(Arc::clone(&delivery), Arc::clone(&spool))
-        .start()
+    let waker = runner::start(Arc::clone(&delivery), Arc::clone(&spool))
         .map_err(|e| format!("cannot start the queue runner: {e}"))?;
     let addresses: Vec<String> = listeners
         .iter()
