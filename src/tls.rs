@@ -44,6 +44,11 @@ pub enum TlsError {
     NotTls,
     /// The handshake failed otherwise: no common protocol, I/O.
     Handshake(String),
+    /// The socket could not be handed to TLS (duplicating it failed: no
+    /// file descriptor left); said as the system says it.
+    Socket(io::Error),
+    /// This connection cannot have TLS at all (standard input and output).
+    Unavailable(&'static str),
 }
 
 impl fmt::Display for TlsError {
@@ -57,6 +62,8 @@ impl fmt::Display for TlsError {
                 f.write_str("TLS handshake failed: the server answered in clear text, not TLS")
             }
             TlsError::Handshake(message) => write!(f, "TLS handshake failed: {message}"),
+            TlsError::Socket(error) => write!(f, "{error}"),
+            TlsError::Unavailable(why) => f.write_str(why),
         }
     }
 }

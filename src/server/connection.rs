@@ -25,7 +25,7 @@ use crate::smtp::session::{Action, Envelope, Session};
 use crate::spool::waker::QueueWaker;
 use crate::spool::{IncomingMessage, NewEntry, Spool, SpoolError};
 use crate::time::{rfc5322_date, unix_now};
-use crate::tls::{self, MaybeTls};
+use crate::tls::{self, MaybeTls, TlsError};
 
 /// RFC 5321 4.5.3.1.4: a command line is at most 512 octets with its CRLF.
 const MAX_COMMAND_LINE: usize = 512;
@@ -329,7 +329,7 @@ pub trait ClientStream: TimedRead + Write {
         &mut self,
         config: &Arc<ServerConfig>,
         timeout: Duration,
-    ) -> Result<String, String>;
+    ) -> Result<String, TlsError>;
 }
 
 impl ClientStream for ServerStream {
@@ -337,9 +337,9 @@ impl ClientStream for ServerStream {
         &mut self,
         config: &Arc<ServerConfig>,
         timeout: Duration,
-    ) -> Result<String, String> {
-        let tcp = self.tcp().try_clone().map_err(|e| e.to_string())?;
-        let (tls, version) = tls::accept(config, tcp, timeout).map_err(|e| e.to_string())?;
+    ) -> Result<String, TlsError> {
+        let tcp = self.tcp().try_clone().map_err(TlsError::Socket)?;
+        let (tls, version) = tls::accept(config, tcp, timeout)?;
         *self = MaybeTls::Tls(tls);
         Ok(version)
     }
@@ -348,7 +348,11 @@ impl ClientStream for ServerStream {
 impl<S: ClientStream> Conn<'_, S> {
     /// The STARTTLS handshake. Nothing may wait in the buffer: the caller
     /// has checked that the client pipelined nothing after STARTTLS.
-    fn upgrade(&mut self, config: &Arc<ServerConfig>, timeout: Duration) -> Result<String, String> {
+    fn upgrade(
+        &mut self,
+        config: &Arc<ServerConfig>,
+        timeout: Duration,
+    ) -> Result<String, TlsError> {
         self.stream.start_tls(config, timeout)
     }
 }
@@ -386,8 +390,8 @@ impl ClientStream for Stdio {
         &mut self,
         _config: &Arc<ServerConfig>,
         _timeout: Duration,
-    ) -> Result<String, String> {
-        Err("no TLS on standard input".to_string())
+    ) -> Result<String, TlsError> {
+        Err(TlsError::Unavailable("no TLS on standard input"))
     }
 }
 
@@ -615,7 +619,7 @@ fn run_session<S: ClientStream>(
                         log::info!(
                             "STARTTLS with {} failed: {}",
                             session.client_ip(),
-                            Escaped(&e)
+                            Escaped(&e.to_string())
                         );
                         return Ok(());
                     }
@@ -791,8 +795,8 @@ mod tests {
     }
 
     impl ClientStream for Bytes {
-        fn start_tls(&mut self, _: &Arc<ServerConfig>, _: Duration) -> Result<String, String> {
-            Err("no TLS here".to_string())
+        fn start_tls(&mut self, _: &Arc<ServerConfig>, _: Duration) -> Result<String, TlsError> {
+            Err(TlsError::Unavailable("no TLS here"))
         }
     }
 
