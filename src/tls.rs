@@ -871,6 +871,8 @@ pub fn connect(
 
 /// A connection that is plain TCP or TLS, read and written the same way:
 /// `MaybeTls` on the client side, `MaybeTls<ServerConnection>` on the server's.
+/// Its timeouts, its close and its upgrade to TLS are those of a
+/// `stream::Connection` (stream.rs, above this module).
 pub enum MaybeTls<C = ClientConnection> {
     Plain(TcpStream),
     Tls(Box<StreamOwned<C, TcpStream>>),
@@ -886,21 +888,6 @@ impl<C> MaybeTls<C> {
 
     pub fn is_tls(&self) -> bool {
         matches!(self, MaybeTls::Tls(_))
-    }
-}
-
-impl<C, S> MaybeTls<C>
-where
-    C: DerefMut + Deref<Target = ConnectionCommon<S>>,
-    S: SideData,
-{
-    /// Ends a TLS session properly (close_notify), so the peer can tell the
-    /// end from a cut connection; nothing for clear text.
-    pub fn close(&mut self) {
-        if let MaybeTls::Tls(tls) = self {
-            tls.conn.send_close_notify();
-            let _ = tls.flush();
-        }
     }
 }
 

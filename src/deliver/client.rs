@@ -2,7 +2,7 @@
 //! EHLO (HELO if refused), STARTTLS (RFC 3207) or implicit TLS (RFC 8314),
 //! AUTH PLAIN or LOGIN (RFC 4954), then MAIL, one RCPT per recipient with
 //! its own outcome, DATA with dot-stuffing and CRLF line ends, QUIT.
-//! The session runs over any [`RelayStream`]: a TCP connection in
+//! The session runs over any [`ConnectTls`] stream: a TCP connection in
 //! production, a scripted server in the tests.
 
 use std::fmt;
@@ -18,7 +18,8 @@ use crate::log::Escaped;
 use crate::smtp::base64;
 use crate::smtp::status::Status;
 use crate::spool::queue::Failure;
-use crate::tls::{self, MaybeTls, TlsError, TlsSession};
+use crate::stream::ConnectTls;
+use crate::tls::{MaybeTls, TlsError, TlsSession};
 
 /// RFC 5321 4.5.3.2: how long to wait for each reply. The greeting and the
 /// EHLO/HELO reply wait `ClientOptions::helo_timeout` instead (the config's
@@ -218,60 +219,6 @@ pub struct OutgoingEnvelope<'a> {
     pub size: u64,
 }
 
-/// What the client talks over: a TCP connection that can start TLS
-/// ([`MaybeTls`]), or a scripted server in tests.
-pub trait RelayStream: Read + Write {
-    fn set_read_timeout(&self, timeout: Duration) -> io::Result<()>;
-    fn set_write_timeout(&self, timeout: Duration) -> io::Result<()>;
-    /// Runs the TLS handshake as a client of `host_name` (after STARTTLS,
-    /// or first of all for implicit TLS).
-    fn start_tls(
-        &mut self,
-        config: &Arc<ClientConfig>,
-        host_name: &str,
-    ) -> Result<TlsSession, TlsError>;
-    /// Ends the connection: a TLS close_notify, nothing for clear text.
-    fn close(&mut self);
-}
-
-impl RelayStream for MaybeTls {
-    fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
-        self.tcp().set_read_timeout(Some(timeout))
-    }
-
-    fn set_write_timeout(&self, timeout: Duration) -> io::Result<()> {
-        self.tcp().set_write_timeout(Some(timeout))
-    }
-
-    fn start_tls(
-        &mut self,
-        config: &Arc<ClientConfig>,
-        host_name: &str,
-    ) -> Result<TlsSession, TlsError> {
-        if self.is_tls() {
-            return Err(TlsError::Handshake(
-                "STARTTLS on a TLS connection".to_string(),
-            ));
-        }
-        // The TCP socket moves into the TLS stream; a duplicate of it holds
-        // its place until then.
-        let duplicate = self
-            .tcp()
-            .try_clone()
-            .map_err(|e| TlsError::Handshake(e.to_string()))?;
-        let MaybeTls::Plain(tcp) = std::mem::replace(self, MaybeTls::Plain(duplicate)) else {
-            unreachable!("checked above: not TLS yet");
-        };
-        let (tls, session) = tls::connect(config, host_name, tcp)?;
-        *self = MaybeTls::Tls(Box::new(tls));
-        Ok(session)
-    }
-
-    fn close(&mut self) {
-        MaybeTls::close(self);
-    }
-}
-
 /// An open session with a server, ready for MAIL.
 pub struct SmtpClient<S = MaybeTls> {
     stream: S,
@@ -303,7 +250,7 @@ impl SmtpClient {
     }
 }
 
-impl<S: RelayStream> SmtpClient<S> {
+impl<S: ConnectTls> SmtpClient<S> {
     /// Opens a session over `stream`, connected to the server `host_name`
     /// at `addr`: TLS first if `options.tls` is implicit, then reads the
     /// greeting, says EHLO, secures the connection as `options.tls` asks,
@@ -319,7 +266,7 @@ impl<S: RelayStream> SmtpClient<S> {
             // RFC 8314 3.3: TLS from the first byte, before the greeting.
             stream.set_read_timeout(options.helo_timeout)?;
             stream.set_write_timeout(options.helo_timeout)?;
-            tls = Some(stream.start_tls(config, host_name).map_err(|e| match e {
+            tls = Some(stream.connect_tls(config, host_name).map_err(|e| match e {
                 TlsError::NotTls => HostError::Tls(format!(
                     "port {} speaks STARTTLS, not implicit TLS (it answered in clear \
                      text): set smarthost_tls = starttls",
@@ -402,7 +349,7 @@ impl<S: RelayStream> SmtpClient<S> {
         }
         let session = self
             .stream
-            .start_tls(config, host_name)
+            .connect_tls(config, host_name)
             .map_err(|e| HostError::Tls(e.to_string()))?;
         self.tls = Some(session);
         Ok(())
@@ -695,6 +642,7 @@ mod tests {
     use std::collections::VecDeque;
 
     use super::*;
+    use crate::stream::Connection;
 
     /// An outcome with the status the reply's text gives.
     fn failed(status: &str, text: &str) -> Outcome {
@@ -881,7 +829,7 @@ mod tests {
         }
     }
 
-    impl RelayStream for Scripted {
+    impl Connection for Scripted {
         fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
             self.read_timeouts.borrow_mut().push(timeout);
             Ok(())
@@ -891,7 +839,16 @@ mod tests {
             Ok(())
         }
 
-        fn start_tls(
+        fn close(&mut self) {
+            match self.steps.pop_front() {
+                Some(Step::Closes) => {}
+                step => panic!("the client closes; the script expects {step:?}"),
+            }
+        }
+    }
+
+    impl ConnectTls for Scripted {
+        fn connect_tls(
             &mut self,
             _config: &Arc<ClientConfig>,
             host_name: &str,
@@ -905,13 +862,6 @@ mod tests {
                 Some(Step::TlsFails) => Err(TlsError::Handshake("no common protocol".to_string())),
                 Some(Step::TlsAnsweredInClear) => Err(TlsError::NotTls),
                 step => panic!("the client starts TLS; the script expects {step:?}"),
-            }
-        }
-
-        fn close(&mut self) {
-            match self.steps.pop_front() {
-                Some(Step::Closes) => {}
-                step => panic!("the client closes; the script expects {step:?}"),
             }
         }
     }
