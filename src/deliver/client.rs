@@ -94,8 +94,13 @@ pub struct ClientOptions {
 /// the deferral reason stored with the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostError {
-    /// The connection failed: refused, timed out, closed by the server.
+    /// The connection failed: refused, closed by the server.
     Connect(String),
+    /// No connection to `relay` (`name[ip]:port`) within `connect_timeout`.
+    ConnectTimedOut { relay: String },
+    /// The server did not answer, or take what we wrote, in the time
+    /// allowed (the greeting's, a command's).
+    TimedOut,
     /// No TLS could be had: the handshake failed, the server refused
     /// STARTTLS, or did not offer it when it was required. An opportunistic
     /// sender may retry in clear text.
@@ -131,6 +136,8 @@ impl fmt::Display for HostError {
             | HostError::Tls(text)
             | HostError::Protocol(text)
             | HostError::Local(text) => f.write_str(text),
+            HostError::ConnectTimedOut { relay } => write!(f, "connect to {relay}: timed out"),
+            HostError::TimedOut => f.write_str("timed out"),
             HostError::Refused { stage, reply } => write!(f, "{stage}: {}", reply.text()),
             HostError::AuthRefused { user, reply } => write!(
                 f,
@@ -149,11 +156,14 @@ impl std::error::Error for HostError {}
 
 impl From<io::Error> for HostError {
     fn from(e: io::Error) -> HostError {
-        HostError::Connect(match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => "timed out".to_string(),
-            io::ErrorKind::UnexpectedEof => "connection closed by server".to_string(),
-            _ => e.to_string(),
-        })
+        match e.kind() {
+            // A socket read timeout is WouldBlock on Linux, TimedOut elsewhere.
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => HostError::TimedOut,
+            io::ErrorKind::UnexpectedEof => {
+                HostError::Connect("connection closed by server".to_string())
+            }
+            _ => HostError::Connect(e.to_string()),
+        }
     }
 }
 
@@ -239,11 +249,11 @@ impl SmtpClient {
         options: &ClientOptions,
     ) -> Result<SmtpClient, HostError> {
         let tcp = TcpStream::connect_timeout(&addr, options.connect_timeout).map_err(|e| {
-            HostError::Connect(format!(
-                "connect to {}: {}",
-                relay_name(host_name, addr),
-                HostError::from(e)
-            ))
+            let relay = relay_name(host_name, addr);
+            match HostError::from(e) {
+                HostError::TimedOut => HostError::ConnectTimedOut { relay },
+                other => HostError::Connect(format!("connect to {relay}: {other}")),
+            }
         })?;
         let _ = tcp.set_nodelay(true);
         SmtpClient::start(MaybeTls::Plain(tcp), host_name, addr, options)
@@ -582,7 +592,7 @@ fn relay_name(host_name: &str, addr: SocketAddr) -> String {
 /// a client that expects STARTTLS or clear text waits for the greeting:
 /// a wait until the timeout, which the owner mends with `smarthost_tls`.
 fn no_greeting(error: HostError, addr: SocketAddr, options: &ClientOptions) -> HostError {
-    let timed_out = matches!(&error, HostError::Connect(text) if text == "timed out");
+    let timed_out = matches!(error, HostError::TimedOut);
     if !timed_out || !options.smarthost || matches!(options.tls, TlsMode::Implicit(_)) {
         return error;
     }
@@ -1242,7 +1252,24 @@ mod tests {
         // An MX host that stays silent is only that.
         let mx = options(TlsMode::Required(tls_config()), None);
         let error = start(vec![Step::Silent], &mx).err().unwrap();
-        assert_eq!(error, HostError::Connect("timed out".into()));
+        assert_eq!(error, HostError::TimedOut);
+        assert_eq!(error.to_string(), "timed out");
+    }
+
+    #[test]
+    fn timeouts_are_told_by_their_kind_and_said_as_before() {
+        for kind in [io::ErrorKind::WouldBlock, io::ErrorKind::TimedOut] {
+            assert_eq!(HostError::from(io::Error::from(kind)), HostError::TimedOut);
+        }
+        let refused = HostError::from(io::Error::from(io::ErrorKind::ConnectionRefused));
+        assert!(matches!(refused, HostError::Connect(_)), "{refused:?}");
+        let connect = HostError::ConnectTimedOut {
+            relay: RELAY.to_string(),
+        };
+        assert_eq!(
+            connect.to_string(),
+            "connect to mx.example[192.0.2.1]:25: timed out"
+        );
     }
 
     #[test]
@@ -1284,7 +1311,7 @@ mod tests {
         let opportunistic = TlsMode::Opportunistic(tls_config());
         assert!(opportunistic.falls_back_to_clear(&failed));
         assert!(!opportunistic.falls_back_to_clear(&refused));
-        assert!(!opportunistic.falls_back_to_clear(&HostError::Connect("timed out".into())));
+        assert!(!opportunistic.falls_back_to_clear(&HostError::TimedOut));
         assert!(!TlsMode::Required(tls_config()).falls_back_to_clear(&failed));
         assert!(!TlsMode::Implicit(tls_config()).falls_back_to_clear(&failed));
         assert!(!TlsMode::None.falls_back_to_clear(&failed));
