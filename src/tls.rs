@@ -110,8 +110,12 @@ impl Fingerprint {
 
     /// `sha256:` and 64 hex digits, in either case, with a colon allowed
     /// between any two pairs (`AB:CD...`, `abcd...`).
-    pub fn parse(value: &str) -> Result<Fingerprint, String> {
-        let expected = || format!("expected sha256: and 64 hex digits, found {value:?}");
+    pub fn parse(value: &str) -> Result<Fingerprint, FingerprintError> {
+        let error = |problem| FingerprintError {
+            value: value.to_string(),
+            problem,
+        };
+        let expected = || error(FingerprintProblem::NotSha256);
         let (algorithm, hex) = value.split_once(':').ok_or_else(expected)?;
         if !algorithm.eq_ignore_ascii_case("sha256") {
             return Err(expected());
@@ -119,22 +123,17 @@ impl Fingerprint {
         let mut digits = Vec::with_capacity(64);
         for group in hex.split(':') {
             if group.is_empty() || group.len() % 2 != 0 {
-                return Err(format!(
-                    "{value:?}: a colon may only stand between two hex pairs"
-                ));
+                return Err(error(FingerprintProblem::MisplacedColon));
             }
             for c in group.chars() {
                 let digit = c
                     .to_digit(16)
-                    .ok_or_else(|| format!("{value:?}: {c:?} is not a hex digit"))?;
+                    .ok_or_else(|| error(FingerprintProblem::NotHex(c)))?;
                 digits.push(digit as u8);
             }
         }
         if digits.len() != 64 {
-            return Err(format!(
-                "{value:?}: {} hex digits; a SHA-256 fingerprint has 64",
-                digits.len()
-            ));
+            return Err(error(FingerprintProblem::Digits(digits.len())));
         }
         let mut octets = [0; 32];
         for (octet, pair) in octets.iter_mut().zip(digits.chunks(2)) {
@@ -143,6 +142,46 @@ impl Fingerprint {
         Ok(Fingerprint(octets))
     }
 }
+
+/// Why a value is not a fingerprint ([`Fingerprint::parse`]); the config
+/// says it at the `smarthost_fingerprint` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FingerprintError {
+    /// The value as written.
+    pub value: String,
+    pub problem: FingerprintProblem,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FingerprintProblem {
+    /// Not `sha256:` and hex digits at all (md5:, no algorithm).
+    NotSha256,
+    /// A colon at the start or end, doubled, or within a pair.
+    MisplacedColon,
+    NotHex(char),
+    /// This many hex digits, not 64.
+    Digits(usize),
+}
+
+impl fmt::Display for FingerprintError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let value = &self.value;
+        match self.problem {
+            FingerprintProblem::NotSha256 => {
+                write!(f, "expected sha256: and 64 hex digits, found {value:?}")
+            }
+            FingerprintProblem::MisplacedColon => {
+                write!(f, "{value:?}: a colon may only stand between two hex pairs")
+            }
+            FingerprintProblem::NotHex(c) => write!(f, "{value:?}: {c:?} is not a hex digit"),
+            FingerprintProblem::Digits(n) => {
+                write!(f, "{value:?}: {n} hex digits; a SHA-256 fingerprint has 64")
+            }
+        }
+    }
+}
+
+impl std::error::Error for FingerprintError {}
 
 impl fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -1037,7 +1076,7 @@ Tf99L+MCIHt17KzB5Z8x1MlxhybZaUCIsxlaXUR73wnWYum+IkAk
         for written in [SELF_SIGNED_SHA256, &lower_without_colons, &mixed] {
             assert_eq!(Fingerprint::parse(written), Ok(fingerprint), "{written}");
         }
-        let bad = |value: &str| Fingerprint::parse(value).unwrap_err();
+        let bad = |value: &str| Fingerprint::parse(value).unwrap_err().to_string();
         assert_eq!(
             bad("md5:00"),
             "expected sha256: and 64 hex digits, found \"md5:00\""
