@@ -131,7 +131,7 @@ fn serve(
     note_missing_mailbox_dir(&config, account.as_ref());
     // Bound last, so that a daemon that listens has passed every check
     // (the init script takes listening for started).
-    let listeners = listener::bind_all(&config.listen)?;
+    let listeners = listener::bind_all(&config.listen).map_err(|e| e.to_string())?;
     if let Some(pid_file) = &config.pid_file {
         use std::os::unix::fs::PermissionsExt;
         // Readable by all, as pid files are (init scripts, `tinymta flush`).
