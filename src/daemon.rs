@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::aliases::Aliases;
 use crate::auth::Users;
 use crate::config::{Config, ConfigError, LogTarget};
-use crate::deliver::runner::QueueRunner;
+use crate::deliver::runner;
 use crate::deliver::DeliverySettings;
 use crate::live::Live;
 use crate::log::LogHandle;
@@ -131,7 +131,7 @@ fn serve(
     note_missing_mailbox_dir(&config, account.as_ref());
     // Bound last, so that a daemon that listens has passed every check
     // (the init script takes listening for started).
-    let listeners = listener::bind_all(&config.listen)?;
+    let listeners = listener::bind_all(&config.listen).map_err(|e| e.to_string())?;
     if let Some(pid_file) = &config.pid_file {
         use std::os::unix::fs::PermissionsExt;
         // Readable by all, as pid files are (init scripts, `tinymta flush`).
@@ -144,8 +144,7 @@ fn serve(
     if let Some(account) = &account {
         sys::drop_privileges(account)?;
     }
-    let waker = QueueRunner::new(Arc::clone(&delivery), Arc::clone(&spool))
-        .start()
+    let waker = runner::start(Arc::clone(&delivery), Arc::clone(&spool))
         .map_err(|e| format!("cannot start the queue runner: {e}"))?;
     let addresses: Vec<String> = listeners
         .iter()

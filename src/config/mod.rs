@@ -261,7 +261,8 @@ config_keys! {
         /// Pins the smarthost's certificate (msmtp's tls_fingerprint): only
         /// the one with this SHA-256 fingerprint is accepted, chain and name
         /// not checked.
-        smarthost_fingerprint: Option<Fingerprint> = None => optional(Fingerprint::parse);
+        smarthost_fingerprint: Option<Fingerprint> = None
+            => optional(|v| Fingerprint::parse(v).map_err(|e| e.to_string()));
         smarthost_user: Option<String> = None => optional(parse_string);
         smarthost_password_file: Option<PathBuf> = None => optional(parse_path);
         /// How long to wait for a TCP connection to an upstream server.
