@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::aliases::Aliases;
 use crate::auth::Users;
 use crate::config::{Config, ConfigError, LogTarget};
-use crate::deliver::runner::QueueRunner;
+use crate::deliver::runner;
 use crate::deliver::{DeliverySettings, SettingsError};
 use crate::line_error::LineError;
 use crate::live::Live;
@@ -150,12 +150,12 @@ fn serve(
     if let Some(account) = &account {
         sys::drop_privileges(account)?;
     }
-    let waker = QueueRunner::new(Arc::clone(&delivery), Arc::clone(&spool))
-        .start()
-        .map_err(|error| StartError::Thread {
+    let waker = runner::start(Arc::clone(&delivery), Arc::clone(&spool)).map_err(|error| {
+        StartError::Thread {
             what: "queue runner",
             error,
-        })?;
+        }
+    })?;
     let addresses: Vec<String> = listeners
         .iter()
         .map(|l| {

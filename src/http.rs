@@ -11,7 +11,7 @@
 //! response.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use rustls::ClientConfig;
 
 use crate::dns::resolver::{DnsError, Resolver};
+use crate::stream::Connection;
 use crate::tls::{self, MaybeTls, TlsError};
 use crate::url::{Url, UrlError};
 
@@ -638,19 +639,6 @@ fn parse_chunk_size(line: &str) -> Result<u64, HttpError> {
     u64::from_str_radix(digits, 16).map_err(|_| bad())
 }
 
-/// A connection that can be given a deadline for its next read: TCP or
-/// TLS, or a scripted one in tests.
-trait HttpStream: Read + Write {
-    fn set_timeouts(&self, timeout: Duration) -> io::Result<()>;
-}
-
-impl HttpStream for MaybeTls {
-    fn set_timeouts(&self, timeout: Duration) -> io::Result<()> {
-        self.tcp().set_read_timeout(Some(timeout))?;
-        self.tcp().set_write_timeout(Some(timeout))
-    }
-}
-
 /// Sends requests, one connection each.
 pub struct HttpClient {
     resolver: Arc<Resolver>,
@@ -754,7 +742,7 @@ fn connect_words(error: &io::Error) -> String {
 /// Writes the request and reads the response within `timeout` in all,
 /// against a server that trickles one octet at a time too.
 fn exchange(
-    stream: &mut impl HttpStream,
+    stream: &mut impl Connection,
     request: &[u8],
     method: &str,
     timeout: Duration,
@@ -804,6 +792,7 @@ fn exchange(
 mod tests {
     use super::*;
     use std::collections::{HashMap, VecDeque};
+    use std::io::{Read, Write};
 
     fn url(text: &str) -> Url {
         Url::parse(text).unwrap()
@@ -1344,11 +1333,17 @@ mod tests {
         }
     }
 
-    impl HttpStream for Scripted {
-        fn set_timeouts(&self, timeout: Duration) -> io::Result<()> {
+    impl Connection for Scripted {
+        fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
             self.timeouts.borrow_mut().push(timeout);
             Ok(())
         }
+
+        fn set_write_timeout(&self, _timeout: Duration) -> io::Result<()> {
+            Ok(())
+        }
+
+        fn close(&mut self) {}
     }
 
     fn replies(octets: &str) -> Step {

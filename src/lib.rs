@@ -65,6 +65,8 @@
 //!   data            DATA: dot-unstuffing, end of data, the checks on a message
 //!   base64          RFC 4648 base64, both ways (AUTH on either side)
 //! url             http and https URLs, split as a request needs them
+//! stream          a connection: timeouts, close, the upgrade to TLS of
+//!                 either side; for TCP/TLS, stdin/stdout and test scripts
 //! tls             rustls server and client configs; certificate checks, pins
 //!                 (smarthost_fingerprint), refusals in words
 //! auth            SMTP AUTH on the server side, the users file
@@ -100,6 +102,7 @@ pub mod server;
 pub mod smtp;
 pub mod spool;
 pub mod startup;
+pub mod stream;
 pub mod sys;
 pub mod sysexits;
 pub mod test_send;

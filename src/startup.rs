@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{Config, ConfigError, LogTarget};
 use crate::deliver::{DeliverySettings, SettingsError};
 use crate::log::LogError;
+use crate::server::ServerError;
 use crate::spool::SpoolError;
 use crate::sys::{self, PrivilegeError};
 
@@ -66,8 +67,8 @@ pub enum StartError {
     Delivery(SettingsError),
     Log(LogError),
     Privileges(PrivilegeError),
-    /// The listeners could not be bound; server::listener says why in words.
-    Bind(String),
+    /// A `listen` address could not be bound.
+    Bind(ServerError),
     /// A thread could not be started: `cannot start the {what}`.
     Thread {
         what: &'static str,
@@ -111,7 +112,7 @@ impl fmt::Display for StartError {
             StartError::Delivery(error) => error.fmt(f),
             StartError::Log(error) => error.fmt(f),
             StartError::Privileges(error) => error.fmt(f),
-            StartError::Bind(message) => f.write_str(message),
+            StartError::Bind(error) => error.fmt(f),
             StartError::Thread { what, error } => write!(f, "cannot start the {what}: {error}"),
         }
     }

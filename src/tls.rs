@@ -44,6 +44,11 @@ pub enum TlsError {
     NotTls,
     /// The handshake failed otherwise: no common protocol, I/O.
     Handshake(String),
+    /// The socket could not be handed to TLS (duplicating it failed: no
+    /// file descriptor left); said as the system says it.
+    Socket(io::Error),
+    /// This connection cannot have TLS at all (standard input and output).
+    Unavailable(&'static str),
 }
 
 impl fmt::Display for TlsError {
@@ -57,6 +62,8 @@ impl fmt::Display for TlsError {
                 f.write_str("TLS handshake failed: the server answered in clear text, not TLS")
             }
             TlsError::Handshake(message) => write!(f, "TLS handshake failed: {message}"),
+            TlsError::Socket(error) => write!(f, "{error}"),
+            TlsError::Unavailable(why) => f.write_str(why),
         }
     }
 }
@@ -103,8 +110,12 @@ impl Fingerprint {
 
     /// `sha256:` and 64 hex digits, in either case, with a colon allowed
     /// between any two pairs (`AB:CD...`, `abcd...`).
-    pub fn parse(value: &str) -> Result<Fingerprint, String> {
-        let expected = || format!("expected sha256: and 64 hex digits, found {value:?}");
+    pub fn parse(value: &str) -> Result<Fingerprint, FingerprintError> {
+        let error = |problem| FingerprintError {
+            value: value.to_string(),
+            problem,
+        };
+        let expected = || error(FingerprintProblem::NotSha256);
         let (algorithm, hex) = value.split_once(':').ok_or_else(expected)?;
         if !algorithm.eq_ignore_ascii_case("sha256") {
             return Err(expected());
@@ -112,22 +123,17 @@ impl Fingerprint {
         let mut digits = Vec::with_capacity(64);
         for group in hex.split(':') {
             if group.is_empty() || group.len() % 2 != 0 {
-                return Err(format!(
-                    "{value:?}: a colon may only stand between two hex pairs"
-                ));
+                return Err(error(FingerprintProblem::MisplacedColon));
             }
             for c in group.chars() {
                 let digit = c
                     .to_digit(16)
-                    .ok_or_else(|| format!("{value:?}: {c:?} is not a hex digit"))?;
+                    .ok_or_else(|| error(FingerprintProblem::NotHex(c)))?;
                 digits.push(digit as u8);
             }
         }
         if digits.len() != 64 {
-            return Err(format!(
-                "{value:?}: {} hex digits; a SHA-256 fingerprint has 64",
-                digits.len()
-            ));
+            return Err(error(FingerprintProblem::Digits(digits.len())));
         }
         let mut octets = [0; 32];
         for (octet, pair) in octets.iter_mut().zip(digits.chunks(2)) {
@@ -136,6 +142,46 @@ impl Fingerprint {
         Ok(Fingerprint(octets))
     }
 }
+
+/// Why a value is not a fingerprint ([`Fingerprint::parse`]); the config
+/// says it at the `smarthost_fingerprint` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FingerprintError {
+    /// The value as written.
+    pub value: String,
+    pub problem: FingerprintProblem,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FingerprintProblem {
+    /// Not `sha256:` and hex digits at all (md5:, no algorithm).
+    NotSha256,
+    /// A colon at the start or end, doubled, or within a pair.
+    MisplacedColon,
+    NotHex(char),
+    /// This many hex digits, not 64.
+    Digits(usize),
+}
+
+impl fmt::Display for FingerprintError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let value = &self.value;
+        match self.problem {
+            FingerprintProblem::NotSha256 => {
+                write!(f, "expected sha256: and 64 hex digits, found {value:?}")
+            }
+            FingerprintProblem::MisplacedColon => {
+                write!(f, "{value:?}: a colon may only stand between two hex pairs")
+            }
+            FingerprintProblem::NotHex(c) => write!(f, "{value:?}: {c:?} is not a hex digit"),
+            FingerprintProblem::Digits(n) => {
+                write!(f, "{value:?}: {n} hex digits; a SHA-256 fingerprint has 64")
+            }
+        }
+    }
+}
+
+impl std::error::Error for FingerprintError {}
 
 impl fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -864,6 +910,8 @@ pub fn connect(
 
 /// A connection that is plain TCP or TLS, read and written the same way:
 /// `MaybeTls` on the client side, `MaybeTls<ServerConnection>` on the server's.
+/// Its timeouts, its close and its upgrade to TLS are those of a
+/// `stream::Connection` (stream.rs, above this module).
 pub enum MaybeTls<C = ClientConnection> {
     Plain(TcpStream),
     Tls(Box<StreamOwned<C, TcpStream>>),
@@ -879,21 +927,6 @@ impl<C> MaybeTls<C> {
 
     pub fn is_tls(&self) -> bool {
         matches!(self, MaybeTls::Tls(_))
-    }
-}
-
-impl<C, S> MaybeTls<C>
-where
-    C: DerefMut + Deref<Target = ConnectionCommon<S>>,
-    S: SideData,
-{
-    /// Ends a TLS session properly (close_notify), so the peer can tell the
-    /// end from a cut connection; nothing for clear text.
-    pub fn close(&mut self) {
-        if let MaybeTls::Tls(tls) = self {
-            tls.conn.send_close_notify();
-            let _ = tls.flush();
-        }
     }
 }
 
@@ -1043,7 +1076,7 @@ Tf99L+MCIHt17KzB5Z8x1MlxhybZaUCIsxlaXUR73wnWYum+IkAk
         for written in [SELF_SIGNED_SHA256, &lower_without_colons, &mixed] {
             assert_eq!(Fingerprint::parse(written), Ok(fingerprint), "{written}");
         }
-        let bad = |value: &str| Fingerprint::parse(value).unwrap_err();
+        let bad = |value: &str| Fingerprint::parse(value).unwrap_err().to_string();
         assert_eq!(
             bad("md5:00"),
             "expected sha256: and 64 hex digits, found \"md5:00\""

@@ -146,7 +146,7 @@ fn a_429_with_retry_after_and_a_redirect_not_followed() {
 #[test]
 fn an_ipv6_literal_and_an_ipv6_name() {
     if std::net::TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("no IPv6 loopback here: skipped");
+        support::skip("no IPv6 loopback here");
         return;
     }
     let dir = support::test_dir();

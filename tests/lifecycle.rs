@@ -32,7 +32,7 @@ fn nobody() -> (u32, u32) {
 #[test]
 fn started_as_root_it_becomes_the_configured_user() {
     if !running_as_root() {
-        eprintln!("not running as root: nothing to drop; skipped");
+        support::skip("not running as root: nothing to drop");
         return;
     }
     use std::os::unix::fs::MetadataExt;
@@ -76,7 +76,7 @@ fn started_as_root_it_becomes_the_configured_user() {
 #[test]
 fn a_missing_user_or_foreign_directories_stop_it_as_root() {
     if !running_as_root() {
-        eprintln!("not running as root; skipped");
+        support::skip("not running as root");
         return;
     }
     let dir = support::test_dir();
@@ -303,7 +303,7 @@ fn after_the_privilege_drop_sighup_reopens_a_log_file_logrotate_moved() {
     // Issue 13.7: the log file was root's, and every SIGHUP said
     // `cannot reopen the log file: Permission denied`.
     if !running_as_root() {
-        eprintln!("not running as root: no privilege drop; skipped");
+        support::skip("not running as root: no privilege drop");
         return;
     }
     use std::os::unix::fs::{MetadataExt, PermissionsExt};

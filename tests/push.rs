@@ -730,7 +730,7 @@ fn ups_alert_reaches_ntfy(server: &Server, service: &Service, topic: &str, token
 #[test]
 fn a_reload_keeps_the_push_secrets_read_before_the_privilege_drop() {
     if !running_as_root() {
-        eprintln!("not running as root: no privilege drop, every file stays readable; skipped");
+        support::skip("not running as root: no privilege drop, every file stays readable");
         return;
     }
     let (service, token) = Service::ntfy("tk_kept");

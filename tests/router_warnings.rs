@@ -24,11 +24,11 @@ fn log_line(server: &Server, text: &str) -> String {
         .to_string()
 }
 
-/// Whether a test that needs root for `why` is skipped (saying so).
+/// Whether a test that needs root for `why` is skipped (counted: support::skip).
 fn skipped_without_root(why: &str) -> bool {
     let skipped = !support::running_as_root();
     if skipped {
-        eprintln!("needs root {why}; skipped");
+        support::skip(&format!("needs root {why}"));
     }
     skipped
 }
@@ -119,7 +119,7 @@ const DAYS_BACK: u64 = 9000;
 #[test]
 fn a_clock_before_the_build_is_said_and_tls_delivery_defers_until_it_is_set() {
     if std::env::var_os("TINYMTA_RUNNER").is_some() {
-        eprintln!("libfaketime cannot be preloaded into a static binary under qemu; skipped");
+        support::skip("libfaketime cannot be preloaded into a static binary under qemu");
         return;
     }
     let built = build_time().expect("build.rs embeds the commit time (a git checkout)");

@@ -385,7 +385,7 @@ fn bad_config_is_refused_with_file_and_line() {
 #[test]
 fn ipv6_listener() {
     if std::net::TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("no IPv6 loopback here; skipped");
+        support::skip("no IPv6 loopback here");
         return;
     }
     let port = support::free_port();

@@ -2,7 +2,7 @@
 //! EHLO (HELO if refused), STARTTLS (RFC 3207) or implicit TLS (RFC 8314),
 //! AUTH PLAIN or LOGIN (RFC 4954), then MAIL, one RCPT per recipient with
 //! its own outcome, DATA with dot-stuffing and CRLF line ends, QUIT.
-//! The session runs over any [`RelayStream`]: a TCP connection in
+//! The session runs over any [`ConnectTls`] stream: a TCP connection in
 //! production, a scripted server in the tests.
 
 use std::fmt;
@@ -18,7 +18,8 @@ use crate::log::Escaped;
 use crate::smtp::base64;
 use crate::smtp::status::Status;
 use crate::spool::queue::Failure;
-use crate::tls::{self, MaybeTls, TlsError, TlsSession};
+use crate::stream::ConnectTls;
+use crate::tls::{MaybeTls, TlsError, TlsSession};
 
 /// RFC 5321 4.5.3.2: how long to wait for each reply. The greeting and the
 /// EHLO/HELO reply wait `ClientOptions::helo_timeout` instead (the config's
@@ -93,8 +94,13 @@ pub struct ClientOptions {
 /// the deferral reason stored with the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostError {
-    /// The connection failed: refused, timed out, closed by the server.
+    /// The connection failed: refused, closed by the server.
     Connect(String),
+    /// No connection to `relay` (`name[ip]:port`) within `connect_timeout`.
+    ConnectTimedOut { relay: String },
+    /// The server did not answer, or take what we wrote, in the time
+    /// allowed (the greeting's, a command's).
+    TimedOut,
     /// No TLS could be had: the handshake failed, the server refused
     /// STARTTLS, or did not offer it when it was required. An opportunistic
     /// sender may retry in clear text.
@@ -130,6 +136,8 @@ impl fmt::Display for HostError {
             | HostError::Tls(text)
             | HostError::Protocol(text)
             | HostError::Local(text) => f.write_str(text),
+            HostError::ConnectTimedOut { relay } => write!(f, "connect to {relay}: timed out"),
+            HostError::TimedOut => f.write_str("timed out"),
             HostError::Refused { stage, reply } => write!(f, "{stage}: {}", reply.text()),
             HostError::AuthRefused { user, reply } => write!(
                 f,
@@ -148,11 +156,14 @@ impl std::error::Error for HostError {}
 
 impl From<io::Error> for HostError {
     fn from(e: io::Error) -> HostError {
-        HostError::Connect(match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => "timed out".to_string(),
-            io::ErrorKind::UnexpectedEof => "connection closed by server".to_string(),
-            _ => e.to_string(),
-        })
+        match e.kind() {
+            // A socket read timeout is WouldBlock on Linux, TimedOut elsewhere.
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => HostError::TimedOut,
+            io::ErrorKind::UnexpectedEof => {
+                HostError::Connect("connection closed by server".to_string())
+            }
+            _ => HostError::Connect(e.to_string()),
+        }
     }
 }
 
@@ -207,68 +218,15 @@ impl Extensions {
     }
 }
 
-/// A message to send: its envelope and a reader of its text (CRLF lines).
-pub struct Outgoing<'a> {
+/// The envelope of a message to send, and its size for SIZE= (RFC 1870);
+/// its text comes apart, as a reader (`outgoing::OutgoingText`).
+pub struct OutgoingEnvelope<'a> {
     /// Empty for the null reverse-path.
     pub sender: &'a str,
     pub recipients: &'a [String],
     /// The client said BODY=8BITMIME when it gave us the message.
     pub eight_bit: bool,
     pub size: u64,
-}
-
-/// What the client talks over: a TCP connection that can start TLS
-/// ([`MaybeTls`]), or a scripted server in tests.
-pub trait RelayStream: Read + Write {
-    fn set_read_timeout(&self, timeout: Duration) -> io::Result<()>;
-    fn set_write_timeout(&self, timeout: Duration) -> io::Result<()>;
-    /// Runs the TLS handshake as a client of `host_name` (after STARTTLS,
-    /// or first of all for implicit TLS).
-    fn start_tls(
-        &mut self,
-        config: &Arc<ClientConfig>,
-        host_name: &str,
-    ) -> Result<TlsSession, TlsError>;
-    /// Ends the connection: a TLS close_notify, nothing for clear text.
-    fn close(&mut self);
-}
-
-impl RelayStream for MaybeTls {
-    fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
-        self.tcp().set_read_timeout(Some(timeout))
-    }
-
-    fn set_write_timeout(&self, timeout: Duration) -> io::Result<()> {
-        self.tcp().set_write_timeout(Some(timeout))
-    }
-
-    fn start_tls(
-        &mut self,
-        config: &Arc<ClientConfig>,
-        host_name: &str,
-    ) -> Result<TlsSession, TlsError> {
-        if self.is_tls() {
-            return Err(TlsError::Handshake(
-                "STARTTLS on a TLS connection".to_string(),
-            ));
-        }
-        // The TCP socket moves into the TLS stream; a duplicate of it holds
-        // its place until then.
-        let duplicate = self
-            .tcp()
-            .try_clone()
-            .map_err(|e| TlsError::Handshake(e.to_string()))?;
-        let MaybeTls::Plain(tcp) = std::mem::replace(self, MaybeTls::Plain(duplicate)) else {
-            unreachable!("checked above: not TLS yet");
-        };
-        let (tls, session) = tls::connect(config, host_name, tcp)?;
-        *self = MaybeTls::Tls(Box::new(tls));
-        Ok(session)
-    }
-
-    fn close(&mut self) {
-        MaybeTls::close(self);
-    }
 }
 
 /// An open session with a server, ready for MAIL.
@@ -291,18 +249,18 @@ impl SmtpClient {
         options: &ClientOptions,
     ) -> Result<SmtpClient, HostError> {
         let tcp = TcpStream::connect_timeout(&addr, options.connect_timeout).map_err(|e| {
-            HostError::Connect(format!(
-                "connect to {}: {}",
-                relay_name(host_name, addr),
-                HostError::from(e)
-            ))
+            let relay = relay_name(host_name, addr);
+            match HostError::from(e) {
+                HostError::TimedOut => HostError::ConnectTimedOut { relay },
+                other => HostError::Connect(format!("connect to {relay}: {other}")),
+            }
         })?;
         let _ = tcp.set_nodelay(true);
         SmtpClient::start(MaybeTls::Plain(tcp), host_name, addr, options)
     }
 }
 
-impl<S: RelayStream> SmtpClient<S> {
+impl<S: ConnectTls> SmtpClient<S> {
     /// Opens a session over `stream`, connected to the server `host_name`
     /// at `addr`: TLS first if `options.tls` is implicit, then reads the
     /// greeting, says EHLO, secures the connection as `options.tls` asks,
@@ -318,7 +276,7 @@ impl<S: RelayStream> SmtpClient<S> {
             // RFC 8314 3.3: TLS from the first byte, before the greeting.
             stream.set_read_timeout(options.helo_timeout)?;
             stream.set_write_timeout(options.helo_timeout)?;
-            tls = Some(stream.start_tls(config, host_name).map_err(|e| match e {
+            tls = Some(stream.connect_tls(config, host_name).map_err(|e| match e {
                 TlsError::NotTls => HostError::Tls(format!(
                     "port {} speaks STARTTLS, not implicit TLS (it answered in clear \
                      text): set smarthost_tls = starttls",
@@ -401,7 +359,7 @@ impl<S: RelayStream> SmtpClient<S> {
         }
         let session = self
             .stream
-            .start_tls(config, host_name)
+            .connect_tls(config, host_name)
             .map_err(|e| HostError::Tls(e.to_string()))?;
         self.tls = Some(session);
         Ok(())
@@ -442,27 +400,27 @@ impl<S: RelayStream> SmtpClient<S> {
     /// no outcome is known for this message: the caller tries another server.
     pub fn send(
         &mut self,
-        message: &Outgoing<'_>,
+        envelope: &OutgoingEnvelope<'_>,
         text: &mut impl Read,
     ) -> Result<Vec<Outcome>, HostError> {
-        let every = |outcome: Outcome| vec![outcome; message.recipients.len()];
+        let every = |outcome: Outcome| vec![outcome; envelope.recipients.len()];
         if let Some(limit) = self.ext.size.filter(|&limit| limit > 0) {
-            if message.size > limit {
+            if envelope.size > limit {
                 // RFC 1870 6.2, RFC 3463 5.3.4: too big for this server.
                 return Ok(every(Outcome::Failed(Failure {
                     status: Status::new(5, 3, 4),
                     text: format!(
                         "552 5.3.4 message of {} octets exceeds the server's limit of {limit}",
-                        message.size
+                        envelope.size
                     ),
                 })));
             }
         }
-        let mut mail = format!("MAIL FROM:<{}>", message.sender);
+        let mut mail = format!("MAIL FROM:<{}>", envelope.sender);
         if self.ext.size.is_some() {
-            mail.push_str(&format!(" SIZE={}", message.size));
+            mail.push_str(&format!(" SIZE={}", envelope.size));
         }
-        if message.eight_bit && self.ext.eight_bit_mime {
+        if envelope.eight_bit && self.ext.eight_bit_mime {
             mail.push_str(" BODY=8BITMIME");
         }
         let reply = self.command(&mail, COMMAND_TIMEOUT)?;
@@ -474,8 +432,8 @@ impl<S: RelayStream> SmtpClient<S> {
             self.reset()?;
             return Ok(every(outcome));
         }
-        let mut outcomes = Vec::with_capacity(message.recipients.len());
-        for recipient in message.recipients {
+        let mut outcomes = Vec::with_capacity(envelope.recipients.len());
+        for recipient in envelope.recipients {
             let reply = self.command(&format!("RCPT TO:<{recipient}>"), COMMAND_TIMEOUT)?;
             if reply.code == 421 {
                 return Err(HostError::refused("RCPT", reply));
@@ -634,7 +592,7 @@ fn relay_name(host_name: &str, addr: SocketAddr) -> String {
 /// a client that expects STARTTLS or clear text waits for the greeting:
 /// a wait until the timeout, which the owner mends with `smarthost_tls`.
 fn no_greeting(error: HostError, addr: SocketAddr, options: &ClientOptions) -> HostError {
-    let timed_out = matches!(&error, HostError::Connect(text) if text == "timed out");
+    let timed_out = matches!(error, HostError::TimedOut);
     if !timed_out || !options.smarthost || matches!(options.tls, TlsMode::Implicit(_)) {
         return error;
     }
@@ -694,6 +652,7 @@ mod tests {
     use std::collections::VecDeque;
 
     use super::*;
+    use crate::stream::Connection;
 
     /// An outcome with the status the reply's text gives.
     fn failed(status: &str, text: &str) -> Outcome {
@@ -880,7 +839,7 @@ mod tests {
         }
     }
 
-    impl RelayStream for Scripted {
+    impl Connection for Scripted {
         fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
             self.read_timeouts.borrow_mut().push(timeout);
             Ok(())
@@ -890,7 +849,16 @@ mod tests {
             Ok(())
         }
 
-        fn start_tls(
+        fn close(&mut self) {
+            match self.steps.pop_front() {
+                Some(Step::Closes) => {}
+                step => panic!("the client closes; the script expects {step:?}"),
+            }
+        }
+    }
+
+    impl ConnectTls for Scripted {
+        fn connect_tls(
             &mut self,
             _config: &Arc<ClientConfig>,
             host_name: &str,
@@ -904,13 +872,6 @@ mod tests {
                 Some(Step::TlsFails) => Err(TlsError::Handshake("no common protocol".to_string())),
                 Some(Step::TlsAnsweredInClear) => Err(TlsError::NotTls),
                 step => panic!("the client starts TLS; the script expects {step:?}"),
-            }
-        }
-
-        fn close(&mut self) {
-            match self.steps.pop_front() {
-                Some(Step::Closes) => {}
-                step => panic!("the client closes; the script expects {step:?}"),
             }
         }
     }
@@ -966,13 +927,13 @@ mod tests {
         text: &[u8],
     ) -> Result<Vec<Outcome>, HostError> {
         let recipients: Vec<String> = recipients.iter().map(|r| r.to_string()).collect();
-        let message = Outgoing {
+        let envelope = OutgoingEnvelope {
             sender: "me@here.example",
             recipients: &recipients,
             eight_bit: false,
             size,
         };
-        client.send(&message, &mut &text[..])
+        client.send(&envelope, &mut &text[..])
     }
 
     fn reply(code: u16, lines: &[&str]) -> ServerReply {
@@ -1291,7 +1252,24 @@ mod tests {
         // An MX host that stays silent is only that.
         let mx = options(TlsMode::Required(tls_config()), None);
         let error = start(vec![Step::Silent], &mx).err().unwrap();
-        assert_eq!(error, HostError::Connect("timed out".into()));
+        assert_eq!(error, HostError::TimedOut);
+        assert_eq!(error.to_string(), "timed out");
+    }
+
+    #[test]
+    fn timeouts_are_told_by_their_kind_and_said_as_before() {
+        for kind in [io::ErrorKind::WouldBlock, io::ErrorKind::TimedOut] {
+            assert_eq!(HostError::from(io::Error::from(kind)), HostError::TimedOut);
+        }
+        let refused = HostError::from(io::Error::from(io::ErrorKind::ConnectionRefused));
+        assert!(matches!(refused, HostError::Connect(_)), "{refused:?}");
+        let connect = HostError::ConnectTimedOut {
+            relay: RELAY.to_string(),
+        };
+        assert_eq!(
+            connect.to_string(),
+            "connect to mx.example[192.0.2.1]:25: timed out"
+        );
     }
 
     #[test]
@@ -1333,7 +1311,7 @@ mod tests {
         let opportunistic = TlsMode::Opportunistic(tls_config());
         assert!(opportunistic.falls_back_to_clear(&failed));
         assert!(!opportunistic.falls_back_to_clear(&refused));
-        assert!(!opportunistic.falls_back_to_clear(&HostError::Connect("timed out".into())));
+        assert!(!opportunistic.falls_back_to_clear(&HostError::TimedOut));
         assert!(!TlsMode::Required(tls_config()).falls_back_to_clear(&failed));
         assert!(!TlsMode::Implicit(tls_config()).falls_back_to_clear(&failed));
         assert!(!TlsMode::None.falls_back_to_clear(&failed));

@@ -362,7 +362,9 @@ impl Plan {
     }
 }
 
-/// The rewritten message, read as it is made.
+/// The text of a message as it leaves (rewritten as the [`Plan`] says),
+/// read as it is made; its envelope goes beside it
+/// (`client::OutgoingEnvelope`).
 pub struct OutgoingText<'a, R> {
     plan: &'a Plan,
     source: R,

@@ -6,7 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use super::client::{ClientOptions, HostError, Outgoing, SmtpClient, TlsMode};
+use super::client::{ClientOptions, HostError, OutgoingEnvelope, SmtpClient, TlsMode};
 use super::outgoing::{self, SendAs};
 use super::route::Route;
 use super::{log_outcome, DeliverySettings, ItemResult, Job, JobItem, Outcome, Reporter};
@@ -309,13 +309,13 @@ impl RemoteDelivery<'_> {
             None => item.sender.clone(),
         };
         let recipients: Vec<String> = item.recipients.iter().map(|(_, r)| r.to_string()).collect();
-        let message = Outgoing {
+        let envelope = OutgoingEnvelope {
             sender: &sender,
             recipients: &recipients,
             eight_bit: item.eight_bit,
             size,
         };
-        client.send(&message, &mut plan.text(open()?))
+        client.send(&envelope, &mut plan.text(open()?))
     }
 
     /// Reports a message's outcomes, with the relay in each error text.

@@ -61,8 +61,9 @@ enum WorkerKind {
     Remote,
 }
 
-/// The jobs waiting for a worker, and how many workers each route has now.
-struct Jobs {
+/// The jobs waiting for a worker, and how many workers each route has now
+/// (what decides which waiting job a worker may take).
+struct WaitingJobs {
     waiting: VecDeque<Job>,
     busy: HashMap<Route, usize>,
     /// The number of remote workers (`delivery_workers`).
@@ -71,9 +72,9 @@ struct Jobs {
     push_routes: bool,
 }
 
-impl Jobs {
-    fn new(remote_workers: usize) -> Jobs {
-        Jobs {
+impl WaitingJobs {
+    fn new(remote_workers: usize) -> WaitingJobs {
+        WaitingJobs {
             waiting: VecDeque::new(),
             busy: HashMap::new(),
             remote_workers,
@@ -133,18 +134,19 @@ fn route_limit(route: &Route, remote_workers: usize, push_routes: bool) -> usize
     }
 }
 
-/// [`Jobs`] shared between the scheduler and the workers.
-struct JobQueue {
-    jobs: Mutex<Jobs>,
+/// The [`WaitingJobs`] behind a lock, shared between the scheduler (which
+/// pushes jobs) and the workers (which wait here for one they may take).
+struct SharedJobs {
+    jobs: Mutex<WaitingJobs>,
     /// Signalled when a job is queued or a worker leaves a route: a
     /// waiting worker may have something to take.
     changed: Condvar,
 }
 
-impl JobQueue {
-    fn new(remote_workers: usize) -> JobQueue {
-        JobQueue {
-            jobs: Mutex::new(Jobs::new(remote_workers)),
+impl SharedJobs {
+    fn new(remote_workers: usize) -> SharedJobs {
+        SharedJobs {
+            jobs: Mutex::new(WaitingJobs::new(remote_workers)),
             changed: Condvar::new(),
         }
     }
@@ -175,7 +177,7 @@ impl JobQueue {
         self.lock().take_for(route)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Jobs> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WaitingJobs> {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -189,60 +191,54 @@ struct InFlight {
     not_before: Duration,
 }
 
-pub struct QueueRunner {
+/// Starts the scheduler and the workers; the queue is run at once. The
+/// waker returned is how the queue's news (an entry queued, a flush)
+/// reaches the scheduler.
+pub fn start(
     settings: Arc<Live<DeliverySettings>>,
     spool: Arc<Spool>,
-}
-
-impl QueueRunner {
-    pub fn new(settings: Arc<Live<DeliverySettings>>, spool: Arc<Spool>) -> QueueRunner {
-        QueueRunner { settings, spool }
-    }
-
-    /// Starts the scheduler and the workers; the queue is run at once.
-    pub fn start(self) -> std::io::Result<QueueWaker> {
-        let (events, receiver) = channel();
-        // The number of workers is fixed at start-up; SIGHUP does not change it.
-        let remote_workers = self.settings.get().config.delivery_workers;
-        let jobs = Arc::new(JobQueue::new(remote_workers));
-        let workers = (0..remote_workers)
-            .map(|n| (format!("delivery {n}"), WorkerKind::Remote))
-            .chain([("local delivery".to_string(), WorkerKind::Local)]);
-        for (name, kind) in workers {
-            let jobs = Arc::clone(&jobs);
-            let results = events.clone();
-            let settings = Arc::clone(&self.settings);
-            let spool = Arc::clone(&self.spool);
-            thread::Builder::new()
-                .name(name)
-                .spawn(move || worker(&jobs, kind, &settings, &spool, results))?;
-        }
-        // The runner listens to the queue's news among its workers' results.
-        let waker = QueueWaker::new(move |news| {
-            let _ = events.send(match news {
-                QueueNews::Queued(id) => Event::Queued(id),
-                QueueNews::Flush => Event::Flush,
-            });
-        });
-        let alarms = load_alarms(&self.spool);
-        let scheduler = Scheduler {
-            settings: self.settings,
-            spool: self.spool,
-            jobs,
-            in_flight: HashMap::new(),
-            retry_at: HashMap::new(),
-            queued: Vec::new(),
-            alarms,
-        };
+) -> std::io::Result<QueueWaker> {
+    let (events, receiver) = channel();
+    // The number of workers is fixed at start-up; SIGHUP does not change it.
+    let remote_workers = settings.get().config.delivery_workers;
+    let jobs = Arc::new(SharedJobs::new(remote_workers));
+    let workers = (0..remote_workers)
+        .map(|n| (format!("delivery {n}"), WorkerKind::Remote))
+        .chain([("local delivery".to_string(), WorkerKind::Local)]);
+    for (name, kind) in workers {
+        let jobs = Arc::clone(&jobs);
+        let results = events.clone();
+        let settings = Arc::clone(&settings);
+        let spool = Arc::clone(&spool);
         thread::Builder::new()
-            .name("queue".to_string())
-            .spawn(move || scheduler.run(receiver))?;
-        Ok(waker)
+            .name(name)
+            .spawn(move || worker(&jobs, kind, &settings, &spool, results))?;
     }
+    // The runner listens to the queue's news among its workers' results.
+    let waker = QueueWaker::new(move |news| {
+        let _ = events.send(match news {
+            QueueNews::Queued(id) => Event::Queued(id),
+            QueueNews::Flush => Event::Flush,
+        });
+    });
+    let alarms = load_alarms(&spool);
+    let scheduler = Scheduler {
+        settings,
+        spool,
+        jobs,
+        in_flight: HashMap::new(),
+        retry_at: HashMap::new(),
+        queued: Vec::new(),
+        alarms,
+    };
+    thread::Builder::new()
+        .name("queue".to_string())
+        .spawn(move || scheduler.run(receiver))?;
+    Ok(waker)
 }
 
 fn worker(
-    jobs: &JobQueue,
+    jobs: &SharedJobs,
     kind: WorkerKind,
     settings: &Live<DeliverySettings>,
     spool: &Arc<Spool>,
@@ -268,10 +264,12 @@ fn worker(
     }
 }
 
+/// What the scheduler thread owns: the messages out with the workers,
+/// when each deferred one is due again, and the alarms' state.
 struct Scheduler {
     settings: Arc<Live<DeliverySettings>>,
     spool: Arc<Spool>,
-    jobs: Arc<JobQueue>,
+    jobs: Arc<SharedJobs>,
     in_flight: HashMap<String, InFlight>,
     /// When a deferred message is due again (monotonic clock).
     retry_at: HashMap<String, Instant>,
@@ -849,13 +847,13 @@ mod tests {
     }
 
     /// The id of the job a `kind` worker takes now, if any.
-    fn take(jobs: &mut Jobs, kind: WorkerKind) -> Option<String> {
+    fn take(jobs: &mut WaitingJobs, kind: WorkerKind) -> Option<String> {
         jobs.take(kind).map(|job| job.items[0].id.clone())
     }
 
     #[test]
     fn local_jobs_have_a_worker_that_never_takes_remote_ones() {
-        let mut jobs = Jobs::new(2);
+        let mut jobs = WaitingJobs::new(2);
         jobs.waiting.push_back(job(mx("slow.test"), "remote"));
         jobs.waiting.push_back(job(Route::Smarthost, "relayed"));
         jobs.waiting.push_back(job(Route::Local, "local"));
@@ -880,7 +878,7 @@ mod tests {
 
     #[test]
     fn one_mx_domain_leaves_a_worker_for_the_others() {
-        let mut jobs = Jobs::new(2);
+        let mut jobs = WaitingJobs::new(2);
         for id in ["slow 1", "slow 2", "slow 3"] {
             jobs.waiting.push_back(job(mx("slow.test"), id));
         }
@@ -928,7 +926,7 @@ mod tests {
         assert_eq!(route_limit(&Route::Smarthost, 1, true), 1);
         assert_eq!(route_limit(&Route::Push("*@push".into()), 3, true), 2);
         assert_eq!(route_limit(&Route::Local, 2, false), usize::MAX);
-        let mut jobs = Jobs::new(2);
+        let mut jobs = WaitingJobs::new(2);
         for id in ["r1", "r2", "r3"] {
             jobs.waiting.push_back(job(Route::Smarthost, id));
         }

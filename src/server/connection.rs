@@ -24,8 +24,9 @@ use crate::smtp::reply::{self, Reply};
 use crate::smtp::session::{Action, Envelope, Session};
 use crate::spool::waker::QueueWaker;
 use crate::spool::{IncomingMessage, NewEntry, Spool, SpoolError};
+use crate::stream::{AcceptTls, Connection};
 use crate::time::{rfc5322_date, unix_now};
-use crate::tls::{self, MaybeTls};
+use crate::tls::{self, MaybeTls, TlsError};
 
 /// RFC 5321 4.5.3.1.4: a command line is at most 512 octets with its CRLF.
 const MAX_COMMAND_LINE: usize = 512;
@@ -158,17 +159,6 @@ enum Line<'a> {
     TooLong,
 }
 
-/// A stream whose reads can be given a time limit.
-pub trait TimedRead: Read {
-    fn set_read_timeout(&self, timeout: Duration) -> io::Result<()>;
-}
-
-impl TimedRead for ServerStream {
-    fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
-        self.tcp().set_read_timeout(Some(timeout))
-    }
-}
-
 /// The client's connection: plain TCP, or TLS after STARTTLS or on a tls listener.
 pub type ServerStream = MaybeTls<ServerConnection>;
 
@@ -203,7 +193,7 @@ struct StressRule<'a> {
     limit: Duration,
 }
 
-impl<S: TimedRead + Write> Conn<'_, S> {
+impl<S: Connection> Conn<'_, S> {
     fn new(stream: S) -> Self {
         Conn {
             stream,
@@ -321,35 +311,15 @@ impl<S: TimedRead + Write> Conn<'_, S> {
     }
 }
 
-/// What a session talks over: a socket (which can start TLS), or standard
-/// input and output for `sendmail -bs`.
-pub trait ClientStream: TimedRead + Write {
-    /// The STARTTLS handshake (RFC 3207); the TLS version on success.
-    fn start_tls(
-        &mut self,
-        config: &Arc<ServerConfig>,
-        timeout: Duration,
-    ) -> Result<String, String>;
-}
-
-impl ClientStream for ServerStream {
-    fn start_tls(
-        &mut self,
-        config: &Arc<ServerConfig>,
-        timeout: Duration,
-    ) -> Result<String, String> {
-        let tcp = self.tcp().try_clone().map_err(|e| e.to_string())?;
-        let (tls, version) = tls::accept(config, tcp, timeout).map_err(|e| e.to_string())?;
-        *self = MaybeTls::Tls(tls);
-        Ok(version)
-    }
-}
-
-impl<S: ClientStream> Conn<'_, S> {
+impl<S: AcceptTls> Conn<'_, S> {
     /// The STARTTLS handshake. Nothing may wait in the buffer: the caller
     /// has checked that the client pipelined nothing after STARTTLS.
-    fn upgrade(&mut self, config: &Arc<ServerConfig>, timeout: Duration) -> Result<String, String> {
-        self.stream.start_tls(config, timeout)
+    fn upgrade(
+        &mut self,
+        config: &Arc<ServerConfig>,
+        timeout: Duration,
+    ) -> Result<String, TlsError> {
+        self.stream.accept_tls(config, timeout)
     }
 }
 
@@ -375,19 +345,27 @@ impl Write for Stdio {
     }
 }
 
-impl TimedRead for Stdio {
+impl Connection for Stdio {
     fn set_read_timeout(&self, _timeout: Duration) -> io::Result<()> {
         Ok(())
     }
+
+    fn set_write_timeout(&self, _timeout: Duration) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Standard output is flushed with the last reply; the pipes are the
+    /// caller's to close.
+    fn close(&mut self) {}
 }
 
-impl ClientStream for Stdio {
-    fn start_tls(
+impl AcceptTls for Stdio {
+    fn accept_tls(
         &mut self,
         _config: &Arc<ServerConfig>,
         _timeout: Duration,
-    ) -> Result<String, String> {
-        Err("no TLS on standard input".to_string())
+    ) -> Result<String, TlsError> {
+        Err(TlsError::Unavailable("no TLS on standard input"))
     }
 }
 
@@ -541,7 +519,7 @@ fn deadline(limit: Duration, session_end: Instant) -> Instant {
     (Instant::now() + limit).min(session_end)
 }
 
-fn run_session<S: ClientStream>(
+fn run_session<S: AcceptTls>(
     session: &mut Session,
     conn: &mut Conn<'_, S>,
     ctx: &ServerContext,
@@ -615,7 +593,7 @@ fn run_session<S: ClientStream>(
                         log::info!(
                             "STARTTLS with {} failed: {}",
                             session.client_ip(),
-                            Escaped(&e)
+                            Escaped(&e.to_string())
                         );
                         return Ok(());
                     }
@@ -634,7 +612,7 @@ fn run_session<S: ClientStream>(
 /// Reads a message after the 354 up to its final dot, stores it, and returns
 /// the reply for the client. An I/O error from the client ends the session;
 /// the partial message is then removed (`IncomingMessage`'s Drop).
-fn receive_message<S: ClientStream>(
+fn receive_message<S: Connection>(
     session: &mut Session,
     input: &mut Conn<'_, S>,
     ctx: &ServerContext,
@@ -784,16 +762,16 @@ mod tests {
         }
     }
 
-    impl TimedRead for Bytes {
+    impl Connection for Bytes {
         fn set_read_timeout(&self, _timeout: Duration) -> io::Result<()> {
             Ok(())
         }
-    }
 
-    impl ClientStream for Bytes {
-        fn start_tls(&mut self, _: &Arc<ServerConfig>, _: Duration) -> Result<String, String> {
-            Err("no TLS here".to_string())
+        fn set_write_timeout(&self, _timeout: Duration) -> io::Result<()> {
+            Ok(())
         }
+
+        fn close(&mut self) {}
     }
 
     fn lines(input: &[u8], max: usize) -> Vec<Option<Vec<u8>>> {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::connection::{serve, ServerContext};
 use super::pool::Pool;
+use super::ServerError;
 use crate::config::Listener;
 use crate::log::Escaped;
 use crate::smtp::reply::{self, Reply};
@@ -30,7 +31,7 @@ pub struct BoundListener {
 }
 
 /// Binds every configured listener, or says which one failed.
-pub fn bind_all(listeners: &[Listener]) -> Result<Vec<BoundListener>, String> {
+pub fn bind_all(listeners: &[Listener]) -> Result<Vec<BoundListener>, ServerError> {
     listeners
         .iter()
         .map(|config| {
@@ -39,7 +40,10 @@ pub fn bind_all(listeners: &[Listener]) -> Result<Vec<BoundListener>, String> {
                     config: config.clone(),
                     socket,
                 })
-                .map_err(|e| format!("cannot listen on {}: {e}", config.addr))
+                .map_err(|error| ServerError::Listen {
+                    addr: config.addr,
+                    error,
+                })
         })
         .collect()
 }

@@ -2,6 +2,7 @@
 //! config and spool, and stops it when the test ends (also when it fails).
 #![allow(dead_code)]
 
+pub mod load;
 pub mod peers;
 
 use std::fs;
@@ -499,6 +500,67 @@ pub fn setgid_binary(dir: &Path) -> PathBuf {
     std::os::unix::fs::chown(&setgid, Some(0), Some(MAIL_GID)).unwrap();
     fs::set_permissions(&setgid, fs::Permissions::from_mode(0o2755)).unwrap();
     setgid
+}
+
+/// Says that the calling test cannot run here, and why; the test returns
+/// after it. A skip must not pass unseen: it is appended as one line,
+/// `[RUNNER ]BINARY TEST: WHY`, to the file `TINYMTA_SKIP_LOG` names (`make
+/// test` counts and lists them at its end; libtest runs tests in threads
+/// and in one process per test file, and a single O_APPEND write keeps
+/// their lines whole). With `TINYMTA_REQUIRE_ALL=1` (CI: root, on a
+/// machine with every peer) the skip fails the test instead, with `why`.
+/// The test's name is its thread's, which libtest names after the test.
+pub fn skip(why: &str) {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("(unnamed test thread)");
+    assert!(
+        std::env::var_os("TINYMTA_REQUIRE_ALL").is_none_or(|v| v != "1"),
+        "{test}: {why}; TINYMTA_REQUIRE_ALL=1 lets no test skip"
+    );
+    eprintln!("{why}; skipped");
+    let Some(log) = std::env::var_os("TINYMTA_SKIP_LOG") else {
+        return;
+    };
+    // The test file's name: cargo's `deps/NAME-HASH`.
+    let exe = std::env::current_exe().unwrap_or_default();
+    let stem = exe.file_stem().unwrap_or_default().to_string_lossy();
+    let binary = stem.rsplit_once('-').map_or(&*stem, |(name, _)| name);
+    let runner = std::env::var("TINYMTA_RUNNER").map_or(String::new(), |r| format!("[{r}] "));
+    let line = format!("{runner}{binary} {test}: {why}\n");
+    fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .and_then(|mut file| file.write_all(line.as_bytes()))
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot record the skip in {}: {e}",
+                Path::new(&log).display()
+            )
+        });
+}
+
+/// Writes at `path` a script that runs the binary under test through
+/// `TINYMTA_RUNNER`, for a program that execs tinymta itself (an init
+/// script's DAEMON, an alert tool's /usr/sbin/sendmail): the kernel cannot
+/// exec a foreign binary without binfmt_misc, and this machine has none.
+/// The runner gets the name the script was called by as argv[0] (`-0`), as
+/// tinymta picks its mode by that name (`sendmail`). False, and nothing
+/// written, without a runner: the binary is exec'd as it is.
+pub fn runner_script(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(runner) = std::env::var_os("TINYMTA_RUNNER") else {
+        return false;
+    };
+    let quoted = |p: &std::ffi::OsStr| format!("'{}'", p.to_string_lossy().replace('\'', "'\\''"));
+    let script = format!(
+        "#!/bin/sh\nexec {} -0 \"$0\" {} \"$@\"\n",
+        quoted(&runner),
+        quoted(binary().as_os_str())
+    );
+    fs::write(path, script).expect("write the runner script");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+    true
 }
 
 /// Whether the tests run as root (then tinymta drops its privileges).
