@@ -3,6 +3,7 @@
 //! stops, SIGHUP reloads, SIGUSR1 runs the queue.
 
 use std::convert::Infallible;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,14 +13,15 @@ use crate::aliases::Aliases;
 use crate::auth::Users;
 use crate::config::{Config, ConfigError, LogTarget};
 use crate::deliver::runner;
-use crate::deliver::DeliverySettings;
+use crate::deliver::{DeliverySettings, SettingsError};
+use crate::line_error::LineError;
 use crate::live::Live;
 use crate::log::LogHandle;
 use crate::server::connection::ServerContext;
 use crate::server::listener;
 use crate::spool::Spool;
 use crate::startup::{
-    self, find_account, may_create, ownership_problems, submit_group, writable_by,
+    self, find_account, may_create, ownership_problems, submit_group, writable_by, StartError,
 };
 use crate::sys::{self, Signal};
 
@@ -28,15 +30,15 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Why the daemon did not start, and whether the log target (a file,
 /// syslog) has it already; the caller says it on standard error.
 #[derive(Debug)]
-pub struct StartError {
-    pub message: String,
+pub struct NotStarted {
+    pub error: StartError,
     pub logged: bool,
 }
 
-impl StartError {
-    fn unlogged(message: String) -> StartError {
-        StartError {
-            message,
+impl NotStarted {
+    fn unlogged(error: StartError) -> NotStarted {
+        NotStarted {
+            error,
             logged: false,
         }
     }
@@ -70,27 +72,27 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 
 /// Runs the server in the foreground (busybox init or another supervisor
 /// keeps it running); returns only when it cannot start.
-pub fn run(loaded: Loaded, config_path: PathBuf) -> Result<Infallible, StartError> {
+pub fn run(loaded: Loaded, config_path: PathBuf) -> Result<Infallible, NotStarted> {
     let config = &loaded.config;
     // What the daemon creates (queue files, Maildirs, mail) is its own.
     sys::set_umask(0o077);
     // As root: the user to become.
     let account = if sys::is_root() {
-        Some(find_account(config).map_err(StartError::unlogged)?)
+        Some(find_account(config).map_err(NotStarted::unlogged)?)
     } else {
         None
     };
-    let log = open_log(config, account.as_ref()).map_err(StartError::unlogged)?;
+    let log = open_log(config, account.as_ref()).map_err(NotStarted::unlogged)?;
     let logs_elsewhere = config.log != LogTarget::Stderr;
     match serve(loaded, config_path, account, log) {
         Ok(never) => match never {},
-        Err(message) => {
+        Err(error) => {
             // Standard error has it from the caller; the log target too.
             if logs_elsewhere {
-                ::log::error!("{message}");
+                ::log::error!("{error}");
             }
-            Err(StartError {
-                message,
+            Err(NotStarted {
+                error,
                 logged: logs_elsewhere,
             })
         }
@@ -103,7 +105,7 @@ fn serve(
     config_path: PathBuf,
     account: Option<sys::Account>,
     log: LogHandle,
-) -> Result<Infallible, String> {
+) -> Result<Infallible, StartError> {
     let Loaded {
         config,
         aliases,
@@ -113,8 +115,8 @@ fn serve(
     if let Some(account) = &account {
         prepare_directories(&config, account)?;
     }
-    let spool = Spool::open(&config.spool_dir).map_err(|e| format!("spool: {e}"))?;
-    spool.recover().map_err(|e| format!("spool: {e}"))?;
+    let spool = Spool::open(&config.spool_dir).map_err(StartError::Spool)?;
+    spool.recover().map_err(StartError::Spool)?;
     let spool = Arc::new(spool);
     // Everything that reads files is built now, while root may still read them.
     let delivery = Arc::new(Live::new(DeliverySettings::load(&config, aliases.clone())?));
@@ -131,7 +133,7 @@ fn serve(
     note_missing_mailbox_dir(&config, account.as_ref());
     // Bound last, so that a daemon that listens has passed every check
     // (the init script takes listening for started).
-    let listeners = listener::bind_all(&config.listen).map_err(|e| e.to_string())?;
+    let listeners = listener::bind_all(&config.listen).map_err(StartError::Bind)?;
     if let Some(pid_file) = &config.pid_file {
         use std::os::unix::fs::PermissionsExt;
         // Readable by all, as pid files are (init scripts, `tinymta flush`).
@@ -139,13 +141,21 @@ fn serve(
             .and_then(|()| {
                 std::fs::set_permissions(pid_file, std::fs::Permissions::from_mode(0o644))
             })
-            .map_err(|e| format!("pid_file {}: {e}", pid_file.display()))?;
+            .map_err(|error| StartError::File {
+                key: "pid_file",
+                path: pid_file.clone(),
+                error,
+            })?;
     }
     if let Some(account) = &account {
         sys::drop_privileges(account)?;
     }
-    let waker = runner::start(Arc::clone(&delivery), Arc::clone(&spool))
-        .map_err(|e| format!("cannot start the queue runner: {e}"))?;
+    let waker = runner::start(Arc::clone(&delivery), Arc::clone(&spool)).map_err(|error| {
+        StartError::Thread {
+            what: "queue runner",
+            error,
+        }
+    })?;
     let addresses: Vec<String> = listeners
         .iter()
         .map(|l| {
@@ -163,8 +173,11 @@ fn serve(
         users,
         aliases,
     ));
-    let pool = listener::start(listeners, Arc::clone(&ctx))
-        .map_err(|e| format!("cannot start the listeners: {e}"))?;
+    let pool =
+        listener::start(listeners, Arc::clone(&ctx)).map_err(|error| StartError::Thread {
+            what: "listeners",
+            error,
+        })?;
     let user = account.map_or_else(|| "the starting user".to_string(), |a| a.name);
     ::log::info!(
         "tinymta {VERSION} started: hostname {}, listening on {}, spool {}, mailboxes {}, running as {user}",
@@ -190,15 +203,23 @@ fn serve(
 /// (`/var/log/tinymta/`, where it may make a new file), the file is given
 /// to it, and a directory it cannot write is said (there only a file
 /// logrotate makes, with `create`, can be reopened).
-fn open_log(config: &Config, account: Option<&sys::Account>) -> Result<LogHandle, String> {
+fn open_log(config: &Config, account: Option<&sys::Account>) -> Result<LogHandle, StartError> {
     if let LogTarget::File(path) = &config.log {
         let dir = parent_dir(path);
         if !dir.exists() {
-            crate::spool::durable::create_dir_durably(dir)
-                .map_err(|e| format!("cannot make the log directory {}: {e}", dir.display()))?;
+            crate::spool::durable::create_dir_durably(dir).map_err(|error| StartError::Io {
+                doing: "cannot make the log directory ",
+                path: dir.to_path_buf(),
+                error,
+            })?;
             if let Some(account) = account {
                 std::os::unix::fs::lchown(dir, Some(account.uid), Some(account.gid)).map_err(
-                    |e| format!("cannot give {} to {}: {e}", dir.display(), account.name),
+                    |error| StartError::GiveAway {
+                        what: "",
+                        path: dir.to_path_buf(),
+                        user: account.name.clone(),
+                        error,
+                    },
                 )?;
             }
             set_mode(dir, 0o755)?;
@@ -206,13 +227,13 @@ fn open_log(config: &Config, account: Option<&sys::Account>) -> Result<LogHandle
     }
     let log = crate::log::init(&log_target(config), config.log_level)?;
     if let (Some(account), Some(path)) = (account, log.file_path()) {
-        log.give_to(account.uid, account.gid).map_err(|e| {
-            format!(
-                "cannot give the log file {} to {}: {e}",
-                path.display(),
-                account.name
-            )
-        })?;
+        log.give_to(account.uid, account.gid)
+            .map_err(|error| StartError::GiveAway {
+                what: "the log file ",
+                path: path.to_path_buf(),
+                user: account.name.clone(),
+                error,
+            })?;
         let dir = parent_dir(path);
         if !writable_by(dir, Some(account)) {
             ::log::warn!(
@@ -247,10 +268,15 @@ fn parent_dir(path: &Path) -> &Path {
     }
 }
 
-fn set_mode(path: &Path, mode: u32) -> Result<(), String> {
+fn set_mode(path: &Path, mode: u32) -> Result<(), StartError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|error| {
+        StartError::Io {
+            doing: "cannot set the mode of ",
+            path: path.to_path_buf(),
+            error,
+        }
+    })
 }
 
 /// `mailbox_dir` is made at the first local delivery that needs it (a box
@@ -361,17 +387,17 @@ fn reload(
             "users file",
             config.auth_users.iter(),
             config.auth_users == old.auth_users,
-            load_users(&config).map_err(|e| e.to_string()),
+            load_users(&config),
             || (*ctx.users.get()).clone(),
         )?;
         let server_tls = kept.reload_or_keep(
             "TLS certificate and key",
             config.tls_cert.iter().chain(&config.tls_key),
             (&config.tls_cert, &config.tls_key) == (&old.tls_cert, &old.tls_key),
-            load_server_tls(&config).map_err(|e| e.to_string()),
+            load_server_tls(&config),
             || (*ctx.tls.get()).clone(),
         )?;
-        Ok::<_, String>((settings, users, server_tls))
+        Ok::<_, ReloadError>((settings, users, server_tls))
     })();
     let (settings, users, server_tls) = match loaded {
         Ok(loaded) => loaded,
@@ -392,6 +418,45 @@ fn reload(
     ::log::info!("reloaded {}", path.display());
 }
 
+/// Why a reload keeps the running config: logged, never fatal.
+#[derive(Debug)]
+enum ReloadError {
+    /// tls_ca_file, the smarthost password or a push secret.
+    Delivery(SettingsError),
+    /// The users file.
+    Users(LineError),
+    /// The server's certificate and key.
+    Tls(ConfigError),
+}
+
+impl fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReloadError::Delivery(error) => error.fmt(f),
+            ReloadError::Users(error) => error.fmt(f),
+            ReloadError::Tls(error) => error.fmt(f),
+        }
+    }
+}
+
+impl From<SettingsError> for ReloadError {
+    fn from(error: SettingsError) -> ReloadError {
+        ReloadError::Delivery(error)
+    }
+}
+
+impl From<LineError> for ReloadError {
+    fn from(error: LineError) -> ReloadError {
+        ReloadError::Users(error)
+    }
+}
+
+impl From<ConfigError> for ReloadError {
+    fn from(error: ConfigError) -> ReloadError {
+        ReloadError::Tls(error)
+    }
+}
+
 /// Files that a reload after the privilege drop may not read and keeps
 /// from start-up. For a file only root may read, that is how it is meant
 /// to be (README, Signals): said once, not at every SIGHUP. Any other
@@ -404,14 +469,14 @@ struct KeptFiles {
 impl KeptFiles {
     /// `loaded` as it is, or, where it failed and the config names the
     /// same `files` as the running one, `current()` (the copy read before).
-    fn reload_or_keep<'a, T>(
+    fn reload_or_keep<'a, T, E: fmt::Display>(
         &mut self,
         what: &str,
         files: impl IntoIterator<Item = &'a PathBuf>,
         same_files: bool,
-        loaded: Result<T, String>,
+        loaded: Result<T, E>,
         current: impl FnOnce() -> T,
-    ) -> Result<T, String> {
+    ) -> Result<T, E> {
         let error = match loaded {
             Err(error) if same_files => error,
             other => return other,
@@ -447,7 +512,7 @@ fn push_secret_files(config: &Config) -> Vec<PathBuf> {
 }
 
 /// The users file, if the config names one.
-fn load_users(config: &Config) -> Result<Option<Arc<Users>>, crate::line_error::LineError> {
+fn load_users(config: &Config) -> Result<Option<Arc<Users>>, LineError> {
     match &config.auth_users {
         Some(path) => Users::load(path).map(|users| Some(Arc::new(users))),
         None => Ok(None),
@@ -472,7 +537,7 @@ fn load_server_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>,
 /// their modes at every start (an older install's group-writable tmp/ and
 /// new/ are closed): `tmp/`, `new/` 0700; the maildrop 3730 and the spool
 /// 0710 for `submit_group`, which may add to the maildrop and nothing else.
-fn prepare_directories(config: &Config, account: &sys::Account) -> Result<(), String> {
+fn prepare_directories(config: &Config, account: &sys::Account) -> Result<(), StartError> {
     use std::os::unix::fs::PermissionsExt;
     let submit = submit_group(config, account)?;
     let (spool_group, spool_mode, drop_mode) = match submit {
@@ -498,26 +563,44 @@ fn prepare_directories(config: &Config, account: &sys::Account) -> Result<(), St
     for (dir, gid, mode) in &dirs {
         if !dir.exists() {
             make_missing_parents(dir)?;
-            crate::spool::durable::create_dir_durably(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            crate::spool::durable::create_dir_durably(dir).map_err(|error| StartError::Io {
+                doing: "cannot create ",
+                path: dir.clone(),
+                error,
+            })?;
         }
         // Never through a symlink: root would give away what it points at.
-        let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let meta = std::fs::symlink_metadata(dir).map_err(|error| StartError::Io {
+            doing: "",
+            path: dir.clone(),
+            error,
+        })?;
         if !meta.is_dir() {
-            return Err(format!("{} is not a directory (a symlink?)", dir.display()));
+            return Err(StartError::NotADirectory(dir.clone()));
         }
-        std::os::unix::fs::lchown(dir, Some(account.uid), Some(*gid))
-            .map_err(|e| format!("cannot give {} to {}: {e}", dir.display(), account.name))?;
+        std::os::unix::fs::lchown(dir, Some(account.uid), Some(*gid)).map_err(|error| {
+            StartError::GiveAway {
+                what: "",
+                path: dir.clone(),
+                user: account.name.clone(),
+                error,
+            }
+        })?;
         // The queue and the mailboxes hold everyone's mail: for the mail
         // user alone, but for the maildrop's drop box.
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(*mode))
-            .map_err(|e| format!("cannot protect {}: {e}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(*mode)).map_err(|error| {
+            StartError::Io {
+                doing: "cannot protect ",
+                path: dir.clone(),
+                error,
+            }
+        })?;
     }
     let problems = ownership_problems(config, account.uid);
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(problems.join("; "))
+        Err(StartError::Ownership(problems))
     }
 }
 
@@ -525,15 +608,18 @@ fn prepare_directories(config: &Config, account: &sys::Account) -> Result<(), St
 /// `/etc/tinymta/spool`) root's and mode 0755, as `mkdir -p` does: made
 /// under the daemon's umask 077 they would be 0700, and the user it
 /// becomes could not pass through them to its spool.
-fn make_missing_parents(dir: &Path) -> Result<(), String> {
+fn make_missing_parents(dir: &Path) -> Result<(), StartError> {
     let missing: Vec<&Path> = dir
         .ancestors()
         .skip(1)
         .take_while(|parent| !parent.as_os_str().is_empty() && !parent.exists())
         .collect();
     for parent in missing.into_iter().rev() {
-        crate::spool::durable::create_dir_durably(parent)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        crate::spool::durable::create_dir_durably(parent).map_err(|error| StartError::Io {
+            doing: "cannot create ",
+            path: parent.to_path_buf(),
+            error,
+        })?;
         set_mode(parent, 0o755)?;
     }
     Ok(())

@@ -10,7 +10,8 @@
 //! test_send       `tinymta test-send`: one message along its real route
 //! daemon          start-up (the config and the files it names, each read
 //!                 by its owner), privilege drop, signals, reload
-//! startup         the checks before start (`-t`), the start-up warnings, unit-tested
+//! startup         the checks before start (`-t`), the start-up warnings, unit-tested;
+//!                 StartError, why the daemon does not start
 //! sendmail/       the sendmail/mailq entry point: one message from stdin
 //!   args            the command lines of `sendmail` and `mail`
 //!   headers         header fields mended as a submission agent may (RFC 6409 8)
@@ -70,7 +71,8 @@
 //!                 (smarthost_fingerprint), refusals in words
 //! auth            SMTP AUTH on the server side, the users file
 //! log             stderr, file or syslog; one line a record, untrusted text Escaped
-//! line_error      file:line errors of the config, users, aliases and envelope files
+//! line_error      file:line errors of the config, users, aliases and envelope files;
+//!                 ValueError, what a value parser says before the line is put to it
 //! live            settings that SIGHUP replaces
 //! net             CIDR blocks
 //! random          random numbers from the system

@@ -1,6 +1,7 @@
 //! The error of every line-based file tinymta reads (the config, the users
 //! file, the aliases file, a queue envelope): which file, which line, which
-//! key, and what is wrong there.
+//! key, and what is wrong there; and [`ValueError`], what a value parser
+//! says is wrong with one value before the line's place is put to it.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -59,6 +60,43 @@ impl fmt::Display for LineError {
 }
 
 impl std::error::Error for LineError {}
+
+/// What is wrong with one value: the `message` of the [`LineError`] it
+/// becomes at once, when the caller puts the file, line and key to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ValueError {
+    /// Not of the form the key takes: `expected {what}, found "{found}"`.
+    Expected { what: &'static str, found: String },
+    /// A count that must be at least 1 was 0.
+    Zero,
+    /// Anything else, in words that name the part at fault (`priority:
+    /// ...`, `unknown transport "sms" (...)`): these texts are documented
+    /// and tested, so they are kept whole rather than rebuilt from parts.
+    Invalid(String),
+}
+
+impl fmt::Display for ValueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ValueError::Expected { what, found } => write!(f, "expected {what}, found {found:?}"),
+            ValueError::Zero => f.write_str("must be at least 1"),
+            ValueError::Invalid(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for ValueError {}
+
+impl ValueError {
+    /// `expected {what}, found "{found}"`.
+    pub fn expected(what: &'static str, found: &str) -> ValueError {
+        ValueError::Expected {
+            what,
+            found: found.to_string(),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

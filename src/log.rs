@@ -150,27 +150,56 @@ pub enum Target {
     Syslog(PathBuf),
 }
 
+/// Why logging could not be set up; the daemon does not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum LogError {
+    /// No datagram socket for syslog.
+    Syslog(io::Error),
+    /// A logger was set already.
+    Logger(log::SetLoggerError),
+    OpenFile {
+        path: PathBuf,
+        error: io::Error,
+    },
+}
+
+impl fmt::Display for LogError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LogError::Syslog(error) => write!(f, "syslog: {error}"),
+            LogError::Logger(error) => write!(f, "cannot set up logging: {error}"),
+            LogError::OpenFile { path, error } => {
+                write!(f, "cannot open log file {}: {error}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for LogError {}
+
 /// Sets up the global logger, records up to `level` going to `target`; an
 /// error names the log file.
-pub fn init(target: &Target, level: log::LevelFilter) -> Result<LogHandle, String> {
+pub fn init(target: &Target, level: log::LevelFilter) -> Result<LogHandle, LogError> {
     // The logger lets everything through; log::set_max_level filters, so
     // that SIGHUP can change the level.
     let (target, handle) = match target {
         Target::Syslog(socket) => {
             let logger = Syslog {
-                socket: UnixDatagram::unbound().map_err(|e| format!("syslog: {e}"))?,
+                socket: UnixDatagram::unbound().map_err(LogError::Syslog)?,
                 path: socket.clone(),
                 pid: std::process::id(),
             };
-            log::set_boxed_logger(Box::new(logger))
-                .map_err(|e| format!("cannot set up logging: {e}"))?;
+            log::set_boxed_logger(Box::new(logger)).map_err(LogError::Logger)?;
             log::set_max_level(level);
             return Ok(LogHandle::default());
         }
         Target::Stderr => (LineTarget::Stderr, LogHandle::default()),
         Target::File(path) => {
-            let file = open_append(path)
-                .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+            let file = open_append(path).map_err(|error| LogError::OpenFile {
+                path: path.clone(),
+                error,
+            })?;
             let log = Arc::new(LogFile {
                 path: path.clone(),
                 file: Mutex::new(file),
@@ -181,8 +210,7 @@ pub fn init(target: &Target, level: log::LevelFilter) -> Result<LogHandle, Strin
             )
         }
     };
-    log::set_boxed_logger(Box::new(Lines { target }))
-        .map_err(|e| format!("cannot set up logging: {e}"))?;
+    log::set_boxed_logger(Box::new(Lines { target })).map_err(LogError::Logger)?;
     log::set_max_level(level);
     Ok(handle)
 }

@@ -153,11 +153,11 @@ fn main() -> ExitCode {
     match tinymta::daemon::run(loaded, config_path) {
         Ok(never) => match never {},
         Err(e) => {
-            eprintln!("tinymta: {}", e.message);
+            eprintln!("tinymta: {}", e.error);
             // Under `start-stop-daemon -b` standard error is /dev/null: where
             // the log target does not have the error either, syslog keeps it.
             if !e.logged && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                let _ = tinymta::log::error_to_syslog(&syslog_socket, &e.message);
+                let _ = tinymta::log::error_to_syslog(&syslog_socket, &e.error.to_string());
             }
             ExitCode::FAILURE
         }

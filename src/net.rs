@@ -4,6 +4,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use crate::line_error::ValueError;
+
 /// An address block such as `127.0.0.0/8` or `::1/128`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
@@ -45,23 +47,27 @@ fn prefix_matches(a: &[u8], b: &[u8], bits: u8) -> bool {
 }
 
 impl FromStr for Cidr {
-    type Err = String;
+    type Err = ValueError;
 
     /// `ADDR/LEN`, or a bare address meaning a single host.
-    fn from_str(text: &str) -> Result<Cidr, String> {
+    fn from_str(text: &str) -> Result<Cidr, ValueError> {
         let (addr, len) = match text.split_once('/') {
             Some((addr, len)) => (addr, Some(len)),
             None => (text, None),
         };
-        let network: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("not an IP address or CIDR block: {text:?}"))?;
+        let network: IpAddr = addr.parse().map_err(|_| {
+            ValueError::Invalid(format!("not an IP address or CIDR block: {text:?}"))
+        })?;
         let max = if network.is_ipv4() { 32 } else { 128 };
         let prefix_len = match len {
             None => max,
             Some(len) => match len.parse::<u8>() {
                 Ok(n) if n <= max => n,
-                _ => return Err(format!("prefix length out of range in {text:?}")),
+                _ => {
+                    return Err(ValueError::Invalid(format!(
+                        "prefix length out of range in {text:?}"
+                    )))
+                }
             },
         };
         Ok(Cidr {

@@ -6,12 +6,137 @@
 //! secret files), so that each can be tested without the machine that
 //! would give it.
 
+use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, LogTarget};
-use crate::deliver::DeliverySettings;
-use crate::sys;
+use crate::config::{Config, ConfigError, LogTarget};
+use crate::deliver::{DeliverySettings, SettingsError};
+use crate::log::LogError;
+use crate::server::ServerError;
+use crate::spool::SpoolError;
+use crate::sys::{self, PrivilegeError};
+
+/// Why the daemon cannot start: printed after `tinymta: ` (and logged
+/// where the log has a target of its own); `-t` prints the same texts.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StartError {
+    /// `user` names no account (and tinymta will not run as root).
+    NoUser(String),
+    /// The user or group database could not be asked about `name`.
+    LookUp {
+        what: &'static str,
+        name: String,
+        error: io::Error,
+    },
+    /// A config error found only at start-up (`submit_group` is the
+    /// user's own group).
+    Config(ConfigError),
+    /// The file a key names (`log`, `pid_file`) cannot be opened or written.
+    File {
+        key: &'static str,
+        path: PathBuf,
+        error: io::Error,
+    },
+    /// That file is missing and its directory is not writable.
+    CannotMake {
+        key: &'static str,
+        path: PathBuf,
+    },
+    /// A step on a directory failed: `{doing}{path}: {error}`, `doing`
+    /// being `cannot create ` and the like, or empty.
+    Io {
+        doing: &'static str,
+        path: PathBuf,
+        error: io::Error,
+    },
+    /// lchown failed: `cannot give {what}{path} to {user}`, `what` being
+    /// empty or `the log file `.
+    GiveAway {
+        what: &'static str,
+        path: PathBuf,
+        user: String,
+        error: io::Error,
+    },
+    /// What should be a directory of the spool is not (a symlink?).
+    NotADirectory(PathBuf),
+    /// Directories that belong to another user, each said in words.
+    Ownership(Vec<String>),
+    Spool(SpoolError),
+    Delivery(SettingsError),
+    Log(LogError),
+    Privileges(PrivilegeError),
+    /// A `listen` address could not be bound.
+    Bind(ServerError),
+    /// A thread could not be started: `cannot start the {what}`.
+    Thread {
+        what: &'static str,
+        error: io::Error,
+    },
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::NoUser(user) => write!(
+                f,
+                "user {user:?} does not exist: create it, or name another in `user` (tinymta will not run as root)"
+            ),
+            StartError::LookUp { what, name, error } => {
+                write!(f, "cannot look up {what} {name:?}: {error}")
+            }
+            StartError::Config(error) => error.fmt(f),
+            StartError::File { key, path, error } => {
+                write!(f, "{key} {}: {error}", path.display())
+            }
+            StartError::CannotMake { key, path } => write!(
+                f,
+                "{key} {} cannot be made: its directory is not writable",
+                path.display()
+            ),
+            StartError::Io { doing, path, error } => {
+                write!(f, "{doing}{}: {error}", path.display())
+            }
+            StartError::GiveAway {
+                what,
+                path,
+                user,
+                error,
+            } => write!(f, "cannot give {what}{} to {user}: {error}", path.display()),
+            StartError::NotADirectory(path) => {
+                write!(f, "{} is not a directory (a symlink?)", path.display())
+            }
+            StartError::Ownership(problems) => f.write_str(&problems.join("; ")),
+            StartError::Spool(error) => write!(f, "spool: {error}"),
+            StartError::Delivery(error) => error.fmt(f),
+            StartError::Log(error) => error.fmt(f),
+            StartError::Privileges(error) => error.fmt(f),
+            StartError::Bind(error) => error.fmt(f),
+            StartError::Thread { what, error } => write!(f, "cannot start the {what}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<SettingsError> for StartError {
+    fn from(error: SettingsError) -> StartError {
+        StartError::Delivery(error)
+    }
+}
+
+impl From<LogError> for StartError {
+    fn from(error: LogError) -> StartError {
+        StartError::Log(error)
+    }
+}
+
+impl From<PrivilegeError> for StartError {
+    fn from(error: PrivilegeError) -> StartError {
+        StartError::Privileges(error)
+    }
+}
 
 /// What `-t` says beyond the config itself (which loaded the certificate,
 /// the users file and the aliases): everything else the daemon reads or
@@ -22,16 +147,20 @@ pub fn startup_problems(config: &Config) -> Vec<String> {
         match find_account(config) {
             Ok(account) => {
                 let mut problems = ownership_problems(config, account.uid);
-                problems.extend(submit_group(config, &account).err());
+                problems.extend(submit_group(config, &account).err().map(|e| e.to_string()));
                 problems
             }
-            Err(e) => vec![e],
+            Err(e) => vec![e.to_string()],
         }
     } else {
         ownership_problems(config, sys::effective_uid())
     };
     // tls_ca_file and the smarthost password.
-    problems.extend(DeliverySettings::load(config, None).err());
+    problems.extend(
+        DeliverySettings::load(config, None)
+            .err()
+            .map(|e| e.to_string()),
+    );
     if !config.spool_dir.exists() && !may_create(&config.spool_dir, None) {
         problems.push(format!(
             "spool_dir {} cannot be made: its parent directory is not writable",
@@ -39,10 +168,14 @@ pub fn startup_problems(config: &Config) -> Vec<String> {
         ));
     }
     if let LogTarget::File(path) = &config.log {
-        problems.extend(file_problem("log", path, true).err());
+        problems.extend(file_problem("log", path, true).err().map(|e| e.to_string()));
     }
     if let Some(path) = &config.pid_file {
-        problems.extend(file_problem("pid_file", path, false).err());
+        problems.extend(
+            file_problem("pid_file", path, false)
+                .err()
+                .map(|e| e.to_string()),
+        );
     }
     problems
 }
@@ -50,7 +183,7 @@ pub fn startup_problems(config: &Config) -> Vec<String> {
 /// Whether the file the daemon writes at start-up (the log, appended to,
 /// or the pid file) can be opened, or made where it is missing; nothing
 /// is made or changed.
-fn file_problem(key: &str, path: &Path, append: bool) -> Result<(), String> {
+fn file_problem(key: &'static str, path: &Path, append: bool) -> Result<(), StartError> {
     use std::os::unix::fs::OpenOptionsExt;
     if std::fs::symlink_metadata(path).is_ok() {
         let mut options = std::fs::OpenOptions::new();
@@ -62,27 +195,32 @@ fn file_problem(key: &str, path: &Path, append: bool) -> Result<(), String> {
         return options
             .open(path)
             .map(drop)
-            .map_err(|e| format!("{key} {}: {e}", path.display()));
+            .map_err(|error| StartError::File {
+                key,
+                path: path.to_path_buf(),
+                error,
+            });
     }
     if may_create(path, None) {
         Ok(())
     } else {
-        Err(format!(
-            "{key} {} cannot be made: its directory is not writable",
-            path.display()
-        ))
+        Err(StartError::CannotMake {
+            key,
+            path: path.to_path_buf(),
+        })
     }
 }
 
 /// The account named by `user`, which must exist when started as root.
-pub fn find_account(config: &Config) -> Result<sys::Account, String> {
+pub fn find_account(config: &Config) -> Result<sys::Account, StartError> {
     match sys::find_user(&config.user) {
         Ok(Some(account)) => Ok(account),
-        Ok(None) => Err(format!(
-            "user {:?} does not exist: create it, or name another in `user` (tinymta will not run as root)",
-            config.user
-        )),
-        Err(e) => Err(format!("cannot look up user {:?}: {e}", config.user)),
+        Ok(None) => Err(StartError::NoUser(config.user.clone())),
+        Err(error) => Err(StartError::LookUp {
+            what: "user",
+            name: config.user.clone(),
+            error,
+        }),
     }
 }
 
@@ -90,17 +228,18 @@ pub fn find_account(config: &Config) -> Result<sys::Account, String> {
 /// root and the daemon's user can queue). It must not be the daemon's own
 /// group: the daemon reads the maildrop's files as "other" (mode 0604), so
 /// that the group that submits can read none of them.
-pub(crate) fn submit_group(config: &Config, account: &sys::Account) -> Result<Option<u32>, String> {
+pub(crate) fn submit_group(
+    config: &Config,
+    account: &sys::Account,
+) -> Result<Option<u32>, StartError> {
     match sys::find_group(&config.submit_group) {
-        Ok(Some(gid)) if gid == account.gid => Err(config
-            .error_at(
-                "submit_group",
-                &format!(
-                    "{} is the group of user {}: choose a group of its own for the set-group-id binary",
-                    config.submit_group, account.name
-                ),
-            )
-            .to_string()),
+        Ok(Some(gid)) if gid == account.gid => Err(StartError::Config(config.error_at(
+            "submit_group",
+            &format!(
+                "{} is the group of user {}: choose a group of its own for the set-group-id binary",
+                config.submit_group, account.name
+            ),
+        ))),
         Ok(Some(gid)) => Ok(Some(gid)),
         Ok(None) => {
             ::log::info!(
@@ -110,7 +249,11 @@ pub(crate) fn submit_group(config: &Config, account: &sys::Account) -> Result<Op
             );
             Ok(None)
         }
-        Err(e) => Err(format!("cannot look up group {:?}: {e}", config.submit_group)),
+        Err(error) => Err(StartError::LookUp {
+            what: "group",
+            name: config.submit_group.clone(),
+            error,
+        }),
     }
 }
 
@@ -235,6 +378,11 @@ pub fn risky_settings(config: &Config, push_secret_files: &[PathBuf]) -> Vec<Str
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    /// The problem's text, as `-t` prints it.
+    fn file_problem(key: &'static str, path: &Path, append: bool) -> Result<(), String> {
+        super::file_problem(key, path, append).map_err(|e| e.to_string())
+    }
 
     fn set_mode(path: &Path, mode: u32) {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();

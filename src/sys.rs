@@ -307,27 +307,68 @@ pub fn find_user(name: &str) -> io::Result<Option<Account>> {
     }
 }
 
+/// Which step of the privilege drop failed; the daemon does not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PrivilegeError {
+    SetGroups(io::Error),
+    SetGid {
+        gid: u32,
+        error: io::Error,
+    },
+    SetUid {
+        uid: u32,
+        error: io::Error,
+    },
+    /// setuid(0) or seteuid(0) succeeded after the drop.
+    Regained,
+    /// The calls succeeded and the ids are still the old ones.
+    Unchanged,
+}
+
+impl std::fmt::Display for PrivilegeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PrivilegeError::SetGroups(error) => write!(f, "setgroups: {error}"),
+            PrivilegeError::SetGid { gid, error } => write!(f, "setgid({gid}): {error}"),
+            PrivilegeError::SetUid { uid, error } => write!(f, "setuid({uid}): {error}"),
+            PrivilegeError::Regained => {
+                f.write_str("root privileges could be regained after dropping them")
+            }
+            PrivilegeError::Unchanged => f.write_str("the user or group ids did not change"),
+        }
+    }
+}
+
+impl std::error::Error for PrivilegeError {}
+
 /// Becomes `account` for good: supplementary groups dropped, then the group,
 /// then the user; and then checks that root cannot be had back.
-pub fn drop_privileges(account: &Account) -> Result<(), String> {
+pub fn drop_privileges(account: &Account) -> Result<(), PrivilegeError> {
     let gid = account.gid as libc::gid_t;
     let uid = account.uid as libc::uid_t;
     // SAFETY: plain system calls with integer arguments and a pointer to one gid.
     unsafe {
         if libc::setgroups(1, &gid) != 0 {
-            return Err(format!("setgroups: {}", io::Error::last_os_error()));
+            return Err(PrivilegeError::SetGroups(io::Error::last_os_error()));
         }
         if libc::setresgid(gid, gid, gid) != 0 {
-            return Err(format!("setgid({gid}): {}", io::Error::last_os_error()));
+            return Err(PrivilegeError::SetGid {
+                gid,
+                error: io::Error::last_os_error(),
+            });
         }
         if libc::setresuid(uid, uid, uid) != 0 {
-            return Err(format!("setuid({uid}): {}", io::Error::last_os_error()));
+            return Err(PrivilegeError::SetUid {
+                uid,
+                error: io::Error::last_os_error(),
+            });
         }
         if uid != 0 && (libc::setuid(0) == 0 || libc::seteuid(0) == 0) {
-            return Err("root privileges could be regained after dropping them".to_string());
+            return Err(PrivilegeError::Regained);
         }
         if libc::getuid() != uid || libc::geteuid() != uid || libc::getegid() != gid {
-            return Err("the user or group ids did not change".to_string());
+            return Err(PrivilegeError::Unchanged);
         }
     }
     Ok(())

@@ -16,8 +16,8 @@ use crate::deliver::route::{route, Route};
 use crate::deliver::run_job;
 use crate::deliver::{DeliverySettings, Job, JobItem, Outcome, Reporter, RunnerEvent};
 use crate::log::{clean_record, Escaped, MAX_LOG_RECORD};
-use crate::smtp::address::{parse_mailbox, Mailbox};
-use crate::spool::{NewEntry, Spool};
+use crate::smtp::address::{parse_mailbox, AddressError, Mailbox};
+use crate::spool::{NewEntry, Spool, SpoolError};
 use crate::sys;
 use crate::sysexits as exit;
 use crate::time::{rfc5322_date, unix_now};
@@ -64,8 +64,11 @@ pub fn run(args: &[String]) -> u8 {
     // never a file of root's that the daemon could not write to later.
     sys::set_umask(0o077);
     if sys::is_root() {
-        let dropped = crate::startup::find_account(&config)
-            .and_then(|account| sys::drop_privileges(&account).map(|()| account));
+        let dropped = crate::startup::find_account(&config).and_then(|account| {
+            sys::drop_privileges(&account)
+                .map(|()| account)
+                .map_err(crate::startup::StartError::from)
+        });
         match dropped {
             Ok(account) => println!("running as {}, as the daemon does", account.name),
             Err(e) => {
@@ -114,7 +117,7 @@ pub fn run(args: &[String]) -> u8 {
 }
 
 /// Prints one recipient's outcome; its exit code.
-fn show_outcome(rcpt: &Mailbox, outcome: Result<Vec<Outcome>, String>) -> u8 {
+fn show_outcome(rcpt: &Mailbox, outcome: Result<Vec<Outcome>, SendError>) -> u8 {
     match outcome {
         Ok(outcomes) => match outcomes.first() {
             // The texts are the upstream server's replies.
@@ -194,6 +197,29 @@ fn show_route(settings: &DeliverySettings, route: &Route, recipient: &Mailbox) {
     }
 }
 
+/// Why the test message could not be queued in the scratch spool.
+#[derive(Debug)]
+enum SendError {
+    Spool(SpoolError),
+    /// `send_as`, or postmaster at `qualify_domain`, is no address.
+    Sender(AddressError),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Spool(error) => error.fmt(f),
+            SendError::Sender(error) => error.fmt(f),
+        }
+    }
+}
+
+impl From<SpoolError> for SendError {
+    fn from(error: SpoolError) -> SendError {
+        SendError::Spool(error)
+    }
+}
+
 /// Queues the test message in a scratch spool and runs its job on `route`;
 /// returns the recipient's outcomes.
 fn send(
@@ -201,16 +227,16 @@ fn send(
     scratch: &Path,
     route: Route,
     recipient: &Mailbox,
-) -> Result<Vec<Outcome>, String> {
+) -> Result<Vec<Outcome>, SendError> {
     let config = &settings.config;
-    let spool = Spool::open(scratch).map_err(|e| e.to_string())?;
+    let spool = Spool::open(scratch)?;
     let sender = config.send_as.as_ref().map_or_else(
         || format!("postmaster@{}", config.qualify_domain),
         Mailbox::to_string,
     );
-    let sender_box = parse_mailbox(&sender).map_err(|e| e.to_string())?;
+    let sender_box = parse_mailbox(&sender).map_err(SendError::Sender)?;
     let now = unix_now();
-    let mut message = spool.begin().map_err(|e| e.to_string())?;
+    let mut message = spool.begin()?;
     let text = format!(
         "From: <{sender}>\r\nTo: <{recipient}>\r\nSubject: tinymta test message from {}\r\n\
          Date: {}\r\nMessage-ID: <{}@{}>\r\n\r\nThis is a test message sent by `tinymta test-send`.\r\n",
@@ -219,7 +245,7 @@ fn send(
         message.id,
         config.hostname
     );
-    message.write(text.as_bytes()).map_err(|e| e.to_string())?;
+    message.write(text.as_bytes())?;
     let entry = NewEntry::local(
         &config.hostname,
         Some(sender_box),
@@ -227,7 +253,7 @@ fn send(
         text.as_bytes(),
     );
     let size = message.size();
-    let id = message.commit(&entry).map_err(|e| e.to_string())?;
+    let id = message.commit(&entry)?;
     let job = Job {
         route,
         items: vec![JobItem {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 pub mod route;
 
-use crate::line_error::LineError;
+use crate::line_error::{LineError, ValueError};
 use crate::net::Cidr;
 use crate::smtp::address::Mailbox;
 use crate::tls::Fingerprint;
@@ -172,7 +172,7 @@ struct Key {
     /// May be given more than once: each line adds to the list.
     list: bool,
     /// Reads `value` into the config; `true` at the key's first line.
-    apply: fn(&mut Config, &str, bool) -> Result<(), String>,
+    apply: fn(&mut Config, &str, bool) -> Result<(), ValueError>,
 }
 
 config_keys! {
@@ -261,8 +261,7 @@ config_keys! {
         /// Pins the smarthost's certificate (msmtp's tls_fingerprint): only
         /// the one with this SHA-256 fingerprint is accepted, chain and name
         /// not checked.
-        smarthost_fingerprint: Option<Fingerprint> = None
-            => optional(|v| Fingerprint::parse(v).map_err(|e| e.to_string()));
+        smarthost_fingerprint: Option<Fingerprint> = None => optional(parse_fingerprint);
         smarthost_user: Option<String> = None => optional(parse_string);
         smarthost_password_file: Option<PathBuf> = None => optional(parse_path);
         /// How long to wait for a TCP connection to an upstream server.
@@ -400,7 +399,8 @@ impl Config {
             if value.is_empty() {
                 return Err(error(key, "empty value".to_string()));
             }
-            (entry.apply)(&mut config, value, first_time).map_err(|message| error(key, message))?;
+            (entry.apply)(&mut config, value, first_time)
+                .map_err(|problem| error(key, problem.to_string()))?;
         }
         if config.qualify_domain.is_empty() {
             config.qualify_domain = config.hostname.clone();
@@ -550,7 +550,7 @@ fn system_hostname() -> String {
 
 /// A DNS name (RFC 1035 2.3.1, letters, digits, hyphens, dots) or an address
 /// literal in brackets; stored lower-case without a trailing dot.
-fn parse_hostname(value: &str) -> Result<String, String> {
+fn parse_hostname(value: &str) -> Result<String, ValueError> {
     let name = value.trim_end_matches('.').to_ascii_lowercase();
     if name.starts_with('[') && name.ends_with(']') {
         return Ok(name);
@@ -569,17 +569,19 @@ fn parse_hostname(value: &str) -> Result<String, String> {
     if valid {
         Ok(name)
     } else {
-        Err(format!("not a valid host name: {value:?}"))
+        Err(ValueError::Invalid(format!(
+            "not a valid host name: {value:?}"
+        )))
     }
 }
 
 /// `ADDR:PORT [tls] [submission]`, IPv6 as `[::1]:25`.
-fn parse_listener(value: &str) -> Result<Listener, String> {
+fn parse_listener(value: &str) -> Result<Listener, ValueError> {
     let mut words = value.split_ascii_whitespace();
     let addr_text = words.next().unwrap_or_default();
     let addr: SocketAddr = addr_text
         .parse()
-        .map_err(|_| format!("expected ADDR:PORT (IPv6 as [ADDR]:PORT), found {addr_text:?}"))?;
+        .map_err(|_| ValueError::expected("ADDR:PORT (IPv6 as [ADDR]:PORT)", addr_text))?;
     let mut listener = Listener {
         addr,
         implicit_tls: false,
@@ -590,9 +592,9 @@ fn parse_listener(value: &str) -> Result<Listener, String> {
             "tls" => listener.implicit_tls = true,
             "submission" => listener.submission = true,
             _ => {
-                return Err(format!(
+                return Err(ValueError::Invalid(format!(
                     "unknown listener option {option:?} (tls, submission)"
-                ))
+                )))
             }
         }
     }
@@ -600,8 +602,8 @@ fn parse_listener(value: &str) -> Result<Listener, String> {
 }
 
 /// `HOST:PORT`, with an IPv6 literal in brackets: `[2001:db8::1]:587`.
-fn parse_host_port(value: &str) -> Result<HostPort, String> {
-    let bad = || format!("expected HOST:PORT (IPv6 as [ADDR]:PORT), found {value:?}");
+fn parse_host_port(value: &str) -> Result<HostPort, ValueError> {
+    let bad = || ValueError::expected("HOST:PORT (IPv6 as [ADDR]:PORT)", value);
     let (host, port) = if let Some(rest) = value.strip_prefix('[') {
         let (addr, port) = rest.split_once("]:").ok_or_else(bad)?;
         addr.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?;
@@ -619,103 +621,105 @@ fn parse_host_port(value: &str) -> Result<HostPort, String> {
     })
 }
 
-fn parse_port(value: &str) -> Result<u16, String> {
+fn parse_port(value: &str) -> Result<u16, ValueError> {
     match value.parse::<u16>() {
-        Ok(0) | Err(_) => Err(format!("expected a port from 1 to 65535, found {value:?}")),
+        Ok(0) | Err(_) => Err(ValueError::expected("a port from 1 to 65535", value)),
         Ok(port) => Ok(port),
     }
 }
 
 /// `IP` (port 53) or `IP:PORT`, IPv6 with a port as `[ADDR]:PORT`.
-fn parse_dns_server(value: &str) -> Result<SocketAddr, String> {
+fn parse_dns_server(value: &str) -> Result<SocketAddr, ValueError> {
     if let Ok(ip) = value.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, 53));
     }
     value
         .parse::<SocketAddr>()
-        .map_err(|_| format!("expected IP or IP:PORT, found {value:?}"))
+        .map_err(|_| ValueError::expected("IP or IP:PORT", value))
 }
 
-fn parse_bool(value: &str) -> Result<bool, String> {
+fn parse_bool(value: &str) -> Result<bool, ValueError> {
     match value {
         "yes" | "true" | "on" => Ok(true),
         "no" | "false" | "off" => Ok(false),
-        _ => Err(format!("expected yes or no, found {value:?}")),
+        _ => Err(ValueError::expected("yes or no", value)),
     }
 }
 
-fn parse_path(value: &str) -> Result<PathBuf, String> {
+fn parse_path(value: &str) -> Result<PathBuf, ValueError> {
     Ok(PathBuf::from(value))
 }
 
-fn parse_string(value: &str) -> Result<String, String> {
+fn parse_string(value: &str) -> Result<String, ValueError> {
     Ok(value.to_string())
 }
 
 /// One `listen` line: one listener.
-fn add_listener(listen: &mut Vec<Listener>, value: &str) -> Result<(), String> {
+fn add_listener(listen: &mut Vec<Listener>, value: &str) -> Result<(), ValueError> {
     listen.push(parse_listener(value)?);
     Ok(())
 }
 
-fn add_domains(domains: &mut Vec<String>, value: &str) -> Result<(), String> {
+fn add_domains(domains: &mut Vec<String>, value: &str) -> Result<(), ValueError> {
     for domain in split_list(value) {
         domains.push(parse_hostname(domain)?);
     }
     if domains.is_empty() {
-        return Err("no domain given".to_string());
+        return Err(ValueError::Invalid("no domain given".to_string()));
     }
     Ok(())
 }
 
 /// One `route` line: one push route.
-fn add_route(routes: &mut Vec<PushRoute>, value: &str) -> Result<(), String> {
+fn add_route(routes: &mut Vec<PushRoute>, value: &str) -> Result<(), ValueError> {
     routes.push(PushRoute::parse(value)?);
     Ok(())
 }
 
-fn add_networks(networks: &mut Vec<Cidr>, value: &str) -> Result<(), String> {
+fn add_networks(networks: &mut Vec<Cidr>, value: &str) -> Result<(), ValueError> {
     for net in split_list(value) {
         networks.push(net.parse()?);
     }
     Ok(())
 }
 
-fn add_dns_servers(servers: &mut Vec<SocketAddr>, value: &str) -> Result<(), String> {
+fn add_dns_servers(servers: &mut Vec<SocketAddr>, value: &str) -> Result<(), ValueError> {
     for server in split_list(value) {
         servers.push(parse_dns_server(server)?);
     }
     Ok(())
 }
 
-fn parse_mx_tls(value: &str) -> Result<MxTls, String> {
+fn parse_mx_tls(value: &str) -> Result<MxTls, ValueError> {
     match value {
         "opportunistic" => Ok(MxTls::Opportunistic),
         "require" => Ok(MxTls::Require),
-        _ => Err(format!(
-            "expected opportunistic or require, found {value:?}"
-        )),
+        _ => Err(ValueError::expected("opportunistic or require", value)),
     }
 }
 
-fn parse_smarthost_tls(value: &str) -> Result<SmarthostTls, String> {
+fn parse_smarthost_tls(value: &str) -> Result<SmarthostTls, ValueError> {
     match value {
         "auto" => Ok(SmarthostTls::Auto),
         "starttls" => Ok(SmarthostTls::StartTls),
         "tls" => Ok(SmarthostTls::Tls),
         "none" => Ok(SmarthostTls::None),
-        _ => Err(format!(
-            "expected auto, starttls, tls or none, found {value:?}"
-        )),
+        _ => Err(ValueError::expected("auto, starttls, tls or none", value)),
     }
 }
 
-/// A mailbox, `local@domain`.
-fn parse_address(value: &str) -> Result<Mailbox, String> {
-    crate::smtp::address::parse_mailbox(value).map_err(|e| format!("not an address: {e}"))
+/// `sha256:` and 64 hex digits (see tls::Fingerprint).
+fn parse_fingerprint(value: &str) -> Result<Fingerprint, ValueError> {
+    Fingerprint::parse(value).map_err(|e| ValueError::Invalid(e.to_string()))
 }
 
-fn parse_log(value: &str) -> Result<LogTarget, String> {
+/// A mailbox, `local@domain`.
+fn parse_address(value: &str) -> Result<Mailbox, ValueError> {
+    crate::smtp::address::parse_mailbox(value)
+        .map_err(|e| ValueError::Invalid(format!("not an address: {e}")))
+}
+
+fn parse_log(value: &str) -> Result<LogTarget, ValueError> {
     if value == "stderr" {
         Ok(LogTarget::Stderr)
     } else if value == "syslog" {
@@ -723,13 +727,14 @@ fn parse_log(value: &str) -> Result<LogTarget, String> {
     } else if value.starts_with('/') || value.starts_with('.') {
         Ok(LogTarget::File(PathBuf::from(value)))
     } else {
-        Err(format!(
-            "expected `stderr`, `syslog` or a file path (starting with / or .), found {value:?}"
+        Err(ValueError::expected(
+            "`stderr`, `syslog` or a file path (starting with / or .)",
+            value,
         ))
     }
 }
 
-fn parse_log_level(value: &str) -> Result<log::LevelFilter, String> {
+fn parse_log_level(value: &str) -> Result<log::LevelFilter, ValueError> {
     match value.to_ascii_lowercase().as_str() {
         "off" => Ok(log::LevelFilter::Off),
         "error" => Ok(log::LevelFilter::Error),
@@ -737,29 +742,30 @@ fn parse_log_level(value: &str) -> Result<log::LevelFilter, String> {
         "info" => Ok(log::LevelFilter::Info),
         "debug" => Ok(log::LevelFilter::Debug),
         "trace" => Ok(log::LevelFilter::Trace),
-        _ => Err(format!(
-            "expected off, error, warn, info, debug or trace, found {value:?}"
+        _ => Err(ValueError::expected(
+            "off, error, warn, info, debug or trace",
+            value,
         )),
     }
 }
 
 /// A whole number, 0 included.
-fn parse_number(value: &str) -> Result<usize, String> {
+fn parse_number(value: &str) -> Result<usize, ValueError> {
     value
         .parse::<usize>()
-        .map_err(|_| format!("expected a whole number, found {value:?}"))
+        .map_err(|_| ValueError::expected("a whole number", value))
 }
 
-fn parse_count(value: &str) -> Result<usize, String> {
+fn parse_count(value: &str) -> Result<usize, ValueError> {
     match value.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(0) => Err(ValueError::Zero),
         Ok(n) => Ok(n),
-        Err(_) => Err(format!("expected a whole number, found {value:?}")),
+        Err(_) => Err(ValueError::expected("a whole number", value)),
     }
 }
 
 /// Bytes, with an optional `k` (KiB) or `M` (MiB) suffix.
-pub fn parse_size(value: &str) -> Result<u64, String> {
+pub fn parse_size(value: &str) -> Result<u64, ValueError> {
     let (digits, unit) = match value.as_bytes().last() {
         Some(b'k') | Some(b'K') => (&value[..value.len() - 1], 1024),
         Some(b'M') => (&value[..value.len() - 1], 1024 * 1024),
@@ -770,11 +776,11 @@ pub fn parse_size(value: &str) -> Result<u64, String> {
         .ok()
         .and_then(|n| n.checked_mul(unit))
         .filter(|&n| n > 0)
-        .ok_or_else(|| format!("expected a size such as 512k or 10M, found {value:?}"))
+        .ok_or_else(|| ValueError::expected("a size such as 512k or 10M", value))
 }
 
 /// Seconds, with an optional `s`, `m`, `h` or `d` suffix.
-pub fn parse_duration(value: &str) -> Result<Duration, String> {
+pub fn parse_duration(value: &str) -> Result<Duration, ValueError> {
     let (digits, unit) = match value.as_bytes().last() {
         Some(b's') => (&value[..value.len() - 1], 1),
         Some(b'm') => (&value[..value.len() - 1], 60),
@@ -788,7 +794,7 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
         .and_then(|n| n.checked_mul(unit))
         .filter(|&n| n > 0)
         .map(Duration::from_secs)
-        .ok_or_else(|| format!("expected a duration such as 30s, 5m, 1h or 2d, found {value:?}"))
+        .ok_or_else(|| ValueError::expected("a duration such as 30s, 5m, 1h or 2d", value))
 }
 
 #[cfg(test)]

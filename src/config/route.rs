@@ -6,6 +6,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::line_error::ValueError;
 use crate::smtp::address::{parse_mailbox, Mailbox};
 
 /// The push services tinymta speaks.
@@ -101,16 +102,16 @@ impl Priority {
 
     /// `1`..`5` or ntfy's names (`min`, `low`, `default`, `high`, `max`,
     /// `urgent`).
-    fn parse(value: &str) -> Result<Priority, String> {
+    fn parse(value: &str) -> Result<Priority, ValueError> {
         match value.to_ascii_lowercase().as_str() {
             "1" | "min" => Ok(Priority::MIN),
             "2" | "low" => Ok(Priority::LOW),
             "3" | "default" => Ok(Priority::DEFAULT),
             "4" | "high" => Ok(Priority::HIGH),
             "5" | "max" | "urgent" => Ok(Priority::MAX),
-            _ => Err(format!(
+            _ => Err(ValueError::Invalid(format!(
                 "priority: expected 1 to 5, min, low, default, high or max, found {value:?}"
-            )),
+            ))),
         }
     }
 }
@@ -125,16 +126,16 @@ pub enum Pattern {
 }
 
 impl Pattern {
-    fn parse(value: &str) -> Result<Pattern, String> {
+    fn parse(value: &str) -> Result<Pattern, ValueError> {
         if let Some(domain) = value.strip_prefix("*@") {
             // The domain part of an address is checked as an address's.
             let probe = parse_mailbox(&format!("x@{domain}"))
-                .map_err(|e| format!("{value:?} is no `*@domain`: {e}"))?;
+                .map_err(|e| ValueError::Invalid(format!("{value:?} is no `*@domain`: {e}")))?;
             return Ok(Pattern::Domain(probe.domain.to_ascii_lowercase()));
         }
         parse_mailbox(value)
             .map(Pattern::Address)
-            .map_err(|e| format!("{value:?} is no address or `*@domain`: {e}"))
+            .map_err(|e| ValueError::Invalid(format!("{value:?} is no address or `*@domain`: {e}")))
     }
 
     pub fn domain(&self) -> &str {
@@ -196,57 +197,68 @@ pub struct PushRoute {
 impl PushRoute {
     /// `PATTERN TRANSPORT key=value ...`; errors say what is wrong (the
     /// config adds `file:line: route:`).
-    pub fn parse(value: &str) -> Result<PushRoute, String> {
+    pub fn parse(value: &str) -> Result<PushRoute, ValueError> {
         let mut words = value.split_ascii_whitespace();
         let pattern = Pattern::parse(words.next().unwrap_or_default())?;
-        let transport_name = words
-            .next()
-            .ok_or("expected PATTERN TRANSPORT key=value ...: no transport")?;
+        let transport_name = words.next().ok_or_else(|| {
+            ValueError::Invalid(
+                "expected PATTERN TRANSPORT key=value ...: no transport".to_string(),
+            )
+        })?;
         let transport = Transport::ALL
             .into_iter()
             .find(|t| t.name() == transport_name)
             .ok_or_else(|| {
                 let names: Vec<&str> = Transport::ALL.iter().map(|t| t.name()).collect();
-                format!(
+                ValueError::Invalid(format!(
                     "unknown transport {transport_name:?} ({})",
                     names.join(", ")
-                )
+                ))
             })?;
         let mut settings: Vec<(&str, &str)> = Vec::new();
         for word in words {
             let (key, setting) = word
                 .split_once('=')
-                .ok_or_else(|| format!("expected key=value, found {word:?}"))?;
+                .ok_or_else(|| ValueError::expected("key=value", word))?;
             if !transport.allowed_keys().contains(&key) {
-                return Err(format!(
+                return Err(ValueError::Invalid(format!(
                     "{transport} takes no {key:?} (it takes {})",
                     transport.allowed_keys().join(", ")
-                ));
+                )));
             }
             if setting.is_empty() {
-                return Err(format!("{key}: empty value"));
+                return Err(ValueError::Invalid(format!("{key}: empty value")));
             }
             if settings.iter().any(|(k, _)| *k == key) {
-                return Err(format!("{key} given twice"));
+                return Err(ValueError::Invalid(format!("{key} given twice")));
             }
             settings.push((key, setting));
         }
         let get = |key: &str| settings.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
         for key in transport.required_keys() {
             if get(key).is_none() {
-                return Err(format!("{transport} needs {key}="));
+                return Err(ValueError::Invalid(format!("{transport} needs {key}=")));
             }
         }
         let endpoint = match (get("url"), get("url_file"), transport.default_url()) {
-            (Some(_), Some(_), _) => return Err("url and url_file: give one".to_string()),
+            (Some(_), Some(_), _) => {
+                return Err(ValueError::Invalid(
+                    "url and url_file: give one".to_string(),
+                ))
+            }
             (Some(url), None, _) => Endpoint::Url(check_url(url)?),
             (None, Some(file), _) => Endpoint::File(PathBuf::from(file)),
             (None, None, Some(url)) => Endpoint::Url(url.to_string()),
-            (None, None, None) => return Err(format!("{transport} needs url= or url_file=")),
+            (None, None, None) => {
+                return Err(ValueError::Invalid(format!(
+                    "{transport} needs url= or url_file="
+                )))
+            }
         };
         let fallback = get("fallback")
             .map(|address| {
-                parse_mailbox(address).map_err(|e| format!("fallback: not an address: {e}"))
+                parse_mailbox(address)
+                    .map_err(|e| ValueError::Invalid(format!("fallback: not an address: {e}")))
             })
             .transpose()?;
         Ok(PushRoute {
@@ -275,8 +287,8 @@ impl PushRoute {
 }
 
 /// An endpoint from the config: an http or https URL.
-fn check_url(url: &str) -> Result<String, String> {
-    crate::url::Url::parse(url).map_err(|e| format!("url: {e}"))?;
+fn check_url(url: &str) -> Result<String, ValueError> {
+    crate::url::Url::parse(url).map_err(|e| ValueError::Invalid(format!("url: {e}")))?;
     Ok(url.to_string())
 }
 
@@ -332,7 +344,7 @@ mod tests {
 
     #[test]
     fn bad_route_lines_say_what_is_wrong() {
-        let error = |value: &str| PushRoute::parse(value).unwrap_err();
+        let error = |value: &str| PushRoute::parse(value).unwrap_err().to_string();
         assert_eq!(
             error("nas@push"),
             "expected PATTERN TRANSPORT key=value ...: no transport"

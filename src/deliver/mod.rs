@@ -11,6 +11,8 @@ pub mod remote;
 pub mod route;
 pub mod runner;
 
+use std::fmt;
+use std::path::PathBuf;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
@@ -24,9 +26,53 @@ use crate::smtp::status::Status;
 use crate::spool::queue::Failure;
 use crate::spool::Spool;
 use crate::time::unix_now;
-use crate::tls::ClientConfigs;
+use crate::tls::{ClientConfigs, TlsError};
 use push::PushSecrets;
 use route::Route;
+
+/// Why delivery's settings could not be made from the config: a file it
+/// names, read at start-up (while still root) and at reload. Each text
+/// names the key or the file, as `tinymta -t` and the reload log say it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SettingsError {
+    /// `tls_ca_file` unreadable or without a certificate.
+    TlsCaFile(TlsError),
+    PasswordFile {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// A secret file a push route names (token, user key, URL).
+    SecretFile {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// Its first line is blank.
+    EmptySecret(PathBuf),
+    /// A `url_file` whose line is no URL; the URL itself is the secret, so
+    /// only the file is named.
+    SecretNotUrl(PathBuf),
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SettingsError::TlsCaFile(error) => write!(f, "tls_ca_file: {error}"),
+            SettingsError::PasswordFile { path, error } => {
+                write!(f, "smarthost_password_file {}: {error}", path.display())
+            }
+            SettingsError::SecretFile { path, error } => {
+                write!(f, "route: {}: {error}", path.display())
+            }
+            SettingsError::EmptySecret(path) => write!(f, "route: {}: empty", path.display()),
+            SettingsError::SecretNotUrl(path) => {
+                write!(f, "route: {}: not an http or https URL", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for SettingsError {}
 
 /// What delivery works with, replaced as a whole when SIGHUP re-reads the
 /// config; a job keeps the settings it started with.
@@ -49,7 +95,7 @@ impl DeliverySettings {
     pub fn load(
         config: &Config,
         aliases: Option<Arc<Aliases>>,
-    ) -> Result<DeliverySettings, String> {
+    ) -> Result<DeliverySettings, SettingsError> {
         let password = read_smarthost_password(config)?;
         let push_secrets = PushSecrets::read(&config.route)?;
         DeliverySettings::with_secrets(config, aliases, password, push_secrets)
@@ -63,13 +109,13 @@ impl DeliverySettings {
         aliases: Option<Arc<Aliases>>,
         smarthost_password: Option<String>,
         push_secrets: PushSecrets,
-    ) -> Result<DeliverySettings, String> {
+    ) -> Result<DeliverySettings, SettingsError> {
         let tls = ClientConfigs::new(
             config.tls_ca_file.as_deref(),
             config.tls_verify,
             config.smarthost_fingerprint,
         )
-        .map_err(|e| format!("tls_ca_file: {e}"))?;
+        .map_err(SettingsError::TlsCaFile)?;
         Ok(DeliverySettings {
             config: Arc::new(config.clone()),
             aliases,
@@ -125,12 +171,15 @@ pub fn run_job(
 }
 
 /// The first line of `smarthost_password_file`, if the config names one.
-pub fn read_smarthost_password(config: &Config) -> Result<Option<String>, String> {
+pub fn read_smarthost_password(config: &Config) -> Result<Option<String>, SettingsError> {
     match &config.smarthost_password_file {
         None => Ok(None),
         Some(file) => std::fs::read_to_string(file)
             .map(|text| Some(text.lines().next().unwrap_or_default().to_string()))
-            .map_err(|e| format!("smarthost_password_file {}: {e}", file.display())),
+            .map_err(|error| SettingsError::PasswordFile {
+                path: file.clone(),
+                error,
+            }),
     }
 }
 

@@ -34,8 +34,42 @@ pub struct Options {
     pub config: Option<PathBuf>,
 }
 
+/// A command line `sendmail` or `mail` cannot run: printed after the
+/// program's name, and the exit is EX_USAGE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UsageError {
+    /// A flag that takes a value came last, without one.
+    NeedsValue(char),
+    /// `-b` with a mode other than m, p, s, i or I (the whole word after `-b`).
+    UnsupportedMode(String),
+    /// The whole word, as given.
+    UnknownOption(String),
+    /// `mail -a`, which two `mail`s read in two ways.
+    MailAttachment,
+    /// `mail` with neither To:, Cc: nor Bcc: recipients.
+    NoRecipients,
+}
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UsageError::NeedsValue(flag) => write!(f, "option -{flag} needs a value"),
+            UsageError::UnsupportedMode(mode) => write!(f, "unsupported mode -b{mode}"),
+            UsageError::UnknownOption(arg) => write!(f, "unknown option {arg}"),
+            UsageError::MailAttachment => f.write_str(
+                "-a is not supported: bsd-mailx reads it as a header, GNU mailutils as an \
+                 attachment; put headers in the message and send it with sendmail -t",
+            ),
+            UsageError::NoRecipients => f.write_str("no recipients given"),
+        }
+    }
+}
+
+impl std::error::Error for UsageError {}
+
 /// Parses sendmail's command line (without the program name).
-pub fn parse_args(args: &[String]) -> Result<Options, String> {
+pub fn parse_args(args: &[String]) -> Result<Options, UsageError> {
     let mut options = Options {
         mode: Mode::Deliver,
         recipients: Vec::new(),
@@ -61,13 +95,11 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
         // busybox crond calls it (`-ti`); a flag with a value takes the rest
         // of the word (`-FCronDaemon`, `-oem`) or, without one, the next.
         loop {
-            let value = |i: &mut usize| -> Result<String, String> {
+            let value = |i: &mut usize| -> Result<String, UsageError> {
                 if !attached.is_empty() {
                     return Ok(attached.to_string());
                 }
-                let next = args
-                    .get(*i)
-                    .ok_or(format!("option -{flag} needs a value"))?;
+                let next = args.get(*i).ok_or(UsageError::NeedsValue(flag))?;
                 *i += 1;
                 Ok(next.clone())
             };
@@ -100,7 +132,7 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
                         "s" => Mode::Smtp,
                         // newaliases: tinymta reads the aliases file itself.
                         "i" | "I" => Mode::Deliver,
-                        _ => return Err(format!("unsupported mode -b{attached}")),
+                        _ => return Err(UsageError::UnsupportedMode(attached.to_string())),
                     }
                 }
                 // -q, -q15m, -qR...: run the queue.
@@ -113,7 +145,7 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
                 'B' | 'N' | 'R' | 'V' | 'L' | 'X' | 'h' | 'O' => {
                     value(&mut i)?;
                 }
-                _ => return Err(format!("unknown option {arg}")),
+                _ => return Err(UsageError::UnknownOption(arg.clone())),
             }
             break;
         }
@@ -139,7 +171,7 @@ fn split_flag(arg: &str) -> Option<(char, &str)> {
 /// s-nail and GNU mailutils take them; `-C FILE` as sendmail's. `-a` is
 /// refused: bsd-mailx reads it as a header and mailutils as an attachment,
 /// so a script that uses it means one or the other.
-pub fn parse_mail_args(args: &[String]) -> Result<(Options, String), String> {
+pub fn parse_mail_args(args: &[String]) -> Result<(Options, String), UsageError> {
     let mut options = Options {
         mode: Mode::Deliver,
         recipients: Vec::new(),
@@ -162,11 +194,11 @@ pub fn parse_mail_args(args: &[String]) -> Result<(Options, String), String> {
             to.push(arg.clone());
             continue;
         };
-        let mut value = || -> Result<String, String> {
+        let mut value = || -> Result<String, UsageError> {
             if !attached.is_empty() {
                 return Ok(attached.to_string());
             }
-            let next = args.get(i).ok_or(format!("option -{flag} needs a value"))?;
+            let next = args.get(i).ok_or(UsageError::NeedsValue(flag))?;
             i += 1;
             Ok(next.clone())
         };
@@ -176,20 +208,14 @@ pub fn parse_mail_args(args: &[String]) -> Result<(Options, String), String> {
             'c' => cc.push(value()?),
             'b' => options.recipients.push(value()?),
             'C' => options.config = Some(PathBuf::from(value()?)),
-            'a' => {
-                return Err(
-                    "-a is not supported: bsd-mailx reads it as a header, GNU mailutils as an \
-                     attachment; put headers in the message and send it with sendmail -t"
-                        .to_string(),
-                )
-            }
+            'a' => return Err(UsageError::MailAttachment),
             // Do not read mail.rc; verbose; no interactive prompts.
             'n' | 'v' | 'N' | 'E' => {}
-            _ => return Err(format!("unknown option {arg}")),
+            _ => return Err(UsageError::UnknownOption(arg.clone())),
         }
     }
     if to.is_empty() && cc.is_empty() && options.recipients.is_empty() {
-        return Err("no recipients given".to_string());
+        return Err(UsageError::NoRecipients);
     }
     let mut header = String::new();
     let list = |addresses: &[String]| {
@@ -233,7 +259,7 @@ mod tests {
 
     fn args(line: &str) -> Result<Options, String> {
         let words: Vec<String> = line.split_whitespace().map(String::from).collect();
-        parse_args(&words)
+        parse_args(&words).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -13,6 +13,6 @@ mod headers;
 mod mailq;
 mod submit;
 
-pub use args::{parse_args, parse_mail_args, Mode, Options};
+pub use args::{parse_args, parse_mail_args, Mode, Options, UsageError};
 pub use mailq::list_queue;
 pub use submit::{qualify, submit, SubmitError, Submitter};

@@ -8,7 +8,7 @@ use super::headers::{header_recipients, masquerade_text, qualify_header, quote_p
 use crate::aliases::{add_recipient, Aliases};
 use crate::config::Config;
 use crate::message::header;
-use crate::smtp::address::{parse_mailbox, Mailbox};
+use crate::smtp::address::{parse_mailbox, AddressError, Mailbox};
 use crate::spool::{NewEntry, Spool, SpoolError};
 use crate::sysexits as exit;
 use crate::time::{rfc5322_date, unix_now};
@@ -192,7 +192,7 @@ fn envelope_sender(
 }
 
 /// `root` -> `root@qualify_domain`; a full address as it is.
-pub fn qualify(address: &str, config: &Config) -> Result<Mailbox, String> {
+pub fn qualify(address: &str, config: &Config) -> Result<Mailbox, AddressError> {
     let address = address.trim().trim_start_matches('<').trim_end_matches('>');
     if address.contains('@') {
         parse_mailbox(address)

@@ -60,6 +60,67 @@ impl fmt::Display for Mailbox {
     }
 }
 
+/// Why a path or mailbox is refused; its text follows "Bad sender address
+/// syntax: " in a 501 reply, so each variant's wording is part of the
+/// protocol the client sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AddressError {
+    /// `<` without its `>`.
+    Unclosed,
+    /// Longer than RFC 5321 4.5.3.1.3 allows.
+    PathTooLong,
+    /// Nothing where the address should be.
+    Empty,
+    /// Something other than a space after the path.
+    TextAfter,
+    /// `@a,@b:` not followed by a mailbox, or a hop without `@`.
+    BadSourceRoute,
+    /// Longer than RFC 5321 4.5.3.1.1 allows.
+    LocalPartTooLong,
+    UnterminatedQuote,
+    BadQuotedPair,
+    BadQuotedCharacter,
+    /// A quoted local part followed by something other than `@`.
+    NoAtAfterQuote,
+    /// No `@domain` at all.
+    NoDomain,
+    /// A Dot-string local part with an empty atom or a character outside atext.
+    BadLocalPart(String),
+    EmptyDomain,
+    /// Longer than RFC 5321 4.5.3.1.2 allows.
+    DomainTooLong,
+    BadDomain(String),
+    BadAddressLiteral(String),
+}
+
+impl fmt::Display for AddressError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AddressError::Unclosed => f.write_str("missing closing '>'"),
+            AddressError::PathTooLong => f.write_str("path too long"),
+            AddressError::Empty => f.write_str("empty address"),
+            AddressError::TextAfter => f.write_str("unexpected text after the address"),
+            AddressError::BadSourceRoute => f.write_str("bad source route"),
+            AddressError::LocalPartTooLong => f.write_str("local part longer than 64 octets"),
+            AddressError::UnterminatedQuote => f.write_str("unterminated quoted string"),
+            AddressError::BadQuotedPair => f.write_str("bad quoted pair"),
+            AddressError::BadQuotedCharacter => f.write_str("bad character in quoted string"),
+            AddressError::NoAtAfterQuote => f.write_str("missing '@' after the quoted local part"),
+            AddressError::NoDomain => f.write_str("missing '@domain'"),
+            AddressError::BadLocalPart(local) => write!(f, "bad local part {local:?}"),
+            AddressError::EmptyDomain => f.write_str("empty domain"),
+            AddressError::DomainTooLong => f.write_str("domain longer than 255 octets"),
+            AddressError::BadDomain(domain) => write!(f, "bad domain {domain:?}"),
+            AddressError::BadAddressLiteral(literal) => {
+                write!(f, "bad address literal {literal:?}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for AddressError {}
+
 /// What stands in a MAIL FROM or RCPT TO.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Path {
@@ -73,26 +134,26 @@ pub enum Path {
 /// Parses a path at the start of `input` and returns it with the rest of the
 /// line (the ESMTP parameters). A source route `<@a,@b:user@c>` is accepted
 /// and dropped, as RFC 5321 4.1.1.3 and appendix C require.
-pub fn parse_path(input: &str) -> Result<(Path, &str), String> {
+pub fn parse_path(input: &str) -> Result<(Path, &str), AddressError> {
     let (inner, rest) = if let Some(after) = input.strip_prefix('<') {
-        let end = find_closing_bracket(after).ok_or("missing closing '>'")?;
+        let end = find_closing_bracket(after).ok_or(AddressError::Unclosed)?;
         if end + 2 > MAX_PATH {
-            return Err("path too long".to_string());
+            return Err(AddressError::PathTooLong);
         }
         (&after[..end], &after[end + 1..])
     } else {
         // Lenient like Postfix (strict_rfc821_envelopes = no): a bare address.
         let end = input.find(' ').unwrap_or(input.len());
         if end == 0 {
-            return Err("empty address".to_string());
+            return Err(AddressError::Empty);
         }
         if end + 2 > MAX_PATH {
-            return Err("path too long".to_string());
+            return Err(AddressError::PathTooLong);
         }
         (&input[..end], &input[end..])
     };
     if !rest.is_empty() && !rest.starts_with(' ') {
-        return Err("unexpected text after the address".to_string());
+        return Err(AddressError::TextAfter);
     }
     if inner.is_empty() {
         return Ok((Path::Null, rest));
@@ -122,25 +183,25 @@ fn find_closing_bracket(text: &str) -> Option<usize> {
 }
 
 /// `@a,@b:user@c` -> `user@c`, after checking the route's domains.
-fn strip_source_route(text: &str) -> Result<&str, String> {
+fn strip_source_route(text: &str) -> Result<&str, AddressError> {
     if !text.starts_with('@') {
         return Ok(text);
     }
-    let (route, mailbox) = text.split_once(':').ok_or("bad source route")?;
+    let (route, mailbox) = text.split_once(':').ok_or(AddressError::BadSourceRoute)?;
     for hop in route.split(',') {
-        let domain = hop.strip_prefix('@').ok_or("bad source route")?;
+        let domain = hop.strip_prefix('@').ok_or(AddressError::BadSourceRoute)?;
         check_domain(domain)?;
     }
     Ok(mailbox)
 }
 
 /// `Local-part "@" ( Domain / address-literal )`.
-pub fn parse_mailbox(text: &str) -> Result<Mailbox, String> {
+pub fn parse_mailbox(text: &str) -> Result<Mailbox, AddressError> {
     let at = split_local_part(text)?;
     let local = &text[..at];
     let domain = &text[at + 1..];
     if local.len() > MAX_LOCAL_PART {
-        return Err("local part longer than 64 octets".to_string());
+        return Err(AddressError::LocalPartTooLong);
     }
     if domain.starts_with('[') {
         check_address_literal(domain)?;
@@ -155,30 +216,30 @@ pub fn parse_mailbox(text: &str) -> Result<Mailbox, String> {
 
 /// Checks the local part (Dot-string or Quoted-string) and returns the index
 /// of the `@` after it.
-fn split_local_part(text: &str) -> Result<usize, String> {
+fn split_local_part(text: &str) -> Result<usize, AddressError> {
     let bytes = text.as_bytes();
     if bytes.first() == Some(&b'"') {
         let mut i = 1;
         loop {
             match bytes.get(i) {
-                None => return Err("unterminated quoted string".to_string()),
+                None => return Err(AddressError::UnterminatedQuote),
                 Some(b'"') => break,
                 // quoted-pairSMTP = %d92 %d32-126
                 Some(b'\\') => match bytes.get(i + 1) {
                     Some(32..=126) => i += 2,
-                    _ => return Err("bad quoted pair".to_string()),
+                    _ => return Err(AddressError::BadQuotedPair),
                 },
                 // qtextSMTP = %d32-33 / %d35-91 / %d93-126
                 Some(32..=126) => i += 1,
-                Some(_) => return Err("bad character in quoted string".to_string()),
+                Some(_) => return Err(AddressError::BadQuotedCharacter),
             }
         }
         return match bytes.get(i + 1) {
             Some(b'@') => Ok(i + 1),
-            _ => Err("missing '@' after the quoted local part".to_string()),
+            _ => Err(AddressError::NoAtAfterQuote),
         };
     }
-    let at = text.rfind('@').ok_or("missing '@domain'")?;
+    let at = text.rfind('@').ok_or(AddressError::NoDomain)?;
     let local = &text[..at];
     let atoms_ok = !local.is_empty()
         && local
@@ -187,7 +248,7 @@ fn split_local_part(text: &str) -> Result<usize, String> {
     if atoms_ok {
         Ok(at)
     } else {
-        Err(format!("bad local part {local:?}"))
+        Err(AddressError::BadLocalPart(local.to_string()))
     }
 }
 
@@ -197,12 +258,12 @@ fn is_atext(b: u8) -> bool {
 }
 
 /// `sub-domain *("." sub-domain)`, `sub-domain = Let-dig [Ldh-str]`.
-fn check_domain(domain: &str) -> Result<(), String> {
+fn check_domain(domain: &str) -> Result<(), AddressError> {
     if domain.is_empty() {
-        return Err("empty domain".to_string());
+        return Err(AddressError::EmptyDomain);
     }
     if domain.len() > MAX_DOMAIN {
-        return Err("domain longer than 255 octets".to_string());
+        return Err(AddressError::DomainTooLong);
     }
     let ok = domain.split('.').all(|label| {
         let bytes = label.as_bytes();
@@ -217,7 +278,7 @@ fn check_domain(domain: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("bad domain {domain:?}"))
+        Err(AddressError::BadDomain(domain.to_string()))
     }
 }
 
@@ -235,8 +296,8 @@ pub fn literal_ip(domain: &str) -> Option<IpAddr> {
 }
 
 /// `[1.2.3.4]`, `[IPv6:...]` or a General-address-literal `[tag:text]`.
-fn check_address_literal(literal: &str) -> Result<(), String> {
-    let bad = || format!("bad address literal {literal:?}");
+fn check_address_literal(literal: &str) -> Result<(), AddressError> {
+    let bad = || AddressError::BadAddressLiteral(literal.to_string());
     let inner = literal
         .strip_prefix('[')
         .and_then(|rest| rest.strip_suffix(']'))

@@ -119,7 +119,7 @@ fn parse_mail(arg: &str) -> Result<Command, Reply> {
     let Some(rest) = strip_keyword(arg, "FROM:") else {
         return Err(reply::syntax("Syntax: MAIL FROM:<address>"));
     };
-    let (from, params) = parse_path(rest).map_err(|e| reply::bad_sender(&e))?;
+    let (from, params) = parse_path(rest).map_err(|e| reply::bad_sender(&e.to_string()))?;
     if from == Path::Postmaster {
         // A bare `postmaster` is only allowed as a recipient (RFC 5321 4.1.1.3).
         return Err(reply::bad_sender("missing '@domain'"));
@@ -160,7 +160,7 @@ fn parse_rcpt(arg: &str) -> Result<Command, Reply> {
     let Some(rest) = strip_keyword(arg, "TO:") else {
         return Err(reply::syntax("Syntax: RCPT TO:<address>"));
     };
-    let (to, params) = parse_path(rest).map_err(|e| reply::bad_recipient(&e))?;
+    let (to, params) = parse_path(rest).map_err(|e| reply::bad_recipient(&e.to_string()))?;
     if to == Path::Null {
         return Err(reply::bad_recipient("null recipient"));
     }

@@ -200,7 +200,7 @@ impl QueueEnvelope {
                     envelope.sender = if inner.is_empty() {
                         None
                     } else {
-                        Some(parse_mailbox(inner).map_err(|e| error(line_no, &e))?)
+                        Some(parse_mailbox(inner).map_err(|e| error(line_no, &e.to_string()))?)
                     };
                 }
                 "body" => envelope.body = parse_body(line_no, value)?,
@@ -298,7 +298,7 @@ fn parse_recipient(line: usize, value: &str) -> Result<Recipient, LineError> {
         .ok_or_else(|| error(line, "expected next=N"))?;
     let next_attempt = number(line, next_attempt)?;
     let address = bracketed(line, parts.next().unwrap_or_default())?;
-    let address = parse_mailbox(address).map_err(|e| error(line, &e))?;
+    let address = parse_mailbox(address).map_err(|e| error(line, &e.to_string()))?;
     Ok(Recipient {
         address,
         state,

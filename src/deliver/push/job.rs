@@ -24,7 +24,7 @@ use crate::smtp::address::{parse_mailbox, Mailbox};
 use crate::smtp::command::Body;
 use crate::smtp::status::Status;
 use crate::spool::queue::Failure;
-use crate::spool::{NewEntry, Spool};
+use crate::spool::{NewEntry, Spool, SpoolError};
 use crate::time::unix_now;
 
 /// How much of a response's body its outcome quotes: the start says why
@@ -246,20 +246,23 @@ fn forward(
         )
     };
     // Copied a piece at a time: a large message is never held whole.
-    let queued = (|| -> Result<String, String> {
-        let mut original = spool
-            .open_message(&item.id, item.size)
-            .map_err(|e| e.to_string())?;
-        let mut copy = spool.begin().map_err(|e| e.to_string())?;
+    let queued = (|| -> Result<String, SpoolError> {
+        let mut original = spool.open_message(&item.id, item.size)?;
+        let mut copy = spool.begin()?;
         let mut piece = vec![0; COPY_PIECE];
         loop {
-            let read = original.read(&mut piece).map_err(|e| e.to_string())?;
+            // The open message file's read error, as the spool's errors
+            // that name no path print: the error alone.
+            let read = original.read(&mut piece).map_err(|error| SpoolError::Io {
+                path: std::path::PathBuf::new(),
+                error,
+            })?;
             if read == 0 {
                 break;
             }
-            copy.write(&piece[..read]).map_err(|e| e.to_string())?;
+            copy.write(&piece[..read])?;
         }
-        copy.commit(&entry).map_err(|e| e.to_string())
+        copy.commit(&entry)
     })();
     match queued {
         Ok(id) => Outcome::Forwarded(format!(

@@ -20,6 +20,7 @@ pub mod service;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use super::SettingsError;
 use crate::config::route::{Endpoint, PushRoute};
 
 /// The secrets of the push routes, read from their files at start-up
@@ -39,24 +40,26 @@ impl fmt::Debug for PushSecrets {
 impl PushSecrets {
     /// Reads the first line of each secret file the routes name.
     /// A `url_file` must hold a URL: that is checked here, at start-up.
-    pub fn read(routes: &[PushRoute]) -> Result<PushSecrets, String> {
+    pub fn read(routes: &[PushRoute]) -> Result<PushSecrets, SettingsError> {
         let mut by_file: Vec<(PathBuf, String)> = Vec::new();
         for route in routes {
             for file in route.secret_files() {
                 if by_file.iter().any(|(f, _)| f == file) {
                     continue;
                 }
-                let text = std::fs::read_to_string(file)
-                    .map_err(|e| format!("route: {}: {e}", file.display()))?;
+                let text =
+                    std::fs::read_to_string(file).map_err(|error| SettingsError::SecretFile {
+                        path: file.to_path_buf(),
+                        error,
+                    })?;
                 let secret = text.lines().next().unwrap_or_default().trim().to_string();
                 if secret.is_empty() {
-                    return Err(format!("route: {}: empty", file.display()));
+                    return Err(SettingsError::EmptySecret(file.to_path_buf()));
                 }
                 if route.endpoint == Endpoint::File(file.to_path_buf()) {
                     // The URL itself is the secret: not in the error.
-                    crate::url::Url::parse(&secret).map_err(|_| {
-                        format!("route: {}: not an http or https URL", file.display())
-                    })?;
+                    crate::url::Url::parse(&secret)
+                        .map_err(|_| SettingsError::SecretNotUrl(file.to_path_buf()))?;
                 }
                 by_file.push((file.to_path_buf(), secret));
             }
@@ -106,7 +109,7 @@ mod tests {
         assert_eq!(format!("{secrets:?}"), "PushSecrets(1 files)");
         std::fs::write(&token, "\n").unwrap();
         assert_eq!(
-            PushSecrets::read(&routes).unwrap_err(),
+            PushSecrets::read(&routes).unwrap_err().to_string(),
             format!("route: {}: empty", token.display())
         );
     }

@@ -21,17 +21,39 @@
 //! - webhook: `POST <URL>`, a JSON object with `from`, `to`, `subject`,
 //!   `date`, `message_id`, `priority` (1-5) and `text`.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
 use super::notification::{fit, Limit, Notification};
 use super::PushSecrets;
 use crate::config::route::{Endpoint, Priority, PushRoute, Transport};
 use crate::http::Request;
 use crate::smtp::address::Mailbox;
-use crate::url::Url;
+use crate::url::{Url, UrlError};
 
 /// A service without a documented limit still gets a bounded text.
 const UNDOCUMENTED_LIMIT: Limit = Limit::Bytes(64 * 1024);
+
+/// What keeps a route's request from being made; the push job defers the
+/// message with it (4.3.5: the configuration may be mended).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// A secret file the route names, not among those read at start-up.
+    NotRead(std::path::PathBuf),
+    /// The route's URL, or the one its `url_file` holds.
+    Url(UrlError),
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestError::NotRead(file) => write!(f, "{} was not read at start-up", file.display()),
+            RequestError::Url(error) => write!(f, "url: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for RequestError {}
 
 /// A route's request for one message to one recipient, or what keeps it
 /// from being made (a secret missing, a URL that is none).
@@ -40,21 +62,21 @@ pub fn build_request(
     secrets: &PushSecrets,
     notification: &Notification,
     recipient: &Mailbox,
-) -> Result<Request, String> {
-    let secret = |file: &Option<std::path::PathBuf>| -> Result<Option<&str>, String> {
+) -> Result<Request, RequestError> {
+    let secret = |file: &Option<std::path::PathBuf>| -> Result<Option<&str>, RequestError> {
         match file {
             None => Ok(None),
             Some(file) => secrets
                 .get(file)
                 .map(Some)
-                .ok_or_else(|| format!("{} was not read at start-up", file.display())),
+                .ok_or_else(|| RequestError::NotRead(file.clone())),
         }
     };
     let url = match &route.endpoint {
         Endpoint::Url(url) => Url::parse(url),
         Endpoint::File(file) => Url::parse(secret(&Some(file.clone()))?.unwrap_or_default()),
     }
-    .map_err(|e| format!("url: {e}"))?;
+    .map_err(RequestError::Url)?;
     let token = secret(&route.token_file)?;
     let priority = notification.priority.max(route.priority);
     let n = notification;
