@@ -383,20 +383,24 @@ fn reload(
         )?;
         let settings =
             DeliverySettings::with_secrets(&config, aliases.clone(), password, push_secrets)?;
-        let users = kept.reload_or_keep(
-            "users file",
-            config.auth_users.iter(),
-            config.auth_users == old.auth_users,
-            load_users(&config),
-            || (*ctx.users.get()).clone(),
-        )?;
-        let server_tls = kept.reload_or_keep(
-            "TLS certificate and key",
-            config.tls_cert.iter().chain(&config.tls_key),
-            (&config.tls_cert, &config.tls_key) == (&old.tls_cert, &old.tls_key),
-            load_server_tls(&config),
-            || (*ctx.tls.get()).clone(),
-        )?;
+        let users = kept
+            .reload_or_keep(
+                "users file",
+                config.auth_users.iter(),
+                config.auth_users == old.auth_users,
+                load_users(&config),
+                || (*ctx.users.get()).clone(),
+            )
+            .map_err(ReloadError::Users)?;
+        let server_tls = kept
+            .reload_or_keep(
+                "TLS certificate and key",
+                config.tls_cert.iter().chain(&config.tls_key),
+                (&config.tls_cert, &config.tls_key) == (&old.tls_cert, &old.tls_key),
+                load_server_tls(&config),
+                || (*ctx.tls.get()).clone(),
+            )
+            .map_err(ReloadError::Tls)?;
         Ok::<_, ReloadError>((settings, users, server_tls))
     })();
     let (settings, users, server_tls) = match loaded {
@@ -442,18 +446,6 @@ impl fmt::Display for ReloadError {
 impl From<SettingsError> for ReloadError {
     fn from(error: SettingsError) -> ReloadError {
         ReloadError::Delivery(error)
-    }
-}
-
-impl From<LineError> for ReloadError {
-    fn from(error: LineError) -> ReloadError {
-        ReloadError::Users(error)
-    }
-}
-
-impl From<ConfigError> for ReloadError {
-    fn from(error: ConfigError) -> ReloadError {
-        ReloadError::Tls(error)
     }
 }
 
