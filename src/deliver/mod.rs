@@ -24,6 +24,7 @@ use crate::log::Escaped;
 use crate::smtp::address::Mailbox;
 use crate::smtp::status::Status;
 use crate::spool::queue::Failure;
+use crate::spool::waker::QueueNews;
 use crate::spool::Spool;
 use crate::time::unix_now;
 use crate::tls::{ClientConfigs, TlsError};
@@ -236,10 +237,8 @@ pub enum Outcome {
 
 /// What wakes the queue runner's scheduler.
 pub enum RunnerEvent {
-    /// This process queued a message with this id.
-    Queued(String),
-    /// Try everything now, deferred mail too (SIGUSR1, `tinymta flush`).
-    Flush,
+    /// The queue's news: an entry this process queued, or a flush.
+    News(QueueNews),
     /// A worker has outcomes for one message.
     Done(ItemResult),
 }

@@ -216,10 +216,7 @@ pub fn start(
     }
     // The runner listens to the queue's news among its workers' results.
     let waker = QueueWaker::new(move |news| {
-        let _ = events.send(match news {
-            QueueNews::Queued(id) => Event::Queued(id),
-            QueueNews::Flush => Event::Flush,
-        });
+        let _ = events.send(Event::News(news));
     });
     let alarms = load_alarms(&spool);
     let scheduler = Scheduler {
@@ -386,8 +383,8 @@ impl Scheduler {
             };
             for event in std::iter::once(first).chain(events.try_iter()) {
                 match event {
-                    Event::Queued(id) => self.queued.push(id),
-                    Event::Flush => {
+                    Event::News(QueueNews::Queued(id)) => self.queued.push(id),
+                    Event::News(QueueNews::Flush) => {
                         log::info!("flushing the queue");
                         self.retry_at.clear();
                         scan_due = true;
